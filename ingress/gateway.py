@@ -1,0 +1,65 @@
+"""The ingress's Kafka side: one producer, this replica's egress reader, and the stage monitor."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+from aiokafka import AIOKafkaProducer
+
+from ingress.egress import EgressReader
+from ingress.health import StageMonitor
+from processors.runtime import STAGES
+from schemas import Record, SessionRecord, encode
+from streams.admin import ensure_topics
+from streams.settings import Settings
+from streams.topics import TopicSpec
+
+log = logging.getLogger(__name__)
+
+
+class Gateway:
+    """Produce caller records, route egress events to sessions, watch stage liveness.
+
+    ``sessions`` maps session id -> an object with ``async deliver(record)``; only
+    the session's own events are delivered to it.
+    """
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.sessions: dict[str, object] = {}
+
+    async def start(self) -> None:
+        """Create missing topics, connect the producer, start reading egress and heartbeats."""
+        settings = self.settings
+        # acks=1 and no idempotence: the embedded broker (Tansu) fails InitProducerId.
+        self.producer = AIOKafkaProducer(bootstrap_servers=settings.bootstrap, linger_ms=0,
+                                         max_request_size=8 * 1024 * 1024)
+        self.egress = EgressReader(settings, self.deliver)
+        self.monitor = StageMonitor(settings, list(STAGES))
+        await ensure_topics(settings)
+        await self.producer.start()
+        await self.egress.start()
+        await self.monitor.start()
+
+    async def stop(self) -> None:
+        """Close every Kafka client."""
+        await asyncio.gather(self.egress.stop(), self.monitor.stop(), return_exceptions=True)
+        await self.producer.stop()
+
+    async def produce(self, topic: TopicSpec, record: Record) -> None:
+        """Produce ``record`` keyed by its session and wait for the broker's acknowledgement."""
+        key = record.session_id.encode() if isinstance(record, SessionRecord) else None
+        await self.producer.send_and_wait(topic.name, encode(record), key=key)
+
+    async def deliver(self, record: SessionRecord) -> None:
+        """Hand an egress event to the session it belongs to, if it is connected here."""
+        session = self.sessions.get(record.session_id)
+        if session is not None:
+            await session.deliver(record)  # type: ignore[attr-defined]
+
+    async def health(self) -> tuple[bool, dict[str, object]]:
+        """(healthy, details): healthy when the broker answers and every stage has a live worker."""
+        stages = self.monitor.status()
+        broker = self.monitor.broker_up()
+        return broker and all(stages.values()), {"broker": broker, "stages": stages}

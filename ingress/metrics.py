@@ -1,0 +1,18 @@
+"""Prometheus metrics of the ingress."""
+
+from __future__ import annotations
+
+from prometheus_client import Counter, Gauge, Histogram
+
+from processors.metrics import LATENCY_BUCKETS
+
+ACTIVE_SESSIONS = Gauge("voxbus_active_sessions", "Caller sessions open on this ingress.")
+TURNS = Counter("voxbus_turns_total", "Completed turns.", ["source"])
+VOICE_TO_VOICE = Histogram(
+    "voxbus_voice_to_voice_seconds", "End of caller speech to first reply audio byte sent.",
+    buckets=LATENCY_BUCKETS,
+)
+STAGE_LATENCY = Histogram(
+    "voxbus_turn_stage_seconds", "Per-stage latency of completed turns.", ["span"], buckets=LATENCY_BUCKETS
+)
+REJECTIONS = Counter("voxbus_ingress_rejections_total", "Rejected frames or sessions.", ["code"])

@@ -1,0 +1,64 @@
+"""The caller protocol of ``/v1/stream`` (JSON text frames + binary PCM frames).
+
+Client -> server:
+
+* ``{"type": "start", "sample_rate": 16000, "encoding": "pcm_s16le", "session_id"?: str, "speak"?: bool}``
+  first frame of a session; ``session_id`` resumes a session after a reconnect.
+* binary frames: PCM16LE mono audio at ``sample_rate``.
+* ``{"type": "text", "text": "..."}``: a turn through the text channel.
+* ``{"type": "end"}``: the caller hangs up (closing the socket does the same).
+
+Server -> client: ``ready``, ``transcript``, ``intent``, ``reply_text``,
+``reply_audio`` (a JSON header, then one binary frame of ``bytes`` PCM16LE bytes
+unless 0), ``turn_end`` and ``error``; see ``README.md``.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, TypeAdapter
+
+from schemas.base import SESSION_ID_PATTERN
+
+SUPPORTED_RATES = (8000, 16000, 22050, 24000, 32000, 44100, 48000)
+"""Caller sample rates (Hz) the ingress accepts and resamples to the bus rate."""
+
+
+class _Message(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class Start(_Message):
+    """Open a session (or resume one with ``session_id``)."""
+
+    type: Literal["start"]
+    sample_rate: int
+    encoding: Literal["pcm_s16le"] = "pcm_s16le"
+    session_id: Annotated[str, StringConstraints(pattern=SESSION_ID_PATTERN)] | None = None
+    speak: bool = True
+
+
+class Text(_Message):
+    """A caller turn typed instead of spoken."""
+
+    type: Literal["text"]
+    text: Annotated[str, StringConstraints(min_length=1, max_length=2000, strip_whitespace=True)]
+
+
+class End(_Message):
+    """The caller hangs up."""
+
+    type: Literal["end"]
+
+
+ClientMessage = TypeAdapter(Annotated[Start | Text | End, Field(discriminator="type")])
+"""Validator of any client JSON message."""
+
+
+class ProtocolError(ValueError):
+    """A client frame broke the protocol; ``code`` is sent to the client with the message."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code

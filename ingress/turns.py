@@ -1,0 +1,102 @@
+"""Per-turn bookkeeping at the ingress: what the caller got, and the turn record for analytics."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+
+from schemas import ErrorEvent, IntentResult, ReplyText, SynthAudio, Transcript, TurnRecord, VadEvent
+
+STAGE_SPANS: dict[str, tuple[str, str]] = {
+    "endpointing": ("vad.speech_end", "vad.emit"),
+    "asr_wait": ("vad.emit", "asr.start"),
+    "asr": ("asr.start", "asr.end"),
+    "intent": ("asr.end", "intent.end"),
+    "retrieval": ("intent.end", "retrieval.end"),
+    "llm_ttft": ("generation.start", "generation.first_token"),
+    "first_sentence": ("retrieval.end", "generation.sentence0"),
+    "tts_first_sentence": ("generation.sentence0", "tts.sentence0"),
+    "egress": ("tts.sentence0", "ingress.first_audio"),
+    "voice_to_voice": ("vad.speech_end", "ingress.first_audio"),
+    "text_to_first_sentence": ("ingress.text", "ingress.first_reply_text"),
+}
+"""Latency name -> (start mark, end mark); a latency is reported when both marks exist.
+
+``voice_to_voice`` is the end of caller speech (as placed by the VAD) to the first
+byte of reply audio sent to the caller; it includes the endpointing silence.
+"""
+
+
+def stage_latencies(marks: dict[str, float]) -> dict[str, float]:
+    """Per-stage latencies in ms, from the marks (epoch s) of one turn."""
+    return {
+        name: round((marks[end] - marks[start]) * 1000.0, 1)
+        for name, (start, end) in STAGE_SPANS.items()
+        if start in marks and end in marks
+    }
+
+
+@dataclass
+class Turn:
+    """What the ingress has seen of one turn."""
+
+    turn_id: str
+    source: str = "voice"
+    transcript: str = ""
+    intent: str = ""
+    confidence: float = 0.0
+    sentiment: str = "neutral"
+    sentiment_score: float = 0.0
+    sentences: list[str] = field(default_factory=list)
+    marks: dict[str, float] = field(default_factory=dict)
+    text_done: bool = False
+    audio_done: bool = False
+    speak: bool = True
+    failed: bool = False
+    dropped: bool = False
+
+    def absorb(self, event: VadEvent | Transcript | IntentResult | ReplyText | SynthAudio | ErrorEvent) -> None:
+        """Merge one caller-facing event into the turn."""
+        marks = getattr(event, "marks", None)
+        if marks:
+            self.marks.update(marks)
+        if isinstance(event, VadEvent):
+            self.marks[f"vad.{event.kind}"] = event.ts
+            self.dropped = event.kind == "speech_end" and not event.utterance
+        elif isinstance(event, Transcript):
+            self.transcript, self.source, self.speak = event.text, event.source, event.speak
+        elif isinstance(event, IntentResult):
+            self.intent, self.confidence = event.intent, event.confidence
+            self.sentiment, self.sentiment_score = event.sentiment, event.sentiment_score
+        elif isinstance(event, ReplyText):
+            self.marks.setdefault("ingress.first_reply_text", time.time())
+            if event.text:
+                self.sentences.append(event.text)
+            self.text_done = self.text_done or event.final
+        elif isinstance(event, SynthAudio):
+            if event.pcm:
+                self.marks.setdefault("ingress.first_audio", time.time())
+            self.audio_done = self.audio_done or event.final
+        elif isinstance(event, ErrorEvent):
+            self.failed = True
+
+    @property
+    def complete(self) -> bool:
+        """True once the reply text (and, for spoken turns, its audio) has been delivered."""
+        if self.failed or self.dropped:
+            return True
+        if self.marks and not self.transcript and "asr.end" in self.marks:
+            return True  # Whisper heard no speech: nothing to answer
+        return self.text_done and (self.audio_done or not self.speak)
+
+    def record(self, session_id: str, egress_partition: int) -> TurnRecord:
+        """The analytics record of this (complete) turn."""
+        latencies = stage_latencies(self.marks)
+        return TurnRecord(
+            session_id=session_id, egress_partition=egress_partition, turn_id=self.turn_id,
+            source="text" if self.source == "text" else "voice", transcript=self.transcript,
+            intent=self.intent, confidence=self.confidence, sentiment=self.sentiment,
+            sentiment_score=self.sentiment_score, reply_text=" ".join(self.sentences),
+            marks=self.marks, latency_ms=latencies, voice_to_voice_ms=latencies.get("voice_to_voice"),
+            ts=time.time(),
+        )

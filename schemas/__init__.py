@@ -1,0 +1,32 @@
+"""Typed, versioned records of the voxbus bus, msgpack on the wire (:mod:`schemas.codec`)."""
+
+from schemas.audio import BUS_SAMPLE_RATE, AudioChunk, SessionControl, SynthAudio, Utterance
+from schemas.base import Record, SessionRecord
+from schemas.codec import SchemaError, decode, encode
+from schemas.events import DeadLetter, ErrorEvent, StageHeartbeat, TurnRecord, VadEvent
+from schemas.text import Intent, IntentResult, Passage, ReplyText, RetrievalResult, Sentiment, Transcript
+
+__all__ = [
+    "BUS_SAMPLE_RATE",
+    "AudioChunk",
+    "DeadLetter",
+    "ErrorEvent",
+    "Intent",
+    "IntentResult",
+    "Passage",
+    "Record",
+    "ReplyText",
+    "RetrievalResult",
+    "SchemaError",
+    "Sentiment",
+    "SessionControl",
+    "SessionRecord",
+    "StageHeartbeat",
+    "SynthAudio",
+    "Transcript",
+    "TurnRecord",
+    "Utterance",
+    "VadEvent",
+    "decode",
+    "encode",
+]

@@ -1,0 +1,124 @@
+"""Audio records: what the caller said and what voxbus says back.
+
+All audio on the bus is PCM16 little-endian mono (``pcm`` bytes, 2 bytes per sample).
+Caller audio on the bus is at :data:`BUS_SAMPLE_RATE`; synthesized audio is at the
+voice's native rate, stated in each record.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field, field_validator, model_validator
+
+from schemas.base import EpochSeconds, Marks, SessionRecord, TurnId
+
+BUS_SAMPLE_RATE = 16_000
+"""Sample rate (Hz) of caller audio on the bus: what silero-vad and Whisper expect."""
+
+BYTES_PER_SAMPLE = 2
+"""PCM16: two bytes per mono sample."""
+
+
+def _even_pcm(pcm: bytes) -> bytes:
+    if len(pcm) % BYTES_PER_SAMPLE:
+        raise ValueError(f"PCM16 needs an even byte count, got {len(pcm)} bytes")
+    return pcm
+
+
+class AudioChunk(SessionRecord):
+    """A slice of caller audio, as cut by the ingress.
+
+    Attributes:
+        seq: 0-based chunk number within the session; with ``session_id`` it makes
+            the chunk's idempotency key.
+        start_sample: offset of the first sample from the session start, in samples.
+        sample_rate: Hz; always :data:`BUS_SAMPLE_RATE` on the bus.
+        pcm: PCM16LE mono bytes, ``len(pcm) // 2`` samples.
+        recv_ts: wall-clock time (epoch s) the ingress received the chunk's last byte.
+    """
+
+    type: Literal["audio_chunk"] = "audio_chunk"
+    seq: int = Field(ge=0)
+    start_sample: int = Field(ge=0)
+    sample_rate: Literal[16000] = BUS_SAMPLE_RATE
+    pcm: bytes
+    recv_ts: EpochSeconds
+
+    _check_pcm = field_validator("pcm")(_even_pcm)
+
+    @property
+    def num_samples(self) -> int:
+        """Number of samples in ``pcm``."""
+        return len(self.pcm) // BYTES_PER_SAMPLE
+
+
+class SessionControl(SessionRecord):
+    """Start, configure or end a session; keyed and ordered with the session's audio.
+
+    Attributes:
+        action: ``start`` (first record of a session), ``config`` (settings change)
+            or ``end`` (the caller hung up; stages flush and drop session state).
+        config: free-form per-session settings (e.g. ``{"speak": False}``).
+        ts: wall-clock time (epoch s) of the action at the ingress.
+    """
+
+    type: Literal["session_control"] = "session_control"
+    action: Literal["start", "config", "end"]
+    config: dict[str, str | int | float | bool] = Field(default_factory=dict)
+    ts: EpochSeconds
+
+
+class Utterance(SessionRecord):
+    """One speech segment found by VAD endpointing: the unit of a caller turn.
+
+    Attributes:
+        turn_id: deterministic id (``"a<start_sample>"``) so a reprocessed chunk
+            stream yields the same turn id.
+        start_sample / end_sample: segment bounds from the session start, in samples
+            at ``sample_rate`` (padding included).
+        pcm: PCM16LE mono bytes of the segment, undenoised.
+        speech_end_ts: wall-clock time (epoch s) at which the caller stopped
+            speaking (estimated from chunk receive times).
+    """
+
+    type: Literal["utterance"] = "utterance"
+    turn_id: TurnId
+    start_sample: int = Field(ge=0)
+    end_sample: int = Field(ge=0)
+    sample_rate: Literal[16000] = BUS_SAMPLE_RATE
+    pcm: bytes
+    speech_end_ts: EpochSeconds
+    marks: Marks = Field(default_factory=dict)
+
+    _check_pcm = field_validator("pcm")(_even_pcm)
+
+    @model_validator(mode="after")
+    def _bounds(self) -> Utterance:
+        if self.end_sample < self.start_sample:
+            raise ValueError("end_sample precedes start_sample")
+        return self
+
+
+class SynthAudio(SessionRecord):
+    """A chunk of synthesized reply audio for one reply sentence.
+
+    Attributes:
+        turn_id: the turn this audio answers.
+        index: sentence index within the reply (0-based).
+        seq: chunk number within the sentence (0-based).
+        sample_rate: Hz of ``pcm`` (the voice's native rate, 22050 for Piper medium).
+        pcm: PCM16LE mono bytes.
+        final: True on the last chunk of the last sentence of the turn.
+    """
+
+    type: Literal["synth_audio"] = "synth_audio"
+    turn_id: TurnId
+    index: int = Field(ge=0)
+    seq: int = Field(ge=0)
+    sample_rate: int = Field(gt=0, le=192_000)
+    pcm: bytes
+    final: bool = False
+    marks: Marks = Field(default_factory=dict)
+
+    _check_pcm = field_validator("pcm")(_even_pcm)

@@ -1,0 +1,102 @@
+"""msgpack wire codec for :mod:`schemas` records.
+
+A record is encoded as a msgpack map of its fields (``bytes`` as msgpack bin, so PCM
+travels without base64).  Decoding validates the map against the class named by its
+``type`` field and rejects unknown versions, so a stage never acts on a malformed
+record: it gets a :class:`SchemaError` and dead-letters the input.
+"""
+
+from __future__ import annotations
+
+from typing import Any, TypeVar
+
+import msgpack
+from pydantic import ValidationError
+
+from schemas.audio import AudioChunk, SessionControl, SynthAudio, Utterance
+from schemas.base import Record
+from schemas.events import DeadLetter, ErrorEvent, StageHeartbeat, TurnRecord, VadEvent
+from schemas.text import IntentResult, ReplyText, RetrievalResult, Transcript
+
+R = TypeVar("R", bound=Record)
+
+REGISTRY: dict[str, type[Record]] = {
+    cls.model_fields["type"].default: cls
+    for cls in (
+        AudioChunk,
+        SessionControl,
+        Utterance,
+        SynthAudio,
+        Transcript,
+        IntentResult,
+        RetrievalResult,
+        ReplyText,
+        ErrorEvent,
+        TurnRecord,
+        DeadLetter,
+        StageHeartbeat,
+        VadEvent,
+    )
+}
+"""Wire ``type`` tag -> record class."""
+
+MAX_RECORD_BYTES = 4 * 1024 * 1024
+"""Largest record accepted by :func:`decode` (bytes); a 30 s utterance is ~1 MB."""
+
+
+class SchemaError(ValueError):
+    """A record could not be decoded or failed validation; ``str()`` is the reason."""
+
+
+def encode(record: Record) -> bytes:
+    """Encode ``record`` as msgpack bytes.
+
+    Raises:
+        TypeError: a field holds a value msgpack cannot encode (a bug in the caller).
+    """
+    return msgpack.packb(record.model_dump(mode="python"), use_bin_type=True)
+
+
+def decode(data: bytes, *expected: type[R]) -> R:
+    """Decode msgpack ``data`` into a validated record.
+
+    Args:
+        data: the record value as read from Kafka.
+        *expected: accepted record classes; none means any registered class.
+
+    Returns:
+        The record, an instance of one of ``expected``.
+
+    Raises:
+        SchemaError: not msgpack, not a map, unknown ``type``, unsupported version,
+            a type outside ``expected``, or a field that fails validation.
+    """
+    if not isinstance(data, bytes | bytearray | memoryview):
+        raise SchemaError(f"record value must be bytes, got {type(data).__name__}")
+    if len(data) > MAX_RECORD_BYTES:
+        raise SchemaError(f"record of {len(data)} bytes exceeds {MAX_RECORD_BYTES}")
+    try:
+        fields: Any = msgpack.unpackb(data, raw=False, strict_map_key=True)
+    except Exception as exc:  # msgpack raises several unrelated exception types
+        raise SchemaError(f"not msgpack: {exc.__class__.__name__}: {exc}") from None
+    if not isinstance(fields, dict):
+        raise SchemaError(f"record must be a msgpack map, got {type(fields).__name__}")
+    tag = fields.get("type")
+    cls = REGISTRY.get(tag) if isinstance(tag, str) else None
+    if cls is None:
+        raise SchemaError(f"unknown record type {tag!r}")
+    if expected and cls not in expected:
+        names = ", ".join(c.model_fields["type"].default for c in expected)
+        raise SchemaError(f"record type {tag!r} is not accepted here (expected {names})")
+    version = fields.get("v")
+    if version not in cls.VERSIONS:
+        raise SchemaError(f"{tag} version {version!r} unsupported (supported {sorted(cls.VERSIONS)})")
+    try:
+        return cls.model_validate(fields)  # type: ignore[return-value]
+    except ValidationError as exc:
+        raise SchemaError(f"invalid {tag}: {_summarize(exc)}") from None
+
+
+def _summarize(exc: ValidationError) -> str:
+    parts = [f"{'.'.join(map(str, e['loc'])) or '<root>'}: {e['msg']}" for e in exc.errors()[:5]]
+    return "; ".join(parts)

@@ -1,0 +1,119 @@
+"""Operational records: caller-facing errors, barge-in, analytics, dead letters, liveness."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from schemas.base import EpochSeconds, Marks, Record, SessionRecord, TurnId
+
+
+class ErrorEvent(SessionRecord):
+    """An error the caller must hear about (the turn failed, the stage timed out).
+
+    Attributes:
+        turn_id: the failed turn, or empty when the error is session-wide.
+        stage: the stage that failed.
+        code: a stable machine-readable code, e.g. ``llm_timeout``.
+        message: a human-readable explanation.
+    """
+
+    type: Literal["error_event"] = "error_event"
+    turn_id: str = ""
+    stage: str
+    code: str
+    message: str
+
+
+class VadEvent(SessionRecord):
+    """The VAD heard the caller start or stop speaking (to ``voxbus.egress``).
+
+    ``speech_start`` opens a turn at the caller (and is the barge-in signal);
+    ``speech_end`` closes the speech part: ``utterance`` is False when the segment was
+    too short to be a turn (a cough, a backchannel), so no transcript will follow.
+
+    Attributes:
+        turn_id: the turn (``"a<start_sample>"``, as on the utterance).
+        kind: ``speech_start`` or ``speech_end``.
+        sample: session sample offset of the event (16 kHz).
+        ts: wall-clock time (epoch s) at which that sample reached the ingress.
+        utterance: for ``speech_end``, whether an utterance was emitted.
+    """
+
+    type: Literal["vad_event"] = "vad_event"
+    turn_id: str
+    kind: Literal["speech_start", "speech_end"]
+    sample: int
+    ts: EpochSeconds
+    utterance: bool = True
+
+
+class TurnRecord(SessionRecord):
+    """One completed turn, for analytics (topic ``voxbus.turns``).
+
+    Attributes:
+        turn_id: the turn.
+        source: ``voice`` or ``text``.
+        transcript: what the caller said.
+        intent / confidence / sentiment / sentiment_score: from the intent stage.
+        reply_text: the full reply as produced.
+        marks: every stage's wall-clock timestamps (epoch s).
+        latency_ms: derived per-stage latencies (ms), keys as in
+            :func:`ingress.turns.stage_latencies`.
+        voice_to_voice_ms: end of caller speech to first reply audio byte sent (ms),
+            None on the text channel.
+        ts: wall-clock time (epoch s) the record was made.
+    """
+
+    type: Literal["turn_record"] = "turn_record"
+    turn_id: TurnId
+    source: Literal["voice", "text"]
+    transcript: str
+    intent: str
+    confidence: float
+    sentiment: str
+    sentiment_score: float
+    reply_text: str
+    marks: Marks
+    latency_ms: dict[str, float]
+    voice_to_voice_ms: float | None = None
+    ts: EpochSeconds
+
+
+class DeadLetter(Record):
+    """A record a stage could not process, with the reason (topic ``voxbus.dead-letter``).
+
+    Attributes:
+        stage: the stage that rejected it.
+        topic / partition / offset: where the record was read.
+        reason: why (decode error, schema violation, processing exception).
+        payload: the original record value, byte for byte.
+        session_id: the record's key when it had one.
+        ts: wall-clock time (epoch s) of the rejection.
+    """
+
+    type: Literal["dead_letter"] = "dead_letter"
+    stage: str
+    topic: str
+    partition: int
+    offset: int
+    reason: str
+    payload: bytes
+    session_id: str = ""
+    ts: EpochSeconds
+
+
+class StageHeartbeat(Record):
+    """Liveness of one stage worker, produced every few seconds (``voxbus.heartbeats``).
+
+    Attributes:
+        stage: stage name (``vad``, ``asr``...).
+        instance: worker instance id (host:pid).
+        ts: wall-clock time (epoch s).
+        ready: True once the worker's models are loaded and it consumes.
+    """
+
+    type: Literal["stage_heartbeat"] = "stage_heartbeat"
+    stage: str
+    instance: str
+    ts: EpochSeconds
+    ready: bool = True

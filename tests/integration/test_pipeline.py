@@ -1,0 +1,157 @@
+"""A real caller through every stage, each its own process and consumer group."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import urllib.request
+import uuid
+
+import aiohttp
+import numpy as np
+import pytest
+import soxr
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+
+from processors.runtime import STAGES, stage_class
+from schemas import DeadLetter, TurnRecord, decode
+from streams.app import group_id
+from streams.topics import DEAD_LETTER, TURNS, UTTERANCES
+from tests.conftest import DATA, load_clip, wer
+from voxbus.client import ask, call
+
+pytestmark = pytest.mark.integration
+
+CLIP = "sense_and_sensibility_01_austen_64kb-0880"
+STAGE_MARKS = ["vad.speech_end", "vad.emit", "asr.start", "asr.end", "intent.end", "retrieval.end",
+               "generation.start", "generation.first_token", "generation.sentence0", "tts.sentence0",
+               "ingress.first_audio"]
+
+
+async def read_topic(bootstrap: str, topic: str, match, timeout_s: float = 15.0):
+    consumer = AIOKafkaConsumer(topic, bootstrap_servers=bootstrap, auto_offset_reset="earliest",
+                                enable_auto_commit=False, fetch_max_wait_ms=50)
+    await consumer.start()
+    try:
+        deadline = asyncio.get_running_loop().time() + timeout_s
+        while asyncio.get_running_loop().time() < deadline:
+            for messages in (await consumer.getmany(timeout_ms=500)).values():
+                for message in messages:
+                    record = decode(message.value)
+                    if match(record):
+                        return record
+        raise AssertionError(f"no matching record on {topic} within {timeout_s} s")
+    finally:
+        await consumer.stop()
+
+
+@pytest.fixture(scope="module")
+def voice_call(url):
+    session_id = f"it-{uuid.uuid4().hex[:8]}"
+    turns = asyncio.run(call(url, DATA / f"{CLIP}.wav", session_id=session_id))
+    return session_id, turns
+
+
+def test_spoken_question_gets_a_spoken_answer(voice_call, recognizer):
+    _session, turns = voice_call
+    assert len(turns) == 1
+    turn = turns[0]
+    _audio, reference = load_clip(CLIP)
+    assert wer(reference, turn.transcript) <= 0.25, turn.transcript
+    assert turn.reply_text.strip()
+    assert turn.reply_sample_rate == 22050
+    reply = np.frombuffer(bytes(turn.reply_audio), "<i2").astype(np.float32) / 32768
+    heard = recognizer.transcribe(soxr.resample(reply, 22050, 16000)).text
+    assert wer(turn.reply_text, heard) <= 0.4, (turn.reply_text, heard)
+    assert turn.voice_to_voice_ms and turn.voice_to_voice_ms > 0
+    print("\nvoice-to-voice", turn.voice_to_voice_ms, "ms;", json.dumps(turn.latency_ms))
+
+
+async def test_turn_record_has_every_stage_timestamp(voice_call, stack):
+    session_id, _turns = voice_call
+    record = await read_topic(stack.bootstrap, TURNS.name,
+                              lambda r: isinstance(r, TurnRecord) and r.session_id == session_id)
+    missing = [mark for mark in STAGE_MARKS if mark not in record.marks]
+    assert not missing, missing
+    times = [record.marks[m] for m in STAGE_MARKS]
+    assert times == sorted(times), dict(zip(STAGE_MARKS, times, strict=True))
+    assert record.voice_to_voice_ms == record.latency_ms["voice_to_voice"] > 0
+
+
+async def test_every_stage_committed_offsets(voice_call, stack):
+    await asyncio.sleep(1.5)  # > broker_commit_interval
+    for name in STAGES:
+        stage = stage_class(name)
+        # OffsetFetch through a consumer of the stage's group (Tansu does not answer the
+        # admin client's ListConsumerGroupOffsets); the consumer never joins the group.
+        consumer = AIOKafkaConsumer(bootstrap_servers=stack.bootstrap, group_id=group_id(name),
+                                    enable_auto_commit=False)
+        await consumer.start()
+        try:
+            partitions = consumer.partitions_for_topic(stage.input.name)
+            committed = [await consumer.committed(TopicPartition(stage.input.name, p)) for p in partitions]
+            assert sum(offset or 0 for offset in committed) > 0, f"{name} committed nothing"
+        finally:
+            await consumer.stop()
+
+
+def test_text_channel(url):
+    turn = asyncio.run(ask(url, "When is my bill due?"))
+    assert turn.intent == "billing"
+    assert turn.reply_text.strip()
+    assert not turn.reply_audio
+
+
+async def test_garbage_on_a_topic_is_dead_lettered(stack):
+    producer = AIOKafkaProducer(bootstrap_servers=stack.bootstrap)
+    await producer.start()
+    marker = uuid.uuid4().hex[:12].encode()
+    await producer.send_and_wait(UTTERANCES.name, b"\xc1not msgpack " + marker, key=b"poison")
+    await producer.stop()
+    letter = await read_topic(stack.bootstrap, DEAD_LETTER.name,
+                              lambda r: isinstance(r, DeadLetter) and marker in r.payload)
+    assert letter.stage == "asr" and letter.reason.startswith("schema: not msgpack")
+    assert letter.session_id == "poison"
+
+
+async def _first_events(url, start, frames=()):
+    async with aiohttp.ClientSession() as http, http.ws_connect(url) as ws:
+        await ws.send_str(start)
+        events = []
+        for frame in frames:
+            await ws.send_bytes(frame)
+        try:
+            while len(events) < 3:
+                msg = await ws.receive(timeout=3)
+                if msg.type != aiohttp.WSMsgType.TEXT:
+                    break
+                events.append(json.loads(msg.data))
+        except TimeoutError:
+            pass
+        return events, ws.close_code
+
+
+@pytest.mark.parametrize(("start", "frames", "code", "close"), [
+    ("not json", (), "bad_json", 4400),
+    ('{"type": "start", "sample_rate": 11025}', (), "bad_sample_rate", 4400),
+    ('{"type": "start", "sample_rate": 16000, "colour": "red"}', (), "bad_message", 4400),
+    ('{"type": "text", "text": "hi"}', (), "expected_start", 4400),
+    ('{"type": "start", "sample_rate": 16000}', (b"\x01\x02\x03",), "odd_length", None),
+])
+async def test_bad_input_gets_a_clear_error_and_the_server_stays_up(stack, url, start, frames, code, close):
+    events, close_code = await _first_events(url, start, frames)
+    errors = [e for e in events if e["type"] == "error"]
+    assert errors and errors[0]["code"] == code, events
+    if close is not None:
+        assert close_code == close
+    health = urllib.request.urlopen(f"http://{stack.host}:{stack.port}/healthz", timeout=5)
+    assert health.status == 200
+
+
+def test_each_stage_serves_prometheus_metrics(voice_call, stack):
+    for index, stage in enumerate(STAGES):
+        body = urllib.request.urlopen(f"http://{stack.host}:{stack.metrics_base_port + index}/metrics",
+                                      timeout=5).read().decode()
+        assert f'voxbus_stage_records_total{{outcome="ok",stage="{stage}"}}' in body
+    body = urllib.request.urlopen(f"http://{stack.host}:{stack.port}/metrics", timeout=5).read().decode()
+    assert "voxbus_voice_to_voice_seconds_count" in body

@@ -1,0 +1,113 @@
+import msgpack
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from schemas import (
+    AudioChunk, DeadLetter, IntentResult, Passage, ReplyText, RetrievalResult, SchemaError, SessionControl,
+    StageHeartbeat, SynthAudio, Transcript, TurnRecord, Utterance, decode, encode,
+)
+from schemas.codec import REGISTRY
+
+session_ids = st.from_regex(r"[A-Za-z0-9_.:-]{1,64}", fullmatch=True)
+turn_ids = st.from_regex(r"[A-Za-z0-9_]{1,20}", fullmatch=True)
+pcm = st.binary(max_size=2048).map(lambda b: b[: len(b) // 2 * 2])
+ts = st.floats(min_value=0, max_value=4e9, allow_nan=False)
+marks = st.dictionaries(st.sampled_from(["vad.emit", "asr.end", "x.y"]), ts, max_size=3)
+text = st.text(max_size=200)
+
+STRATEGIES = {
+    AudioChunk: st.builds(AudioChunk, session_id=session_ids, seq=st.integers(0, 10**6),
+                          start_sample=st.integers(0, 10**9), pcm=pcm, recv_ts=ts),
+    SessionControl: st.builds(SessionControl, session_id=session_ids,
+                              action=st.sampled_from(["start", "config", "end"]), ts=ts,
+                              config=st.dictionaries(st.text(max_size=5), st.booleans() | st.integers(), max_size=3)),
+    Utterance: st.builds(Utterance, session_id=session_ids, turn_id=turn_ids, start_sample=st.just(0),
+                         end_sample=st.integers(0, 10**6), pcm=pcm, speech_end_ts=ts, marks=marks),
+    Transcript: st.builds(Transcript, session_id=session_ids, turn_id=turn_ids, text=text, marks=marks),
+    IntentResult: st.builds(IntentResult, session_id=session_ids, turn_id=turn_ids, text=text,
+                            intent=st.sampled_from(["billing", "other"]), confidence=st.floats(0, 1),
+                            sentiment=st.sampled_from(["negative", "neutral", "positive"]),
+                            sentiment_score=st.floats(-1, 1)),
+    RetrievalResult: st.builds(RetrievalResult, session_id=session_ids, turn_id=turn_ids, text=text,
+                               intent=st.just("refund"), confidence=st.floats(0, 1), sentiment=st.just("neutral"),
+                               sentiment_score=st.just(0.0),
+                               passages=st.lists(st.builds(Passage, text=text, source=text,
+                                                           score=st.floats(-1, 1)), max_size=3)),
+    ReplyText: st.builds(ReplyText, session_id=session_ids, turn_id=turn_ids, index=st.integers(0, 50),
+                         text=text, final=st.booleans()),
+    SynthAudio: st.builds(SynthAudio, session_id=session_ids, turn_id=turn_ids, index=st.integers(0, 9),
+                          seq=st.integers(0, 99), sample_rate=st.just(22050), pcm=pcm),
+    TurnRecord: st.builds(TurnRecord, session_id=session_ids, turn_id=turn_ids, source=st.just("voice"),
+                          transcript=text, intent=st.just("billing"), confidence=st.floats(0, 1),
+                          sentiment=st.just("neutral"), sentiment_score=st.just(0.0), reply_text=text,
+                          marks=marks, latency_ms=st.dictionaries(st.text(max_size=8), st.floats(0, 1e5)), ts=ts),
+    DeadLetter: st.builds(DeadLetter, stage=st.just("asr"), topic=st.just("t"), partition=st.integers(0, 9),
+                          offset=st.integers(0, 10**9), reason=text, payload=st.binary(max_size=100), ts=ts),
+    StageHeartbeat: st.builds(StageHeartbeat, stage=st.just("vad"), instance=st.just("h:1"), ts=ts),
+}
+
+
+def test_every_registered_record_has_a_strategy():
+    assert set(STRATEGIES) >= {cls for cls in REGISTRY.values() if cls.__name__ not in ("ErrorEvent", "VadEvent")}
+
+
+@pytest.mark.parametrize("cls", list(STRATEGIES), ids=lambda c: c.__name__)
+def test_roundtrip(cls):
+    @settings(max_examples=40, deadline=None)
+    @given(STRATEGIES[cls])
+    def check(record):
+        assert decode(encode(record), cls) == record
+
+    check()
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.binary(max_size=300))
+def test_garbage_never_escapes_as_another_exception(data):
+    try:
+        decode(data)
+    except SchemaError:
+        pass
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.dictionaries(st.text(max_size=10), st.integers(-(2**63), 2**64 - 1) | st.text(max_size=5) | st.binary(max_size=5), max_size=6))
+def test_arbitrary_maps_are_rejected_or_valid(fields):
+    try:
+        decode(msgpack.packb(fields, use_bin_type=True))
+    except SchemaError:
+        pass
+
+
+def _chunk(**over):
+    fields = AudioChunk(session_id="s1", seq=0, start_sample=0, pcm=b"\0\0", recv_ts=1.0).model_dump()
+    fields.update(over)
+    return msgpack.packb(fields, use_bin_type=True)
+
+
+@pytest.mark.parametrize(("data", "reason"), [
+    (b"\xc1garbage", "not msgpack"),
+    (msgpack.packb([1, 2]), "must be a msgpack map"),
+    (_chunk(type="nope"), "unknown record type"),
+    (_chunk(v=99), "version 99 unsupported"),
+    (_chunk(pcm=b"\0"), "even byte count"),
+    (_chunk(session_id="bad id!"), "session_id"),
+    (_chunk(extra=1), "extra"),
+])
+def test_rejections_name_the_reason(data, reason):
+    with pytest.raises(SchemaError, match=reason):
+        decode(data)
+
+
+def test_missing_field_is_rejected():
+    fields = AudioChunk(session_id="s1", seq=0, start_sample=0, pcm=b"", recv_ts=1.0).model_dump()
+    del fields["seq"]
+    with pytest.raises(SchemaError, match="seq"):
+        decode(msgpack.packb(fields, use_bin_type=True))
+
+
+def test_type_outside_expected_is_rejected():
+    record = Transcript(session_id="s", turn_id="t", text="hi")
+    with pytest.raises(SchemaError, match="not accepted here"):
+        decode(encode(record), AudioChunk)

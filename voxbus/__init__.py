@@ -1,0 +1,1 @@
+"""voxbus command line: ``voxbus up``, ``call``, ``ask``, ``kb ingest``, ``worker``, ``ingress``."""

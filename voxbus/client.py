@@ -1,0 +1,211 @@
+"""A caller for ``/v1/stream``: stream a recording (``voxbus call``) or type a turn (``voxbus ask``)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+import wave
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import numpy as np
+import soundfile
+import soxr
+
+from ingress.protocol import SUPPORTED_RATES
+
+FRAME_MS = 20
+"""Caller frame size (ms), as a telephony or WebRTC client sends."""
+TRAILING_SILENCE_S = 1.5
+"""Silence streamed after the recording before the caller may hang up (s): lets the VAD endpoint."""
+
+
+@dataclass
+class TurnResult:
+    """What the caller got for one turn (the keys printed by ``voxbus call``/``ask``)."""
+
+    turn_id: str
+    transcript: str = ""
+    intent: str = ""
+    reply_text: str = ""
+    reply_audio: bytearray = field(default_factory=bytearray)
+    reply_sample_rate: int = 0
+    latency_ms: dict[str, float] = field(default_factory=dict)
+    voice_to_voice_ms: float | None = None
+    first_audio_at: float | None = None
+    errors: list[str] = field(default_factory=list)
+
+    def summary(self, audio_path: str | None = None) -> dict[str, Any]:
+        """JSON-ready summary; ``reply_audio`` is the WAV path (or the byte count)."""
+        seconds = len(self.reply_audio) / 2 / self.reply_sample_rate if self.reply_sample_rate else 0.0
+        return {
+            "turn_id": self.turn_id,
+            "transcript": self.transcript,
+            "intent": self.intent,
+            "reply_text": self.reply_text,
+            "reply_audio": {"path": audio_path, "seconds": round(seconds, 2)},
+            "latency_ms": {**self.latency_ms, "voice_to_voice": self.voice_to_voice_ms},
+            "errors": self.errors,
+        }
+
+
+def load_pcm16(path: str | Path) -> tuple[np.ndarray, int]:
+    """Read a WAV/FLAC file as mono int16, resampled to 16 kHz if its rate is unsupported.
+
+    Returns:
+        (samples int16 of shape (n,), sample rate in Hz)
+
+    Raises:
+        soundfile.LibsndfileError: unreadable file.
+    """
+    audio, rate = soundfile.read(str(path), dtype="float32", always_2d=True)
+    mono = audio.mean(axis=1)
+    if rate not in SUPPORTED_RATES:
+        mono, rate = soxr.resample(mono, rate, 16000), 16000
+    return (np.clip(mono, -1.0, 1.0) * 32767).astype(np.int16), rate
+
+
+def write_wav(path: str | Path, pcm: bytes, sample_rate: int) -> None:
+    """Write PCM16LE mono ``pcm`` at ``sample_rate`` Hz as a WAV file."""
+    with wave.open(str(path), "wb") as out:
+        out.setnchannels(1)
+        out.setsampwidth(2)
+        out.setframerate(sample_rate)
+        out.writeframes(pcm)
+
+
+class Receiver:
+    """Collect server events into :class:`TurnResult` objects."""
+
+    def __init__(self) -> None:
+        self.turns: dict[str, TurnResult] = {}
+        self.done: list[TurnResult] = []
+        self.pending_audio: dict[str, Any] | None = None
+        self.last_event = time.monotonic()
+        self.errors: list[dict[str, Any]] = []
+        self.turn_finished = asyncio.Event()
+
+    def turn(self, turn_id: str) -> TurnResult:
+        """The result object of ``turn_id``."""
+        return self.turns.setdefault(turn_id, TurnResult(turn_id))
+
+    def on_binary(self, data: bytes) -> None:
+        """Attach one audio frame to the turn announced by the last ``reply_audio`` header."""
+        header, self.pending_audio = self.pending_audio, None
+        if header is None:
+            return
+        turn = self.turn(header["turn_id"])
+        turn.first_audio_at = turn.first_audio_at or time.monotonic()
+        turn.reply_sample_rate = header["sample_rate"]
+        turn.reply_audio.extend(data)
+
+    def on_event(self, event: dict[str, Any]) -> None:
+        """Apply one JSON event."""
+        self.last_event = time.monotonic()
+        kind, turn_id = event.get("type"), event.get("turn_id", "")
+        if kind == "reply_audio":
+            self.pending_audio = event if event.get("bytes") else None
+        elif kind == "error":
+            self.errors.append(event)
+            if turn_id:
+                self.turn(turn_id).errors.append(f"{event.get('code')}: {event.get('message')}")
+        elif kind == "turn_end":
+            turn = self.turns.pop(turn_id, TurnResult(turn_id))
+            turn.transcript, turn.intent = event["transcript"], event["intent"]
+            turn.reply_text, turn.latency_ms = event["reply_text"], event["latency_ms"]
+            turn.voice_to_voice_ms = event["voice_to_voice_ms"]
+            if turn.transcript:
+                self.done.append(turn)
+            self.turn_finished.set()
+        elif turn_id:
+            self.turn(turn_id)
+
+    async def run(self, ws: aiohttp.ClientWebSocketResponse) -> None:
+        """Read the socket until it closes."""
+        async for msg in ws:
+            if msg.type == aiohttp.WSMsgType.TEXT:
+                self.on_event(json.loads(msg.data))
+            elif msg.type == aiohttp.WSMsgType.BINARY:
+                self.on_binary(msg.data)
+
+
+async def _open(session: aiohttp.ClientSession, url: str, start: dict[str, Any]) -> tuple[Any, dict[str, Any]]:
+    ws = await session.ws_connect(url, max_msg_size=16 * 1024 * 1024)
+    await ws.send_str(json.dumps({"type": "start", **start}))
+    ready = await ws.receive_json(timeout=30)
+    if ready.get("type") != "ready":
+        raise RuntimeError(f"session refused: {ready}")
+    return ws, ready
+
+
+async def call(url: str, path: str | Path, realtime: bool = True, timeout_s: float = 120.0,
+               session_id: str | None = None) -> list[TurnResult]:
+    """Stream a recording as a caller would and return every answered turn.
+
+    The recording is sent in :data:`FRAME_MS` frames (at real time unless
+    ``realtime`` is False), followed by silence until every started turn has ended,
+    then the caller hangs up.
+
+    Raises:
+        RuntimeError: the server refused the session.
+        TimeoutError: turns still open after ``timeout_s`` seconds.
+    """
+    samples, rate = load_pcm16(path)
+    frame = rate * FRAME_MS // 1000
+    silence = np.zeros(frame, dtype=np.int16).tobytes()
+    async with aiohttp.ClientSession() as http:
+        start: dict[str, Any] = {"sample_rate": rate}
+        if session_id:
+            start["session_id"] = session_id
+        ws, _ready = await _open(http, url, start)
+        receiver = Receiver()
+        reader = asyncio.create_task(receiver.run(ws))
+        started = time.monotonic()
+        sent = 0
+        deadline = started + timeout_s
+        for offset in range(0, samples.size, frame):
+            await ws.send_bytes(samples[offset:offset + frame].tobytes())
+            sent += 1
+            if realtime:
+                await asyncio.sleep(max(0.0, started + sent * FRAME_MS / 1000 - time.monotonic()))
+        audio_end = time.monotonic()
+        while time.monotonic() < deadline:
+            quiet = time.monotonic() - max(audio_end, receiver.last_event)
+            if time.monotonic() - audio_end > TRAILING_SILENCE_S and not receiver.turns and quiet > 1.0:
+                break
+            await ws.send_bytes(silence)
+            await asyncio.sleep(FRAME_MS / 1000)
+        else:
+            raise TimeoutError(f"turns {sorted(receiver.turns)} still open after {timeout_s:.0f} s")
+        await ws.send_str(json.dumps({"type": "end"}))
+        await ws.close()
+        await asyncio.gather(reader, return_exceptions=True)
+    return receiver.done
+
+
+async def ask(url: str, text: str, timeout_s: float = 60.0, session_id: str | None = None) -> TurnResult:
+    """Send one text-channel turn and wait for its reply.
+
+    Raises:
+        RuntimeError: the server refused the session or reported an error.
+        TimeoutError: no reply within ``timeout_s`` seconds.
+    """
+    async with aiohttp.ClientSession() as http:
+        start: dict[str, Any] = {"sample_rate": 16000, "speak": False}
+        if session_id:
+            start["session_id"] = session_id
+        ws, _ready = await _open(http, url, start)
+        receiver = Receiver()
+        reader = asyncio.create_task(receiver.run(ws))
+        await ws.send_str(json.dumps({"type": "text", "text": text}))
+        try:
+            await asyncio.wait_for(receiver.turn_finished.wait(), timeout_s)
+        finally:
+            await ws.close()
+            await asyncio.gather(reader, return_exceptions=True)
+        if not receiver.done:
+            raise RuntimeError(f"no answer: {receiver.errors}")
+        return receiver.done[0]

@@ -1,0 +1,137 @@
+"""``voxbus up``: the embedded broker, the LLM server, every stage and the ingress as processes.
+
+Each stage runs in its own process with its own consumer group, exactly as Kubernetes
+runs it (``voxbus worker STAGE``).  A child that exits unexpectedly is restarted
+with exponential backoff; Ctrl-C stops everything in reverse order.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from processors.generation.llm_server import embedded_url, start_llm_server
+from processors.runtime import STAGES
+from streams.admin import ensure_topics
+from streams.broker import start_embedded_broker, stop_process
+from streams.settings import Settings
+
+log = logging.getLogger(__name__)
+
+READY_TIMEOUT_S = 240.0
+"""Longest wait for every stage to report ready (models load in parallel on 2 cores)."""
+
+
+@dataclass
+class Child:
+    """A supervised child process."""
+
+    name: str
+    argv: list[str]
+    log_path: Path
+    proc: subprocess.Popen[bytes] | None = None
+    restarts: int = 0
+    started: float = field(default=0.0)
+
+    def start(self, env: dict[str, str]) -> None:
+        """(Re)start the process, appending its output to :attr:`log_path`."""
+        out = open(self.log_path, "ab")  # noqa: SIM115 - owned by the child
+        self.proc = subprocess.Popen(self.argv, stdout=out, stderr=subprocess.STDOUT, env=env,
+                                     start_new_session=True)
+        self.started = time.monotonic()
+
+
+def wait_http(url: str, timeout_s: float, ok: tuple[int, ...] = (200,)) -> bool:
+    """Poll ``url`` until it answers with a status in ``ok``; False after ``timeout_s``."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        try:
+            with urllib.request.urlopen(url, timeout=2) as response:
+                if response.status in ok:
+                    return True
+        except OSError:
+            pass
+        time.sleep(0.5)
+    return False
+
+
+class Supervisor:
+    """Start, watch and stop the processes of a local voxbus."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.logs = settings.data_dir / "logs"
+        self.logs.mkdir(parents=True, exist_ok=True)
+        self.env = {**os.environ, "VOXBUS_DATA_DIR": str(settings.data_dir.resolve())}
+        self.broker: subprocess.Popen[bytes] | None = None
+        self.llm: subprocess.Popen[bytes] | None = None
+        self.children: list[Child] = []
+
+    def start(self) -> None:
+        """Bring everything up and wait until ``/healthz`` answers 200.
+
+        Raises:
+            RuntimeError: a component did not become ready in time (see its log under
+                ``<data_dir>/logs``).
+        """
+        s = self.settings
+        if s.embedded_broker:
+            self.broker = start_embedded_broker(s.bootstrap, str(self.logs / "broker.log"))
+        asyncio.run(ensure_topics(s))
+        if not s.llm_url:
+            self.llm = start_llm_server(s, self.logs / "llm.log")
+        python = [sys.executable, "-m", "voxbus"]
+        self.children = [
+            Child(stage, [*python, "worker", stage], self.logs / f"{stage}.log") for stage in STAGES
+        ]
+        self.children.append(Child("ingress", [*python, "ingress"], self.logs / "ingress.log"))
+        for child in self.children:
+            child.start(self.env)
+        if not s.llm_url and not wait_http(f"{embedded_url(s)}/models", 120):
+            raise RuntimeError(f"the LLM server did not start; see {self.logs / 'llm.log'}")
+        if not wait_http(f"http://{s.host}:{s.port}/healthz", READY_TIMEOUT_S):
+            raise RuntimeError(f"voxbus did not become healthy in {READY_TIMEOUT_S:.0f} s; see {self.logs}")
+
+    def watch(self) -> None:
+        """Restart children that exit, until SIGINT/SIGTERM."""
+        stop = False
+
+        def _stop(*_: object) -> None:
+            nonlocal stop
+            stop = True
+
+        signal.signal(signal.SIGTERM, _stop)
+        signal.signal(signal.SIGINT, _stop)
+        while not stop:
+            for child in self.children:
+                if child.proc is not None and child.proc.poll() is not None and not stop:
+                    delay = min(30.0, 2.0 ** child.restarts)
+                    if time.monotonic() - child.started > delay:
+                        log.warning("%s exited with %s; restarting (log: %s)", child.name,
+                                    child.proc.returncode, child.log_path)
+                        child.restarts += 1
+                        child.start(self.env)
+            time.sleep(0.5)
+
+    def stop(self) -> None:
+        """Stop the ingress, the stages, the LLM server and the broker, in that order."""
+        for child in reversed(self.children):
+            if child.proc is not None and child.proc.poll() is None:
+                child.proc.send_signal(signal.SIGTERM)
+        for child in reversed(self.children):
+            if child.proc is not None:
+                try:
+                    child.proc.wait(10)
+                except subprocess.TimeoutExpired:
+                    child.proc.kill()
+        for proc in (self.llm, self.broker):
+            if proc is not None:
+                stop_process(proc)
