@@ -16,3 +16,4 @@ STAGE_LATENCY = Histogram(
     "voxbus_turn_stage_seconds", "Per-stage latency of completed turns.", ["span"], buckets=LATENCY_BUCKETS
 )
 REJECTIONS = Counter("voxbus_ingress_rejections_total", "Rejected frames or sessions.", ["code"])
+BARGE_INS = Counter("voxbus_barge_ins_total", "Replies cut short by the caller speaking.")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import time
@@ -11,13 +12,14 @@ from aiohttp import web
 
 from ingress import metrics
 from ingress.audio import Chunker
+from ingress.playback import is_backchannel
 from ingress.protocol import ProtocolError, Start
 from ingress.turns import Turn
 from schemas import (
     AudioChunk, ErrorEvent, IntentResult, ReplyText, SessionControl, SessionRecord, SynthAudio, Transcript,
-    VadEvent,
+    TurnCancel, VadEvent,
 )
-from streams.topics import AUDIO, TRANSCRIPTS, TURNS
+from streams.topics import AUDIO, CONTROL, TRANSCRIPTS, TURNS
 
 if TYPE_CHECKING:
     from ingress.gateway import Gateway
@@ -43,6 +45,7 @@ class CallerSession:
         self.chunker = Chunker(start.sample_rate, gateway.settings.chunk_ms)
         self.seq = 0
         self.turns: dict[str, Turn] = {}
+        self.cancelled: set[str] = set()
         self.partition = gateway.settings.ingress_slot
 
     # -- caller -> bus ------------------------------------------------------------------
@@ -95,17 +98,95 @@ class CallerSession:
 
     # -- bus -> caller ------------------------------------------------------------------
     async def deliver(self, event: SessionRecord) -> None:
-        """Send one egress event to the caller and close its turn when complete."""
+        """Send one egress event to the caller, run barge-in, and close turns when complete."""
         turn_id = getattr(event, "turn_id", "")
-        turn = self.turns.setdefault(turn_id, Turn(turn_id)) if turn_id else None
-        if turn is not None:
-            turn.absorb(event)  # type: ignore[arg-type]
-        await self.send_event(event)
-        if turn is not None and turn.complete:
+        if not turn_id:
+            await self.send_event(event)
+            return
+        if turn_id in self.cancelled:
+            return  # the caller barged in on this turn: nothing more of it reaches them
+        turn = self.turns.setdefault(turn_id, Turn(turn_id))
+        turn.absorb(event)  # type: ignore[arg-type]
+        if isinstance(event, SynthAudio):
+            await self.play(turn, event)
+        else:
+            await self.send_event(event)
+        if isinstance(event, VadEvent):
+            await self.on_speech(turn, event)
+        elif isinstance(event, Transcript) and turn.source == "voice":
+            await self.decide_barge_in(turn)
+        await self.finish_if_complete(turn)
+
+    async def on_speech(self, caller_turn: Turn, event: VadEvent) -> None:
+        """Speech onset pauses every reply in flight; a too-short blip resumes them."""
+        if not self.gateway.settings.barge_in:
+            return
+        if event.kind == "speech_start":
+            for turn in list(self.turns.values()):
+                finished = turn.complete and not turn.playback.playing()
+                if turn is caller_turn or turn.paused_by or not turn.transcript or finished:
+                    continue
+                turn.paused_by = caller_turn.turn_id
+                turn.marks["barge_in.onset"] = event.ts
+                if turn.playback.pause():
+                    turn.marks["ingress.playback_stop"] = time.time()
+                    await self.send_json({"type": "playback_stop", "turn_id": turn.turn_id})
+        elif not event.utterance:
+            await self.resume_paused_by(caller_turn.turn_id)
+
+    async def decide_barge_in(self, caller_turn: Turn) -> None:
+        """Once the interrupting words are known: a backchannel resumes, anything else cancels."""
+        paused = [t for t in self.turns.values() if t.paused_by == caller_turn.turn_id]
+        if not paused:
+            return
+        settings = self.gateway.settings
+        text = caller_turn.transcript
+        if not text or is_backchannel(text, settings.backchannel_phrases, settings.backchannel_max_words):
+            await self.resume_paused_by(caller_turn.turn_id)
+            if text:
+                caller_turn.dropped = True
+                await self.cancel(caller_turn, "backchannel")
+            return
+        for turn in paused:
+            heard = turn.playback.heard_at_pause
+            turn.interrupted = True
+            turn.heard_text = turn.playback.heard_text(turn.sentences, heard)
+            await self.cancel(turn, "barge_in", heard_ms=1000.0 * heard / max(1, turn.playback.bytes_per_second))
             await self.finish_turn(turn)
 
+    async def resume_paused_by(self, caller_turn_id: str) -> None:
+        """Resume replies paused by a caller turn that proved not to be an interruption."""
+        for turn in list(self.turns.values()):
+            if turn.paused_by == caller_turn_id:
+                turn.paused_by = ""
+                pcm = turn.playback.resume()
+                if pcm:
+                    await self.send_audio(turn, pcm, final=turn.audio_done)
+                await self.finish_if_complete(turn)
+
+    async def cancel(self, turn: Turn, reason: str, heard_ms: float = 0.0) -> None:
+        """Publish a turn cancellation so every stage drops the turn's remaining work."""
+        self.cancelled.add(turn.turn_id)
+        await self.gateway.produce(CONTROL, TurnCancel(
+            session_id=self.session_id, egress_partition=self.partition, turn_id=turn.turn_id,
+            reason=reason, heard_text=turn.heard_text, heard_ms=heard_ms, ts=time.time(),  # type: ignore[arg-type]
+        ))
+
+    async def play(self, turn: Turn, chunk: SynthAudio) -> None:
+        """Send reply audio unless the turn is paused by a possible barge-in."""
+        pcm = turn.playback.add(chunk.pcm, chunk.sample_rate, chunk.index)
+        if pcm or (chunk.final and not turn.paused_by):
+            await self.send_audio(turn, pcm, final=chunk.final)
+
+    async def send_audio(self, turn: Turn, pcm: bytes, final: bool) -> None:
+        """One ``reply_audio`` header and its binary frame."""
+        await self.send_json({"type": "reply_audio", "turn_id": turn.turn_id,
+                              "sample_rate": turn.playback.sample_rate, "final": final, "bytes": len(pcm)})
+        if pcm and not self.ws.closed:
+            await self.ws.send_bytes(pcm)
+
     async def send_event(self, event: SessionRecord) -> None:
-        """Translate a bus record into the caller protocol."""
+        """Translate a bus record (other than audio) into the caller protocol."""
         if isinstance(event, VadEvent):
             kind = "speech_started" if event.kind == "speech_start" else "speech_ended"
             await self.send_json({"type": kind, "turn_id": event.turn_id})
@@ -119,26 +200,39 @@ class CallerSession:
         elif isinstance(event, ReplyText):
             await self.send_json({"type": "reply_text", "turn_id": event.turn_id, "index": event.index,
                                   "text": event.text, "final": event.final})
-        elif isinstance(event, SynthAudio):
-            await self.send_json({"type": "reply_audio", "turn_id": event.turn_id, "index": event.index,
-                                  "seq": event.seq, "sample_rate": event.sample_rate, "final": event.final,
-                                  "bytes": len(event.pcm)})
-            if event.pcm and not self.ws.closed:
-                await self.ws.send_bytes(event.pcm)
         elif isinstance(event, ErrorEvent):
             await self.send_error(event.code, event.message, turn_id=event.turn_id, stage=event.stage)
 
+    async def finish_if_complete(self, turn: Turn) -> None:
+        """Finish ``turn`` once complete, not held by a barge-in decision, and played out.
+
+        Until its audio has played, the caller can still barge in on the turn, so it
+        stays open; a timer finishes it when playback ends.
+        """
+        if not (turn.complete and not turn.paused_by and turn.turn_id in self.turns):
+            return
+        remaining = turn.playback.remaining()
+        if remaining > 0:
+            loop = asyncio.get_running_loop()
+            loop.call_later(remaining + 0.05, lambda: loop.create_task(self.finish_if_complete(turn)))
+            return
+        await self.finish_turn(turn)
+
     async def finish_turn(self, turn: Turn) -> None:
         """Tell the caller the turn is over and publish its analytics record."""
-        self.turns.pop(turn.turn_id, None)
+        if self.turns.pop(turn.turn_id, None) is None:
+            return
         record = turn.record(self.session_id, self.partition)
         await self.send_json({"type": "turn_end", "turn_id": turn.turn_id, "transcript": turn.transcript,
                               "intent": turn.intent, "reply_text": record.reply_text,
+                              "interrupted": turn.interrupted, "heard_text": turn.heard_text,
                               "latency_ms": record.latency_ms, "voice_to_voice_ms": record.voice_to_voice_ms})
-        if not turn.transcript:
-            return  # no speech recognized: nothing to analyse
+        if not turn.transcript or turn.dropped:
+            return  # no speech recognized, or a backchannel: nothing to analyse
         await self.gateway.produce(TURNS, record)
         metrics.TURNS.labels(record.source).inc()
+        if turn.interrupted:
+            metrics.BARGE_INS.inc()
         if record.voice_to_voice_ms is not None:
             metrics.VOICE_TO_VOICE.observe(record.voice_to_voice_ms / 1000.0)
         for span, ms in record.latency_ms.items():

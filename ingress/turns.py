@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 
+from ingress.playback import Playback
 from schemas import ErrorEvent, IntentResult, ReplyText, SynthAudio, Transcript, TurnRecord, VadEvent
 
 STAGE_SPANS: dict[str, tuple[str, str]] = {
@@ -18,6 +19,7 @@ STAGE_SPANS: dict[str, tuple[str, str]] = {
     "tts_first_sentence": ("generation.sentence0", "tts.sentence0"),
     "egress": ("tts.sentence0", "ingress.first_audio"),
     "voice_to_voice": ("vad.speech_end", "ingress.first_audio"),
+    "barge_in_stop": ("barge_in.onset", "ingress.playback_stop"),
     "text_to_first_sentence": ("ingress.text", "ingress.first_reply_text"),
 }
 """Latency name -> (start mark, end mark); a latency is reported when both marks exist.
@@ -47,13 +49,17 @@ class Turn:
     confidence: float = 0.0
     sentiment: str = "neutral"
     sentiment_score: float = 0.0
-    sentences: list[str] = field(default_factory=list)
+    sentences: dict[int, str] = field(default_factory=dict)
     marks: dict[str, float] = field(default_factory=dict)
     text_done: bool = False
     audio_done: bool = False
     speak: bool = True
     failed: bool = False
     dropped: bool = False
+    paused_by: str = ""
+    interrupted: bool = False
+    heard_text: str = ""
+    playback: Playback = field(default_factory=Playback)
 
     def absorb(self, event: VadEvent | Transcript | IntentResult | ReplyText | SynthAudio | ErrorEvent) -> None:
         """Merge one caller-facing event into the turn."""
@@ -71,7 +77,7 @@ class Turn:
         elif isinstance(event, ReplyText):
             self.marks.setdefault("ingress.first_reply_text", time.time())
             if event.text:
-                self.sentences.append(event.text)
+                self.sentences[event.index] = event.text
             self.text_done = self.text_done or event.final
         elif isinstance(event, SynthAudio):
             if event.pcm:
@@ -79,6 +85,11 @@ class Turn:
             self.audio_done = self.audio_done or event.final
         elif isinstance(event, ErrorEvent):
             self.failed = True
+
+    @property
+    def reply_text(self) -> str:
+        """The reply sentences received so far, in order."""
+        return " ".join(self.sentences[i] for i in sorted(self.sentences))
 
     @property
     def complete(self) -> bool:
@@ -96,7 +107,7 @@ class Turn:
             session_id=session_id, egress_partition=egress_partition, turn_id=self.turn_id,
             source="text" if self.source == "text" else "voice", transcript=self.transcript,
             intent=self.intent, confidence=self.confidence, sentiment=self.sentiment,
-            sentiment_score=self.sentiment_score, reply_text=" ".join(self.sentences),
+            sentiment_score=self.sentiment_score, reply_text=self.reply_text,
             marks=self.marks, latency_ms=latencies, voice_to_voice_ms=latencies.get("voice_to_voice"),
-            ts=time.time(),
+            interrupted=self.interrupted, heard_text=self.heard_text, ts=time.time(),
         )

@@ -13,7 +13,7 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, ClassVar
 
-from schemas import Record
+from schemas import Record, TurnCancel
 from streams.topics import TopicSpec
 
 if TYPE_CHECKING:
@@ -44,6 +44,9 @@ class Stage(abc.ABC):
     accepts: ClassVar[tuple[type[Record], ...]]
     """Record types accepted from :attr:`input`; anything else is dead-lettered."""
 
+    control: ClassVar[bool] = False
+    """True if the stage also consumes ``voxbus.control`` (turn cancellations)."""
+
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
 
@@ -61,3 +64,7 @@ class Stage(abc.ABC):
             Exception: any error; the runtime dead-letters the input, tells the
                 caller with an :class:`schemas.ErrorEvent`, and carries on.
         """
+
+    async def on_cancel(self, cancel: TurnCancel) -> list[Emit]:
+        """Drop work for a cancelled turn; return outputs, if any (stages with :attr:`control`)."""
+        return []

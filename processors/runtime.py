@@ -19,6 +19,7 @@ import logging
 import os
 import socket
 import time
+from collections.abc import AsyncIterator
 from typing import Any
 
 import faust
@@ -26,10 +27,12 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from processors import metrics
 from processors.base import Emit, Stage
-from schemas import DeadLetter, ErrorEvent, Record, SchemaError, SessionRecord, StageHeartbeat, decode, encode
+from schemas import (
+    DeadLetter, ErrorEvent, Record, SchemaError, SessionRecord, StageHeartbeat, TurnCancel, decode, encode,
+)
 from streams.app import make_app
 from streams.settings import Settings, get_settings
-from streams.topics import DEAD_LETTER, EGRESS, HEARTBEATS, TopicSpec
+from streams.topics import CONTROL, DEAD_LETTER, EGRESS, HEARTBEATS, TopicSpec
 
 log = logging.getLogger(__name__)
 
@@ -98,17 +101,28 @@ class StageRunner:
         metrics.RECORDS.labels(self.stage.name, kind).inc()
 
     async def on_message(self, message: Any) -> None:
-        """Process one Kafka message end to end; never raises."""
+        """Process one message of the stage's input topic end to end; never raises."""
         if message.timestamp:
             metrics.HOP.labels(self.stage.name).observe(max(0.0, time.time() - message.timestamp))
+        await self._process(message, self.stage.accepts, self.stage.handle)
+
+    async def on_control(self, message: Any) -> None:
+        """Process one turn cancellation from ``voxbus.control``; never raises."""
+        async def cancel(record: TurnCancel) -> AsyncIterator[Emit]:
+            for emit in await self.stage.on_cancel(record):
+                yield emit
+
+        await self._process(message, (TurnCancel,), cancel)
+
+    async def _process(self, message: Any, accepts: tuple[type[Record], ...], handler: Any) -> None:
         try:
-            record = decode(message.value, *self.stage.accepts)
+            record = decode(message.value, *accepts)
         except SchemaError as exc:
             await self.dead_letter(message, f"schema: {exc}", "schema")
             return
         started = time.perf_counter()
         try:
-            async for emit in self.stage.handle(record):
+            async for emit in handler(record):
                 await self.emit(emit)
         except Exception as exc:  # a stage bug or a model failure must not stop the worker
             log.exception("stage %s failed on %s", self.stage.name, type(record).__name__)
@@ -154,6 +168,14 @@ def build(name: str, settings: Settings | None = None) -> tuple[faust.App, Stage
     async def process(stream: faust.Stream) -> None:
         async for event in stream.events():
             await runner.on_message(event.message)
+
+    if stage.control:
+        control = app.topic(CONTROL.name, value_serializer="raw", key_serializer="raw")
+
+        @app.agent(control, name=f"voxbus-{name}.control")
+        async def cancellations(stream: faust.Stream) -> None:
+            async for event in stream.events():
+                await runner.on_control(event.message)
 
     @app.timer(HEARTBEAT_INTERVAL_S)
     async def heartbeat() -> None:

@@ -3,7 +3,7 @@
 from schemas.audio import BUS_SAMPLE_RATE, AudioChunk, SessionControl, SynthAudio, Utterance
 from schemas.base import Record, SessionRecord
 from schemas.codec import SchemaError, decode, encode
-from schemas.events import DeadLetter, ErrorEvent, StageHeartbeat, TurnRecord, VadEvent
+from schemas.events import DeadLetter, ErrorEvent, StageHeartbeat, TurnCancel, TurnRecord, VadEvent
 from schemas.text import Intent, IntentResult, Passage, ReplyText, RetrievalResult, Sentiment, Transcript
 
 __all__ = [
@@ -24,6 +24,7 @@ __all__ = [
     "StageHeartbeat",
     "SynthAudio",
     "Transcript",
+    "TurnCancel",
     "TurnRecord",
     "Utterance",
     "VadEvent",

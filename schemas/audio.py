@@ -11,7 +11,7 @@ from typing import Literal
 
 from pydantic import Field, field_validator, model_validator
 
-from schemas.base import EpochSeconds, Marks, SessionRecord, TurnId
+from schemas.base import EpochSeconds, Int64, Marks, SessionRecord, TurnId
 
 BUS_SAMPLE_RATE = 16_000
 """Sample rate (Hz) of caller audio on the bus: what silero-vad and Whisper expect."""
@@ -65,7 +65,7 @@ class SessionControl(SessionRecord):
 
     type: Literal["session_control"] = "session_control"
     action: Literal["start", "config", "end"]
-    config: dict[str, str | int | float | bool] = Field(default_factory=dict)
+    config: dict[str, str | bool | Int64 | float] = Field(default_factory=dict)
     ts: EpochSeconds
 
 

@@ -21,6 +21,9 @@ SessionId = Annotated[str, StringConstraints(pattern=SESSION_ID_PATTERN)]
 TurnId = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_.:-]{1,64}$")]
 """A turn id, unique within its session and deterministic for a given utterance."""
 
+Int64 = Annotated[int, Field(ge=-(2**63), le=2**63 - 1)]
+"""An integer msgpack can carry (signed 64-bit)."""
+
 EpochSeconds = Annotated[float, Field(ge=0.0)]
 """Wall-clock time as seconds since the Unix epoch (``time.time()``)."""
 

@@ -15,7 +15,7 @@ from pydantic import ValidationError
 
 from schemas.audio import AudioChunk, SessionControl, SynthAudio, Utterance
 from schemas.base import Record
-from schemas.events import DeadLetter, ErrorEvent, StageHeartbeat, TurnRecord, VadEvent
+from schemas.events import DeadLetter, ErrorEvent, StageHeartbeat, TurnCancel, TurnRecord, VadEvent
 from schemas.text import IntentResult, ReplyText, RetrievalResult, Transcript
 
 R = TypeVar("R", bound=Record)
@@ -36,6 +36,7 @@ REGISTRY: dict[str, type[Record]] = {
         DeadLetter,
         StageHeartbeat,
         VadEvent,
+        TurnCancel,
     )
 }
 """Wire ``type`` tag -> record class."""

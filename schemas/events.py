@@ -47,6 +47,30 @@ class VadEvent(SessionRecord):
     utterance: bool = True
 
 
+class TurnCancel(SessionRecord):
+    """Drop all work for a turn (topic ``voxbus.control``, keyed by session).
+
+    Produced by the ingress when the caller barges in on a reply (``barge_in``), when
+    a caller turn was only a backchannel ("mm-hm") that must not be answered
+    (``backchannel``), or when the caller hangs up (``hangup``).
+
+    Attributes:
+        turn_id: the turn to drop.
+        reason: why.
+        heard_text: for ``barge_in``, the part of the reply the caller actually heard;
+            the conversation history keeps only that.
+        heard_ms: reply audio played to the caller before the stop (ms).
+        ts: wall-clock time (epoch s) of the decision.
+    """
+
+    type: Literal["turn_cancel"] = "turn_cancel"
+    turn_id: str
+    reason: Literal["barge_in", "backchannel", "hangup"]
+    heard_text: str = ""
+    heard_ms: float = 0.0
+    ts: EpochSeconds
+
+
 class TurnRecord(SessionRecord):
     """One completed turn, for analytics (topic ``voxbus.turns``).
 
@@ -61,6 +85,7 @@ class TurnRecord(SessionRecord):
             :func:`ingress.turns.stage_latencies`.
         voice_to_voice_ms: end of caller speech to first reply audio byte sent (ms),
             None on the text channel.
+        interrupted: the caller barged in; ``heard_text`` is what they heard.
         ts: wall-clock time (epoch s) the record was made.
     """
 
@@ -76,6 +101,8 @@ class TurnRecord(SessionRecord):
     marks: Marks
     latency_ms: dict[str, float]
     voice_to_voice_ms: float | None = None
+    interrupted: bool = False
+    heard_text: str = ""
     ts: EpochSeconds
 
 

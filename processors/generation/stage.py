@@ -12,10 +12,11 @@ import faust
 from openai import AsyncOpenAI
 
 from processors.base import Emit, Stage
+from processors.cancel import CancelledTurns
 from processors.generation.llm_server import MODEL_ALIAS, embedded_url
 from processors.generation.prompt import build_messages
 from processors.generation.sentences import SentenceAggregator
-from schemas import ReplyText, RetrievalResult, Record
+from schemas import Record, ReplyText, RetrievalResult, TurnCancel
 from streams.topics import EGRESS, REPLIES, RETRIEVALS
 
 log = logging.getLogger(__name__)
@@ -32,11 +33,15 @@ class GenerationStage(Stage):
     analytics) and ``voxbus.egress`` (for the caller).  Conversation history per
     session lives in a changelog-backed faust Table, keyed by session id; a turn
     already in the history is not answered twice (idempotent on redelivery).
+
+    It also consumes ``voxbus.control``: a cancelled turn stops streaming at the next
+    token, and after a barge-in the history keeps only what the caller heard.
     """
 
     name = "generation"
     input = RETRIEVALS
     accepts = (RetrievalResult,)
+    control = True
 
     def bind(self, app: faust.App) -> None:
         """Declare the history table (changelog topic ``voxbus-generation-history-changelog``)."""
@@ -51,6 +56,23 @@ class GenerationStage(Stage):
         self.client = AsyncOpenAI(base_url=s.llm_url or embedded_url(s), api_key=s.llm_api_key,
                                   timeout=s.llm_timeout_s, max_retries=0)
         self.model = s.llm_model or MODEL_ALIAS
+        self.cancelled = CancelledTurns()
+        self.heard: dict[tuple[str, str], str] = {}
+
+    async def on_cancel(self, cancel: TurnCancel) -> list[Emit]:
+        """Stop a turn; after a barge-in, rewrite its history entry to what the caller heard."""
+        key = (cancel.session_id, cancel.turn_id)
+        self.cancelled.add(*key)
+        if cancel.reason != "barge_in":
+            return []
+        history = list(self.history[cancel.session_id])
+        for past in history:
+            if past.get("turn_id") == cancel.turn_id:
+                past["assistant"], past["interrupted"] = cancel.heard_text, True
+                self.history[cancel.session_id] = history
+                return []
+        self.heard[key] = cancel.heard_text  # still generating: applied when the turn ends
+        return []
 
     async def stream_sentences(self, messages: list[dict[str, str]], marks: dict[str, float]) -> AsyncIterator[str]:
         """Yield reply sentences as the LLM streams tokens; record time to first token in ``marks``."""
@@ -73,6 +95,9 @@ class GenerationStage(Stage):
     async def handle(self, record: Record) -> AsyncIterator[Emit]:
         """Answer one turn, emitting each sentence as soon as it is complete."""
         assert isinstance(record, RetrievalResult)
+        key = (record.session_id, record.turn_id)
+        if key in self.cancelled:
+            return
         history: list[dict[str, Any]] = list(self.history[record.session_id])
         if any(past.get("turn_id") == record.turn_id for past in history):
             log.info("turn %s/%s already answered; skipping redelivery", record.session_id, record.turn_id)
@@ -83,6 +108,8 @@ class GenerationStage(Stage):
         try:
             async with asyncio.timeout(self.settings.llm_timeout_s):
                 async for sentence in self.stream_sentences(messages, marks):
+                    if key in self.cancelled:
+                        break
                     sentences.append(sentence)
                     for emit in self.reply(record, len(sentences) - 1, sentence, marks, final=False):
                         yield emit
@@ -95,9 +122,13 @@ class GenerationStage(Stage):
             for emit in self.reply(record, len(sentences) - 1, APOLOGY, marks, final=True):
                 yield emit
         else:
-            for emit in self.reply(record, len(sentences), "", marks, final=True):
-                yield emit
-        history.append({"turn_id": record.turn_id, "user": record.text, "assistant": " ".join(sentences)})
+            if key not in self.cancelled:
+                for emit in self.reply(record, len(sentences), "", marks, final=True):
+                    yield emit
+        if key in self.cancelled and key not in self.heard:
+            return  # a backchannel or a hang-up: not part of the conversation
+        answer = self.heard.pop(key) if key in self.heard else " ".join(sentences)
+        history.append({"turn_id": record.turn_id, "user": record.text, "assistant": answer})
         self.history[record.session_id] = history[-self.settings.history_turns:]
 
     def reply(self, turn: RetrievalResult, index: int, text: str, marks: dict[str, float],

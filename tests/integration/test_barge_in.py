@@ -1,0 +1,54 @@
+"""Barge-in on real speech: interrupting stops playback, a backchannel does not."""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.conftest import load_clip, wer
+from tests.integration.caller import ScriptedCaller
+
+pytestmark = pytest.mark.integration
+
+QUESTION = "sense_and_sensibility_01_austen_64kb-0880"
+INTERRUPTION = "sense_and_sensibility_01_austen_64kb-0930"
+BACKCHANNEL = "cards_five_five"  # configured as a backchannel phrase for the test stack ("5 5")
+
+
+def is_audio_of(turn_id):
+    return lambda e: e["type"] == "reply_audio" and e["turn_id"] == turn_id and e["bytes"] > 0
+
+
+async def interrupt_reply(caller: ScriptedCaller, clip: str) -> tuple[str, dict]:
+    """Ask the question, start speaking ``clip`` as soon as reply audio plays; return (turn, stop event)."""
+    await caller.say(QUESTION)
+    first_audio = await caller.until(lambda e: e["type"] == "reply_audio" and e["bytes"] > 0)
+    replying = first_audio["turn_id"]
+    await caller.say(clip)
+    stop = await caller.until(lambda e: e["type"] == "playback_stop" and e["turn_id"] == replying)
+    return replying, stop
+
+
+async def test_caller_speech_stops_playback_and_cancels_the_turn(url):
+    async with ScriptedCaller(url) as caller:
+        replying, stop = await interrupt_reply(caller, INTERRUPTION)
+        end = await caller.until(lambda e: e["type"] == "turn_end" and e["turn_id"] == replying)
+        assert end["interrupted"] is True
+        assert not [e for e in caller.after(stop) if is_audio_of(replying)(e)], "audio after the stop"
+        assert 0 < end["latency_ms"]["barge_in_stop"] < 1000, end["latency_ms"]
+        print("\nbarge-in: speech onset to playback stop", end["latency_ms"]["barge_in_stop"], "ms;",
+              "heard:", repr(end["heard_text"]))
+        answer = await caller.until(lambda e: e["type"] == "turn_end" and e["turn_id"] != replying
+                                    and e["transcript"])
+        assert wer(load_clip(INTERRUPTION)[1], answer["transcript"]) <= 0.25
+        assert answer["reply_text"] and not answer["interrupted"]
+
+
+async def test_backchannel_pauses_then_resumes_playback(url):
+    async with ScriptedCaller(url) as caller:
+        replying, stop = await interrupt_reply(caller, BACKCHANNEL)
+        backchannel = await caller.until(lambda e: e["type"] == "turn_end" and e["turn_id"] != replying)
+        assert backchannel["transcript"] and not backchannel["reply_text"]
+        end = await caller.until(lambda e: e["type"] == "turn_end" and e["turn_id"] == replying)
+        assert end["interrupted"] is False
+        resumed = [e for e in caller.after(stop) if is_audio_of(replying)(e)]
+        assert resumed, "playback did not resume after the backchannel"
