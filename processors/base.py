@@ -46,6 +46,9 @@ class Stage(abc.ABC):
 
     control: ClassVar[bool] = False
     """True if the stage also consumes ``voxbus.control`` (turn cancellations)."""
+    batch_setting: ClassVar[str] = ""
+    """The :class:`Settings` field with the most records handed to :meth:`handle_batch`
+    at once; empty: one record at a time."""
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
@@ -64,6 +67,16 @@ class Stage(abc.ABC):
             Exception: any error; the runtime dead-letters the input, tells the
                 caller with an :class:`schemas.ErrorEvent`, and carries on.
         """
+
+    async def handle_batch(self, records: list[Record]) -> AsyncIterator[Emit]:
+        """Process records that were already waiting together (stages with :attr:`batch_setting`).
+
+        Raises:
+            Exception: any error; the runtime then retries the records one by one.
+        """
+        for record in records:
+            async for emit in self.handle(record):
+                yield emit
 
     async def on_cancel(self, cancel: TurnCancel) -> list[Emit]:
         """Drop work for a cancelled turn; return outputs, if any (stages with :attr:`control`)."""

@@ -25,3 +25,7 @@ DEAD_LETTERS = Counter(
 )
 EMITTED = Counter("voxbus_stage_emitted_total", "Records produced by a stage.", ["stage", "topic"])
 READY = Gauge("voxbus_stage_ready", "1 once the stage's models are loaded.", ["stage"])
+BATCH_SIZE = Histogram(
+    "voxbus_stage_batch_size", "Records processed together by a batching stage.", ["stage"],
+    buckets=(1, 2, 3, 4, 6, 8, 12, 16),
+)

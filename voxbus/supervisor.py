@@ -18,7 +18,7 @@ import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from processors.generation.llm_server import embedded_url, start_llm_server
+from processors.generation.llm_server import embedded_url, start_llm_server, warm_up
 from processors.runtime import STAGES
 from streams.admin import ensure_topics
 from streams.broker import start_embedded_broker, stop_process
@@ -95,8 +95,10 @@ class Supervisor:
         self.children.append(Child("ingress", [*python, "ingress"], self.logs / "ingress.log"))
         for child in self.children:
             child.start(self.env)
-        if not s.llm_url and not wait_http(f"{embedded_url(s)}/models", 120):
-            raise RuntimeError(f"the LLM server did not start; see {self.logs / 'llm.log'}")
+        if not s.llm_url:
+            if not wait_http(f"{embedded_url(s)}/models", 120):
+                raise RuntimeError(f"the LLM server did not start; see {self.logs / 'llm.log'}")
+            warm_up(embedded_url(s))
         if not wait_http(f"http://{s.host}:{s.port}/healthz", READY_TIMEOUT_S):
             raise RuntimeError(f"voxbus did not become healthy in {READY_TIMEOUT_S:.0f} s; see {self.logs}")
 

@@ -26,27 +26,39 @@ class AsrStage(Stage):
     name = "asr"
     input = UTTERANCES
     accepts = (Utterance,)
+    batch_setting = "asr_batch_size"
 
     def load(self) -> None:
-        """Load the Whisper model."""
+        """Load the Whisper model and run it once, so the first caller does not pay the warm-up."""
         self.recognizer = Recognizer.from_settings(self.settings)
+        self.recognizer.transcribe(np.zeros(16_000, dtype=np.float32))
 
     async def handle(self, record: Record) -> AsyncIterator[Emit]:
-        """Transcribe one utterance (in a thread, so the worker stays responsive)."""
-        assert isinstance(record, Utterance)
+        """Transcribe one utterance."""
+        async for emit in self.handle_batch([record]):
+            yield emit
+
+    async def handle_batch(self, records: list[Record]) -> AsyncIterator[Emit]:
+        """Transcribe utterances that were waiting together, from any sessions, in one batch.
+
+        Decoding runs in a thread, so the worker keeps heartbeating meanwhile.
+        """
+        utterances = [r for r in records if isinstance(r, Utterance)]
         started = time.time()
-        audio = np.frombuffer(record.pcm, dtype="<i2").astype(np.float32) / 32768.0
-        result = await asyncio.to_thread(self.recognizer.transcribe, audio)
-        transcript = Transcript(
-            session_id=record.session_id,
-            egress_partition=record.egress_partition,
-            turn_id=record.turn_id,
-            text=result.text,
-            avg_logprob=result.avg_logprob,
-            no_speech_prob=result.no_speech_prob,
-            audio_seconds=audio.size / record.sample_rate,
-            marks={**record.marks, "asr.start": started, "asr.end": time.time()},
-        )
-        if transcript.text:
-            yield Emit(TRANSCRIPTS, transcript)
-        yield Emit(EGRESS, transcript)
+        audios = [np.frombuffer(u.pcm, dtype="<i2").astype(np.float32) / 32768.0 for u in utterances]
+        results = await asyncio.to_thread(self.recognizer.transcribe_batch, audios)
+        ended = time.time()
+        for utterance, audio, result in zip(utterances, audios, results, strict=True):
+            transcript = Transcript(
+                session_id=utterance.session_id,
+                egress_partition=utterance.egress_partition,
+                turn_id=utterance.turn_id,
+                text=result.text,
+                avg_logprob=result.avg_logprob,
+                no_speech_prob=result.no_speech_prob,
+                audio_seconds=audio.size / utterance.sample_rate,
+                marks={**utterance.marks, "asr.start": started, "asr.end": ended},
+            )
+            if transcript.text:
+                yield Emit(TRANSCRIPTS, transcript)
+            yield Emit(EGRESS, transcript)

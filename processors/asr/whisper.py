@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-from faster_whisper import WhisperModel
+from faster_whisper import BatchedInferencePipeline, WhisperModel
 
 from processors.models import whisper_model_dir
 from streams.settings import Settings
@@ -15,6 +15,7 @@ NO_SPEECH_DROP = 0.6
 (Whisper's own ``no_speech_threshold`` default)."""
 LOGPROB_DROP = -1.0
 """Whisper's ``log_prob_threshold`` default, paired with :data:`NO_SPEECH_DROP`."""
+SAMPLE_RATE = 16_000
 
 
 @dataclass(frozen=True)
@@ -38,6 +39,7 @@ class Recognizer:
 
     def __init__(self, model: str, compute_type: str = "int8", beam_size: int = 5, threads: int = 2) -> None:
         self.model = WhisperModel(model, device="cpu", compute_type=compute_type, cpu_threads=threads)
+        self.batched = BatchedInferencePipeline(self.model)
         self.beam_size = beam_size
 
     @classmethod
@@ -67,13 +69,49 @@ class Recognizer:
             without_timestamps=True,
             vad_filter=False,
         )
-        segments = list(segments)
-        if not segments:
-            return Recognition("", 0.0, 1.0)
-        words = sum(len(s.text.split()) for s in segments) or 1
-        avg_logprob = sum(s.avg_logprob * len(s.text.split()) for s in segments) / words
-        no_speech = max(s.no_speech_prob for s in segments)
-        text = " ".join(s.text.strip() for s in segments).strip()
-        if no_speech > NO_SPEECH_DROP and avg_logprob < LOGPROB_DROP:
-            text = ""
-        return Recognition(text, avg_logprob, no_speech)
+        return _recognition(list(segments))
+
+    def transcribe_batch(self, audios: list[np.ndarray]) -> list[Recognition]:
+        """Recognize several utterances (e.g. from different callers) in one batched decode.
+
+        Whisper pads every input to a 30 s window, so a 3 s utterance costs most of
+        what an 11 s one does; decoding N utterances as one batch of N windows shares
+        that cost.  The utterances are laid end to end and handed to faster-whisper's
+        ``BatchedInferencePipeline`` as ``clip_timestamps``, one clip per utterance.
+
+        Args:
+            audios: float32 mono arrays at 16 kHz, each at most 30 s.
+
+        Returns:
+            One recognition per input, in order.
+        """
+        if len(audios) == 1:
+            return [self.transcribe(audios[0])]
+        bounds, start = [], 0
+        for audio in audios:
+            bounds.append((start, start + audio.size))
+            start += audio.size
+        clips = [{"start": a / SAMPLE_RATE, "end": b / SAMPLE_RATE} for a, b in bounds]
+        segments, _info = self.batched.transcribe(
+            np.concatenate(audios), language="en", beam_size=self.beam_size, batch_size=len(audios),
+            without_timestamps=True, clip_timestamps=clips, vad_filter=False,
+        )
+        per_clip: list[list] = [[] for _ in audios]
+        for segment in segments:
+            midpoint = (segment.start + segment.end) / 2 * SAMPLE_RATE
+            index = next((i for i, (a, b) in enumerate(bounds) if a <= midpoint < b), len(bounds) - 1)
+            per_clip[index].append(segment)
+        return [_recognition(found) for found in per_clip]
+
+
+def _recognition(segments: list) -> Recognition:
+    """Merge faster-whisper segments into one :class:`Recognition`."""
+    if not segments:
+        return Recognition("", 0.0, 1.0)
+    words = sum(len(s.text.split()) for s in segments) or 1
+    avg_logprob = sum(s.avg_logprob * len(s.text.split()) for s in segments) / words
+    no_speech = max(s.no_speech_prob for s in segments)
+    text = " ".join(s.text.strip() for s in segments).strip()
+    if no_speech > NO_SPEECH_DROP and avg_logprob < LOGPROB_DROP:
+        text = ""
+    return Recognition(text, avg_logprob, no_speech)

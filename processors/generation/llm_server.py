@@ -8,8 +8,10 @@ Q8_0 (``llama_model_quantize``) halved prompt time here.
 
 from __future__ import annotations
 
+import json
 import logging
 import subprocess
+import urllib.request
 import sys
 from pathlib import Path
 
@@ -73,6 +75,20 @@ def start_llm_server(settings: Settings, log_file: Path | None = None) -> subpro
     out = open(log_file, "ab") if log_file else subprocess.DEVNULL  # noqa: SIM115 - owned by the child
     return subprocess.Popen(server_command(settings, model), stdout=out, stderr=subprocess.STDOUT,
                             start_new_session=True)
+
+
+def warm_up(base_url: str, model: str = MODEL_ALIAS, timeout_s: float = 60.0) -> None:
+    """Send one short chat request so the first caller does not pay the server's warm-up.
+
+    Raises:
+        OSError: the server did not answer.
+    """
+    body = json.dumps({"model": model, "max_tokens": 1,
+                       "messages": [{"role": "user", "content": "Hello"}]}).encode()
+    request = urllib.request.Request(f"{base_url}/chat/completions", data=body,
+                                     headers={"Content-Type": "application/json"})
+    with urllib.request.urlopen(request, timeout=timeout_s):
+        pass
 
 
 def embedded_url(settings: Settings) -> str:

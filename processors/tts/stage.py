@@ -30,6 +30,7 @@ class TtsStage(Stage):
     def load(self) -> None:
         """Load the Piper voice."""
         self.synthesizer = Synthesizer.from_settings(self.settings)
+        list(self.synthesizer.synthesize("Hello."))  # warm-up: the first synthesis is slow
         self.cancelled = CancelledTurns()
 
     async def on_cancel(self, cancel: TurnCancel) -> list[Emit]:

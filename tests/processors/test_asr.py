@@ -31,3 +31,11 @@ async def test_stage_emits_transcript_to_pipeline_and_caller(settings, recognize
     assert transcript.egress_partition == 2 and transcript.turn_id == "a0"
     assert wer(reference, transcript.text) <= 0.25
     assert transcript.marks["asr.end"] >= transcript.marks["asr.start"] >= 1.0
+
+
+def test_batched_decode_matches_one_by_one(recognizer):
+    clips = [load_clip(name) for name in CLIPS[:3]]
+    batched = recognizer.transcribe_batch([audio for audio, _ in clips])
+    for (audio, reference), result in zip(clips, batched, strict=True):
+        assert wer(reference, result.text) <= 0.25, result.text
+        assert result.text == recognizer.transcribe(audio).text
