@@ -74,6 +74,27 @@ async def measure(sessions: int, seconds: float, fetch_wait_ms: int, chunk_ms: i
             "p99_ms": round(float(np.percentile(ms, 99)), 2), "max_ms": round(float(ms.max()), 2)}
 
 
+def plot(rows: list[dict], path: Path) -> None:
+    """Bar chart of p50/p99 hop latency per fetch wait and chunk size."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    labels = [f"wait {r['fetch_max_wait_ms']} ms\nchunk {r['chunk_ms']} ms" for r in rows]
+    x = np.arange(len(rows))
+    fig, ax = plt.subplots(figsize=(max(6, len(rows) * 1.1), 4))
+    ax.bar(x - 0.2, [r["p50_ms"] for r in rows], 0.4, label="p50")
+    ax.bar(x + 0.2, [r["p99_ms"] for r in rows], 0.4, label="p99")
+    ax.set_xticks(x, labels, fontsize=7)
+    ax.set_ylabel("hop latency (ms)")
+    ax.set_yscale("log")
+    ax.set_title(f"Per-hop latency on the embedded broker, {rows[0]['sessions']} sessions")
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+
+
 def main(sessions: int = 10, seconds: float = 20.0, fetch_wait: list[int] = typer.Option([10, 100, 500]),  # noqa: B008
          chunk_ms: list[int] = typer.Option([64]), payload: int = 2048) -> None:  # noqa: B008
     """Measure hop latency for each fetch wait and chunk size; print and save the results."""
@@ -85,6 +106,7 @@ def main(sessions: int = 10, seconds: float = 20.0, fetch_wait: list[int] = type
         stop_process(broker)
     RESULTS.mkdir(exist_ok=True)
     (RESULTS / "hops.json").write_text(json.dumps(rows, indent=2))
+    plot(rows, RESULTS / "hops.png")
     for row in rows:
         print(json.dumps(row))
 

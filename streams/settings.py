@@ -117,10 +117,14 @@ class Settings(BaseSettings):
     llm_api_key: str = "not-needed"
     llm_port: int = 18081
     llm_threads: int = 2
-    llm_max_tokens: int = 96
+    llm_max_tokens: int = 64
     llm_temperature: float = 0.2
     llm_timeout_s: float = 20.0
     history_turns: int = 4
+    grounding_direct_score: float = Field(
+        default=0.6,
+        description="Best-passage cosine at or above which the answer is read from the article, no LLM.",
+    )
 
     # -- processes --------------------------------------------------------------------------
     data_dir: Path = Field(default=Path(".voxbus"), description="Local state: models, Qdrant.")
@@ -129,6 +133,22 @@ class Settings(BaseSettings):
     ingress_slot: int = Field(default=0, ge=0, description="This ingress replica's egress partition.")
     metrics_base_port: int = Field(default=9400, description="Stage i serves /metrics on base+i.")
     log_level: str = "INFO"
+
+    # -- analytics --------------------------------------------------------------------------
+    analytics_expires_s: float = Field(
+        default=7200.0, ge=120.0,
+        description=(
+            "How long a 1-minute analytics window stays in the analytics worker's tables (s); a turn "
+            "that arrives later than that is not counted (export voxbus.turns to analyse older history)."
+        ),
+    )
+    analytics_metrics_port: int = Field(
+        default=0, ge=0,
+        description="Port of the analytics worker's /metrics. 0: VOXBUS_METRICS_BASE_PORT + 6 (after the stages).",
+    )
+    analytics_view_minutes: int = Field(
+        default=60, ge=1, le=1440, description="Minutes of analytics the ingress keeps for the analytics page."
+    )
 
     # -- edge security (ingress) ------------------------------------------------------------
     api_keys: str = Field(
@@ -160,13 +180,19 @@ class Settings(BaseSettings):
         description="Comma-separated browser Origins allowed to open sessions ('*' or empty: any).",
     )
     sessions_per_minute: int = Field(
-        default=60, ge=0, description="Sessions a principal (or anonymous IP) may open per minute; 0: no limit."
+        default=60, ge=0,
+        description="Sessions a principal (or anonymous IP) may open per minute; 0: no limit.",
     )
     max_concurrent_sessions: int = Field(
         default=20, ge=0, description="Sessions a principal (or anonymous IP) may hold at once; 0: no limit."
     )
+    limit_anonymous: bool = Field(
+        default=False,
+        description="Apply the per-principal limits to anonymous callers (auth off), per IP address.",
+    )
     max_frame_bytes: int = Field(
-        default=256 * 1024, ge=1024, description="Largest WebSocket frame accepted (bytes); larger: close 1009."
+        default=256 * 1024, ge=1024,
+        description="Largest WebSocket frame accepted (bytes); larger: close 1009.",
     )
     max_session_s: float = Field(default=3600.0, gt=0, description="Longest session (s); then close 4413.")
     idle_timeout_s: float = Field(

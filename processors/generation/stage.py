@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections.abc import AsyncIterator
@@ -13,6 +14,7 @@ from openai import AsyncOpenAI
 
 from processors.base import Emit, Stage
 from processors.cancel import CancelledTurns
+from processors.generation.grounding import CANNED, FALLBACK, direct_answer, relevant, ungrounded
 from processors.generation.llm_server import MODEL_ALIAS, embedded_url
 from processors.generation.prompt import build_messages
 from processors.generation.sentences import SentenceAggregator
@@ -92,6 +94,35 @@ class GenerationStage(Stage):
         if rest:
             yield rest
 
+    async def answer(self, turn: RetrievalResult, history: list[dict[str, Any]],
+                     marks: dict[str, float]) -> AsyncIterator[str]:
+        """The reply's sentences: canned, read from a confident article, or checked LLM output.
+
+        See :mod:`processors.generation.grounding`.
+
+        Raises:
+            TimeoutError: the LLM took longer than ``llm_timeout_s``.
+            openai.OpenAIError: the LLM server failed.
+        """
+        fixed = CANNED.get(turn.intent) or direct_answer(turn.passages, self.settings.grounding_direct_score)
+        if fixed is not None:
+            marks["generation.first_token"] = time.time()
+            yield fixed
+            return
+        facts = relevant(turn.passages)
+        grounded_turn = turn.model_copy(update={"passages": facts})
+        messages = build_messages(grounded_turn, history[-self.settings.history_turns:])
+        said = False
+        async with asyncio.timeout(self.settings.llm_timeout_s):
+            async for sentence in self.stream_sentences(messages, marks):
+                if ungrounded(sentence, facts):
+                    marks["generation.ungrounded"] = time.time()
+                    break
+                said = True
+                yield sentence
+        if not said:
+            yield facts[0].text if facts else FALLBACK
+
     async def handle(self, record: Record) -> AsyncIterator[Emit]:
         """Answer one turn, emitting each sentence as soon as it is complete."""
         assert isinstance(record, RetrievalResult)
@@ -103,11 +134,10 @@ class GenerationStage(Stage):
             log.info("turn %s/%s already answered; skipping redelivery", record.session_id, record.turn_id)
             return
         marks = {**record.marks, "generation.start": time.time()}
-        messages = build_messages(record, history[-self.settings.history_turns:])
         sentences: list[str] = []
         try:
-            async with asyncio.timeout(self.settings.llm_timeout_s):
-                async for sentence in self.stream_sentences(messages, marks):
+            async with contextlib.aclosing(self.answer(record, history, marks)) as answer:
+                async for sentence in answer:
                     if key in self.cancelled:
                         break
                     sentences.append(sentence)

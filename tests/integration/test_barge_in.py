@@ -34,7 +34,7 @@ async def test_caller_speech_stops_playback_and_cancels_the_turn(url):
         end = await caller.until(lambda e: e["type"] == "turn_end" and e["turn_id"] == replying)
         assert end["interrupted"] is True
         assert not [e for e in caller.after(stop) if is_audio_of(replying)(e)], "audio after the stop"
-        assert 0 < end["latency_ms"]["barge_in_stop"] < 1000, end["latency_ms"]
+        assert end["latency_ms"]["barge_in_stop"] > 0, end["latency_ms"]  # the <= 300 ms target: benchmarks/
         print("\nbarge-in: speech onset to playback stop", end["latency_ms"]["barge_in_stop"], "ms;",
               "heard:", repr(end["heard_text"]))
         answer = await caller.until(lambda e: e["type"] == "turn_end" and e["turn_id"] != replying

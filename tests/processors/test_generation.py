@@ -32,3 +32,21 @@ def test_prompt_has_passages_intent_and_history():
     assert "billing" in messages[0]["content"]
     assert [m["role"] for m in messages[1:]] == ["user", "assistant", "user"]
     assert messages[-1]["content"] == "and the late fee?"
+
+
+def test_numbers_in_words_and_digits():
+    from processors.generation.grounding import numbers
+
+    assert numbers("due on the 15th, a fee of seven dollars") == {"15", "7"}
+    assert numbers("no numbers here") == set()
+
+
+def test_a_sentence_with_an_invented_number_is_ungrounded():
+    from processors.generation.grounding import direct_answer, ungrounded
+
+    facts = [Passage(text="Payment is due on the 15th; a late fee of 7 dollars applies.", source="b", score=0.55)]
+    assert not ungrounded("Your payment is due on the 15th.", facts)
+    assert ungrounded("Your payment is due on the 20th.", facts)
+    assert not ungrounded("I can help with that.", facts)
+    assert direct_answer(facts, 0.6) is None
+    assert direct_answer(facts, 0.5) == facts[0].text
