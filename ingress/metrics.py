@@ -17,3 +17,4 @@ STAGE_LATENCY = Histogram(
 )
 REJECTIONS = Counter("voxbus_ingress_rejections_total", "Rejected frames or sessions.", ["code"])
 BARGE_INS = Counter("voxbus_barge_ins_total", "Replies cut short by the caller speaking.")
+DTMF = Counter("voxbus_dtmf_total", "DTMF digits received from telephony callers.")

@@ -3,8 +3,9 @@
 The ingress keeps every reply chunk of a turn until the turn ends, so a barge-in can
 stop playback at once (the client drops what it buffered) and a backchannel can
 resume it from the point the caller had heard.  Playback is assumed to run in real
-time from the first byte sent; clients that report their position (Twilio ``mark``
-echoes) refine it with :meth:`Playback.confirm`.
+time from the first byte sent (and to restart when audio arrives after the caller ran
+out of it); clients that report their position (Twilio ``mark`` echoes) refine it
+with :meth:`Playback.confirm`.
 """
 
 from __future__ import annotations
@@ -51,8 +52,11 @@ class Playback:
 
     def _take(self) -> bytes:
         out = bytes(self.pcm[self.sent:])
-        if out and self.started_at is None:
-            self.started_at = time.monotonic()
+        if out:
+            now = time.monotonic()
+            if self.started_at is None or self.heard(now) >= self.sent:
+                # the caller has played everything sent (or nothing was): the new audio starts now
+                self.started_at = now - self.sent / self.bytes_per_second
         self.sent = len(self.pcm)
         return out
 

@@ -8,9 +8,10 @@ Client -> server:
 * ``{"type": "text", "text": "..."}``: a turn through the text channel.
 * ``{"type": "end"}``: the caller hangs up (closing the socket does the same).
 
-Server -> client: ``ready``, ``transcript``, ``intent``, ``reply_text``,
-``reply_audio`` (a JSON header, then one binary frame of ``bytes`` PCM16LE bytes
-unless 0), ``turn_end`` and ``error``; see ``README.md``.
+Server -> client: ``ready``, ``speech_started``/``speech_ended``, ``transcript``,
+``intent``, ``reply_text``, ``reply_audio`` (a JSON header, then one binary frame of
+``bytes`` PCM16LE bytes unless 0), ``playback_stop``, ``turn_end`` and ``error``; see
+``README.md``.  Credentials and close codes: :mod:`ingress.auth`, :mod:`ingress.edge`.
 """
 
 from __future__ import annotations

@@ -1,34 +1,61 @@
-"""The ingress web server: ``/v1/stream`` (callers), ``/healthz``, ``/metrics``, ``/`` (web page)."""
+"""The ingress web server.
+
+Routes: ``/v1/stream`` (callers: JSON + PCM16), ``/v1/twilio`` (Twilio Media Streams),
+``/v1/twilio/twiml`` (a voice webhook answering TwiML), ``/healthz``, ``/metrics`` and
+``/`` (the browser voice page, ``static/``).  Both caller endpoints go through the same
+edge checks (:mod:`ingress.edge`) and run a :class:`~ingress.session.CallerSession`
+behind a transport adapter (:mod:`ingress.transport`).
+"""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
+import time
 import uuid
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 from aiohttp import WSMsgType, web
+from aiohttp.http_websocket import WSMessage
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import ValidationError
 
-from ingress import metrics
+from ingress.analytics import add_routes as add_analytics_routes
+from ingress import metrics, twilio
+from ingress.edge import (
+    CLOSE_BAD_REQUEST,
+    CLOSE_FRAME_TOO_LARGE,
+    CLOSE_REPLACED,
+    CLOSE_TIMEOUT,
+    CLOSE_TOO_LONG,
+    Admission,
+    EdgeGuard,
+    Rejection,
+    count_rejection,
+    peer_of,
+    reject,
+)
 from ingress.gateway import Gateway
 from ingress.protocol import ClientMessage, End, ProtocolError, Start, Text
 from ingress.session import CallerSession, protocol_error_event
+from ingress.transport import JsonTransport
 from streams.settings import Settings, get_settings
 
 log = logging.getLogger(__name__)
 
 MAX_FRAME_BYTES = 256 * 1024
-"""Largest WebSocket frame accepted (bytes): 8 s of 16 kHz PCM16; larger frames close with 1009."""
+"""Default largest WebSocket frame (bytes, ``VOXBUS_MAX_FRAME_BYTES``): 8 s of 16 kHz PCM16 -> 1009."""
 START_TIMEOUT_S = 10.0
 """A socket that sends no start message within this many seconds is closed."""
-CLOSE_BAD_REQUEST = 4400
-"""WebSocket close code for a session that could not start (bad start message)."""
-CLOSE_START_TIMEOUT = 4408
+CLOSE_START_TIMEOUT = CLOSE_TIMEOUT
+HEARTBEAT_S = 20.0
+"""WebSocket ping interval; a peer that stops answering is dropped."""
 STATIC = Path(__file__).parent / "static"
 
 GATEWAY = web.AppKey("gateway", Gateway)
+GUARD = web.AppKey("guard", EdgeGuard)
 
 
 def _parse(data: str) -> Start | Text | End:
@@ -41,17 +68,89 @@ def _parse(data: str) -> Start | Text | End:
         raise ProtocolError(code, f"{where}: {first['msg']}") from None
 
 
+async def frames(ws: web.WebSocketResponse, settings: Settings, opened: float,
+                 peer: str = "") -> AsyncIterator[WSMessage]:
+    """The caller's data frames until it closes.
+
+    Raises:
+        Rejection: 4408 no frame for ``idle_timeout_s``; 4413 the session reached ``max_session_s``.
+    """
+    last = time.monotonic()
+    deadline = opened + settings.max_session_s
+    while True:
+        now = time.monotonic()
+        if now >= deadline:
+            raise Rejection(CLOSE_TOO_LONG, "session_too_long",
+                            f"sessions last at most {settings.max_session_s:g} s")
+        wait = min(deadline, last + settings.idle_timeout_s) - now
+        if wait <= 0:
+            raise Rejection(CLOSE_TIMEOUT, "idle_timeout", f"no frame for {settings.idle_timeout_s:g} s")
+        try:
+            msg = await asyncio.wait_for(ws.receive(), wait)
+        except TimeoutError:
+            continue
+        if msg.type in (WSMsgType.CLOSE, WSMsgType.CLOSING, WSMsgType.CLOSED):
+            return
+        if msg.type == WSMsgType.ERROR:
+            if getattr(msg.data, "code", None) == CLOSE_FRAME_TOO_LARGE:  # aiohttp closed it with 1009
+                count_rejection("frame_too_large", CLOSE_FRAME_TOO_LARGE, peer,
+                                f"a frame over {settings.max_frame_bytes} bytes")
+            return
+        last = time.monotonic()
+        yield msg
+
+
+async def attach(gateway: Gateway, session: CallerSession) -> None:
+    """Register ``session`` for its egress events; a live connection of the same session is replaced.
+
+    The older connection's session ends on the bus first (so the vad stage starts the
+    resumed one afresh), then its socket closes with 4409.
+    """
+    old = gateway.sessions.get(session.session_id)
+    if isinstance(old, CallerSession) and old is not session:
+        log.info("session %s resumed on a newer connection; closing the older one", session.session_id)
+        await old.close()
+        await old.transport.close(CLOSE_REPLACED, b"session_replaced: resumed on a newer connection")
+    gateway.sessions[session.session_id] = session
+    metrics.ACTIVE_SESSIONS.inc()
+
+
+async def detach(gateway: Gateway, guard: EdgeGuard, session: CallerSession, admission: Admission) -> None:
+    """Unregister ``session`` (unless a newer connection holds its id), free its slot, end it on the bus."""
+    if gateway.sessions.get(session.session_id) is session:
+        del gateway.sessions[session.session_id]
+    metrics.ACTIVE_SESSIONS.dec()
+    guard.release(admission)
+    await session.close()
+
+
+# -- /v1/stream ------------------------------------------------------------------------
 async def stream(request: web.Request) -> web.WebSocketResponse:
     """A caller session over WebSocket (protocol in :mod:`ingress.protocol`)."""
-    gateway = request.app[GATEWAY]
-    ws = web.WebSocketResponse(max_msg_size=MAX_FRAME_BYTES, heartbeat=20.0)
+    gateway, guard = request.app[GATEWAY], request.app[GUARD]
+    settings = gateway.settings
+    opened = time.monotonic()
+    ws = web.WebSocketResponse(max_msg_size=settings.max_frame_bytes, heartbeat=HEARTBEAT_S)
     await ws.prepare(request)
-    session: CallerSession | None = None
+    peer = peer_of(request)
     try:
-        session = await _start(gateway, ws)
-        if session is None:
-            return ws
-        async for msg in ws:
+        guard.check_origin(request)
+        principal = guard.authenticate(request)
+    except Rejection as rejection:
+        await reject(ws, rejection, peer)
+        return ws
+    session = await _start(gateway, ws)
+    if session is None:
+        return ws
+    try:
+        admission = guard.admit(principal, session.session_id)  # type: ignore[arg-type]
+    except Rejection as rejection:
+        await reject(ws, rejection, peer)
+        return ws
+    await attach(gateway, session)
+    try:
+        await session.open()
+        async for msg in frames(ws, settings, opened, peer):
             try:
                 if msg.type == WSMsgType.BINARY:
                     await session.on_audio(msg.data)
@@ -64,12 +163,11 @@ async def stream(request: web.Request) -> web.WebSocketResponse:
                     else:
                         raise ProtocolError("already_started", "the session has already started")
             except ProtocolError as exc:
-                await ws.send_str(json.dumps(protocol_error_event(exc)))
+                await session.send_json(protocol_error_event(exc))
+    except Rejection as rejection:
+        await reject(ws, rejection, peer)
     finally:
-        if session is not None:
-            gateway.sessions.pop(session.session_id, None)
-            metrics.ACTIVE_SESSIONS.dec()
-            await session.close()
+        await detach(gateway, guard, session, admission)
         if not ws.closed:
             await ws.close()
     return ws
@@ -92,17 +190,60 @@ async def _start(gateway: Gateway, ws: web.WebSocketResponse) -> CallerSession |
         if not isinstance(start, Start):
             raise ProtocolError("expected_start", "the first frame must be a JSON start message")
         session_id = start.session_id or uuid.uuid4().hex
-        session = CallerSession(gateway, ws, session_id, start)
+        return CallerSession(gateway, JsonTransport(ws), session_id, start.sample_rate, start.speak)
     except ProtocolError as exc:
         await ws.send_str(json.dumps(protocol_error_event(exc)))
         await ws.close(code=CLOSE_BAD_REQUEST, message=exc.code.encode())
         return None
-    gateway.sessions[session_id] = session
-    metrics.ACTIVE_SESSIONS.inc()
-    await session.open()
-    return session
 
 
+# -- /v1/twilio ------------------------------------------------------------------------
+async def twilio_stream(request: web.Request) -> web.WebSocketResponse:
+    """A phone call over Twilio Media Streams (see :mod:`ingress.twilio`)."""
+    gateway, guard = request.app[GATEWAY], request.app[GUARD]
+    settings = gateway.settings
+    opened = time.monotonic()
+    ws = web.WebSocketResponse(max_msg_size=settings.max_frame_bytes, heartbeat=HEARTBEAT_S)
+    await ws.prepare(request)
+    try:
+        guard.check_origin(request)
+        principal = twilio.twilio_principal(request, guard)
+        start = await twilio.read_start(ws, START_TIMEOUT_S)
+        if start is None:
+            return ws
+        if principal is None:
+            principal = guard.authenticate(request, extra=start.customParameters)
+        assert principal is not None
+        session_id = twilio.session_id_for(start)
+        transport = twilio.TwilioTransport(ws, start.streamSid)
+        session = CallerSession(gateway, transport, session_id, twilio.TWILIO_RATE)
+        admission = guard.admit(principal, session_id)
+    except Rejection as rejection:
+        await twilio.reject_twilio(ws, rejection, request)
+        return ws
+    log.info("twilio call %s stream %s: session %s", start.callSid, start.streamSid, session_id)
+    await attach(gateway, session)
+    try:
+        await session.open()
+        async for msg in frames(ws, settings, opened, peer_of(request)):
+            if msg.type != WSMsgType.TEXT:
+                continue
+            try:
+                if not await twilio.handle_message(session, transport, twilio._json(msg.data)):
+                    break
+            except ProtocolError as exc:
+                metrics.REJECTIONS.labels(exc.code).inc()
+                log.warning("twilio stream %s: dropped a message: %s", start.streamSid, exc)
+    except Rejection as rejection:
+        await twilio.reject_twilio(ws, rejection, request)
+    finally:
+        await detach(gateway, guard, session, admission)
+        if not ws.closed:
+            await ws.close()
+    return ws
+
+
+# -- http ------------------------------------------------------------------------------
 async def healthz(request: web.Request) -> web.Response:
     """200 when the broker and every stage are up, 503 otherwise (JSON details either way)."""
     healthy, details = await request.app[GATEWAY].health()
@@ -115,15 +256,21 @@ async def prometheus(request: web.Request) -> web.Response:
 
 
 async def index(request: web.Request) -> web.FileResponse:
-    """The demo voice page."""
+    """The voice page (Harbor Mobile demo of the ``<voice-mic>`` component)."""
     return web.FileResponse(STATIC / "index.html")
 
 
-def make_app(settings: Settings | None = None) -> web.Application:
-    """Build the ingress aiohttp application (Kafka clients start with the app)."""
+def make_app(settings: Settings | None = None, gateway: Gateway | None = None) -> web.Application:
+    """Build the ingress aiohttp application (Kafka clients start with the app).
+
+    Args:
+        settings: defaults to the process's settings.
+        gateway: the Kafka side; defaults to a :class:`Gateway` on ``settings`` (tests pass a fake).
+    """
     settings = settings or get_settings()
     app = web.Application()
-    app[GATEWAY] = Gateway(settings)
+    app[GATEWAY] = gateway or Gateway(settings)
+    app[GUARD] = EdgeGuard(settings)
 
     async def lifecycle(app: web.Application) -> object:
         await app[GATEWAY].start()
@@ -132,9 +279,12 @@ def make_app(settings: Settings | None = None) -> web.Application:
 
     app.cleanup_ctx.append(lifecycle)
     app.router.add_get("/v1/stream", stream)
+    app.router.add_get("/v1/twilio", twilio_stream)
+    app.router.add_route("*", "/v1/twilio/twiml", twilio.twiml)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/metrics", prometheus)
     app.router.add_get("/", index)
+    add_analytics_routes(app, app[GATEWAY])
     if STATIC.is_dir():
         app.router.add_static("/static", STATIC)
     return app

@@ -1,48 +1,60 @@
-"""One caller's WebSocket session at the ingress."""
+"""One caller's session at the ingress, whatever carries it (see :mod:`ingress.transport`)."""
 
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import time
 from typing import TYPE_CHECKING, Any
 
-from aiohttp import web
-
 from ingress import metrics
 from ingress.audio import Chunker
 from ingress.playback import is_backchannel
-from ingress.protocol import ProtocolError, Start
+from ingress.protocol import ProtocolError
 from ingress.turns import Turn
 from schemas import (
-    AudioChunk, ErrorEvent, IntentResult, ReplyText, SessionControl, SessionRecord, SynthAudio, Transcript,
-    TurnCancel, VadEvent,
+    AudioChunk,
+    ErrorEvent,
+    IntentResult,
+    ReplyText,
+    SessionControl,
+    SessionRecord,
+    SynthAudio,
+    Transcript,
+    TurnCancel,
+    VadEvent,
 )
 from streams.topics import AUDIO, CONTROL, TRANSCRIPTS, TURNS
 
 if TYPE_CHECKING:
     from ingress.gateway import Gateway
+    from ingress.transport import Transport
 
 log = logging.getLogger(__name__)
 
 
 class CallerSession:
-    """Audio in, events out, for one session id on one socket.
+    """Audio in, events out, for one session id on one connection.
 
     Args:
         gateway: the ingress's Kafka side (producer, routing).
-        ws: the caller's socket.
+        transport: the caller's connection (JSON/PCM socket, Twilio media stream...).
         session_id: the session.
-        start: the caller's start message.
+        sample_rate: Hz of the caller's PCM16 audio.
+        speak: False for text replies only.
+
+    Raises:
+        ProtocolError: unsupported ``sample_rate``.
     """
 
-    def __init__(self, gateway: Gateway, ws: web.WebSocketResponse, session_id: str, start: Start) -> None:
+    def __init__(self, gateway: Gateway, transport: Transport, session_id: str, sample_rate: int,
+                 speak: bool = True) -> None:
         self.gateway = gateway
-        self.ws = ws
+        self.transport = transport
         self.session_id = session_id
-        self.speak = start.speak
-        self.chunker = Chunker(start.sample_rate, gateway.settings.chunk_ms)
+        self.speak = speak
+        self.ended = False
+        self.chunker = Chunker(sample_rate, gateway.settings.chunk_ms)
         self.seq = 0
         self.turns: dict[str, Turn] = {}
         self.cancelled: set[str] = set()
@@ -64,6 +76,8 @@ class CallerSession:
         Raises:
             ProtocolError: the frame is not valid PCM16.
         """
+        if self.ended:
+            return
         now = time.time()
         for start_sample, pcm in self.chunker.push(frame):
             await self._produce_chunk(start_sample, pcm, now)
@@ -88,7 +102,10 @@ class CallerSession:
         await self.gateway.produce(TRANSCRIPTS, transcript)
 
     async def close(self) -> None:
-        """Flush the last audio and end the session on the bus."""
+        """Flush the last audio and end the session on the bus (once)."""
+        if self.ended:
+            return
+        self.ended = True
         now = time.time()
         for start_sample, pcm in self.chunker.flush():
             await self._produce_chunk(start_sample, pcm, now)
@@ -130,7 +147,7 @@ class CallerSession:
                 turn.marks["barge_in.onset"] = event.ts
                 if turn.playback.pause():
                     turn.marks["ingress.playback_stop"] = time.time()
-                    await self.send_json({"type": "playback_stop", "turn_id": turn.turn_id})
+                    await self.transport.stop_playback(turn.turn_id)
         elif not event.utterance:
             await self.resume_paused_by(caller_turn.turn_id)
 
@@ -179,11 +196,16 @@ class CallerSession:
             await self.send_audio(turn, pcm, final=chunk.final)
 
     async def send_audio(self, turn: Turn, pcm: bytes, final: bool) -> None:
-        """One ``reply_audio`` header and its binary frame."""
-        await self.send_json({"type": "reply_audio", "turn_id": turn.turn_id,
-                              "sample_rate": turn.playback.sample_rate, "final": final, "bytes": len(pcm)})
-        if pcm and not self.ws.closed:
-            await self.ws.send_bytes(pcm)
+        """Hand reply audio (ending at the turn's ``playback.sent`` offset) to the transport."""
+        playback = turn.playback
+        await self.transport.send_audio(turn.turn_id, pcm, playback.sample_rate, final, playback.sent)
+
+    def confirm_heard(self, turn_id: str, heard_bytes: int) -> None:
+        """The caller reports having heard ``heard_bytes`` of a turn's reply (e.g. a Twilio ``mark`` echo)."""
+        turn = self.turns.get(turn_id)
+        if turn is None or turn.paused_by or turn_id in self.cancelled or turn.playback.paused:
+            return
+        turn.playback.confirm(min(heard_bytes, turn.playback.sent))
 
     async def send_event(self, event: SessionRecord) -> None:
         """Translate a bus record (other than audio) into the caller protocol."""
@@ -239,9 +261,9 @@ class CallerSession:
             metrics.STAGE_LATENCY.labels(span).observe(ms / 1000.0)
 
     async def send_json(self, payload: dict[str, Any]) -> None:
-        """Send one JSON event if the socket is still open."""
-        if not self.ws.closed:
-            await self.ws.send_str(json.dumps(payload))
+        """Send one caller-protocol event (dropped once the connection is closed)."""
+        if not self.transport.closed:
+            await self.transport.send_event(payload)
 
     async def send_error(self, code: str, message: str, **extra: Any) -> None:
         """Send an ``error`` event."""

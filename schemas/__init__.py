@@ -1,5 +1,8 @@
 """Typed, versioned records of the voxbus bus, msgpack on the wire (:mod:`schemas.codec`)."""
 
+from schemas.analytics import (
+    EscalationCount, IntentCount, LatencyPercentiles, SentimentCount, TurnsPerMinute, WindowedRecord,
+)
 from schemas.audio import BUS_SAMPLE_RATE, AudioChunk, SessionControl, SynthAudio, Utterance
 from schemas.base import Record, SessionRecord
 from schemas.codec import SchemaError, decode, encode
@@ -11,14 +14,18 @@ __all__ = [
     "AudioChunk",
     "DeadLetter",
     "ErrorEvent",
+    "EscalationCount",
     "Intent",
+    "IntentCount",
     "IntentResult",
+    "LatencyPercentiles",
     "Passage",
     "Record",
     "ReplyText",
     "RetrievalResult",
     "SchemaError",
     "Sentiment",
+    "SentimentCount",
     "SessionControl",
     "SessionRecord",
     "StageHeartbeat",
@@ -26,8 +33,10 @@ __all__ = [
     "Transcript",
     "TurnCancel",
     "TurnRecord",
+    "TurnsPerMinute",
     "Utterance",
     "VadEvent",
+    "WindowedRecord",
     "decode",
     "encode",
 ]

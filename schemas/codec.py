@@ -13,6 +13,7 @@ from typing import Any, TypeVar
 import msgpack
 from pydantic import ValidationError
 
+from schemas.analytics import EscalationCount, IntentCount, LatencyPercentiles, SentimentCount, TurnsPerMinute
 from schemas.audio import AudioChunk, SessionControl, SynthAudio, Utterance
 from schemas.base import Record
 from schemas.events import DeadLetter, ErrorEvent, StageHeartbeat, TurnCancel, TurnRecord, VadEvent
@@ -37,6 +38,11 @@ REGISTRY: dict[str, type[Record]] = {
         StageHeartbeat,
         VadEvent,
         TurnCancel,
+        TurnsPerMinute,
+        IntentCount,
+        SentimentCount,
+        EscalationCount,
+        LatencyPercentiles,
     )
 }
 """Wire ``type`` tag -> record class."""

@@ -68,6 +68,28 @@ DEAD_LETTER = TopicSpec("voxbus.dead-letter", ("dead_letter",), "partitions", 30
 HEARTBEATS = TopicSpec("voxbus.heartbeats", ("stage_heartbeat",), 1, HOUR_MS,
                        "Stage liveness, read by every ingress for /healthz.")
 
+# -- analytics (processors/analytics): windowed upsert streams, key "<window_start>/<dimension>";
+# consumers keep the last record per key. One partition each: a few records per turn, in order.
+ANALYTICS_WINDOWS = TopicSpec("voxbus.analytics.turn-windows", ("turn_record",), "partitions", DAY_MS,
+                              "Turn records re-keyed by their 1-minute window, so one window is folded "
+                              "by one analytics worker (the faust tables' partitioning).")
+ANALYTICS_TURNS = TopicSpec("voxbus.analytics.turns-per-minute", ("analytics_turns",), 1, 30 * DAY_MS,
+                            "Turns and sessions per 1-minute window (upserts).")
+ANALYTICS_INTENTS = TopicSpec("voxbus.analytics.intents", ("analytics_intent",), 1, 30 * DAY_MS,
+                              "Turns per intent per 1-minute window (upserts).")
+ANALYTICS_SENTIMENT = TopicSpec("voxbus.analytics.sentiment", ("analytics_sentiment",), 1, 30 * DAY_MS,
+                                "Turns per sentiment label per 1-minute window (upserts).")
+ANALYTICS_ESCALATIONS = TopicSpec("voxbus.analytics.escalations", ("analytics_escalations",), 1, 30 * DAY_MS,
+                                  "Escalation requests (human_agent or sentiment <= -0.5) per 1-minute "
+                                  "window (upserts).")
+ANALYTICS_LATENCY = TopicSpec("voxbus.analytics.latency", ("analytics_latency",), 1, 30 * DAY_MS,
+                              "p50/p95/p99 of each latency span per 1-minute window (upserts).")
+ANALYTICS_TOPICS: tuple[TopicSpec, ...] = (
+    ANALYTICS_TURNS, ANALYTICS_INTENTS, ANALYTICS_SENTIMENT, ANALYTICS_ESCALATIONS, ANALYTICS_LATENCY,
+)
+"""The analytics output topics (what the analytics page and analysts read)."""
+
 ALL_TOPICS: tuple[TopicSpec, ...] = (
     AUDIO, UTTERANCES, TRANSCRIPTS, INTENTS, RETRIEVALS, REPLIES, CONTROL, EGRESS, TURNS, DEAD_LETTER, HEARTBEATS,
+    ANALYTICS_WINDOWS, *ANALYTICS_TOPICS,
 )

@@ -6,6 +6,8 @@ import asyncio
 import json
 import logging
 import os
+import signal
+import threading
 from pathlib import Path
 from typing import Annotated
 
@@ -16,6 +18,9 @@ from rich.table import Table
 app = typer.Typer(help="voxbus: an event-driven voice AI pipeline on Kafka.", no_args_is_help=True)
 kb_app = typer.Typer(help="Knowledge-base commands.", no_args_is_help=True)
 app.add_typer(kb_app, name="kb")
+analytics_app = typer.Typer(help="Analytics: the windowed processor, and reading topics back.",
+                            no_args_is_help=True)
+app.add_typer(analytics_app, name="analytics")
 console = Console(stderr=True)
 
 DEFAULT_URL = "ws://127.0.0.1:8765/v1/stream"
@@ -44,7 +49,7 @@ def up(
     port: Annotated[int | None, typer.Option(help="Ingress port (default 8765).")] = None,
     llm_url: Annotated[str | None, typer.Option("--llm-url", help="OpenAI-compatible URL (…/v1).")] = None,
 ) -> None:
-    """Run everything: embedded broker (unless --bootstrap), LLM server, six stages, ingress."""
+    """Run everything: embedded broker (unless --bootstrap), LLM server, six stages, analytics, ingress."""
     _configure(bootstrap, port=port, llm_url=llm_url)
     from streams.settings import get_settings
     from voxbus.supervisor import Supervisor
@@ -56,7 +61,10 @@ def up(
             supervisor.start()
         console.print(f"[bold green]voxbus is up[/]: open http://{settings.host}:{settings.port}/ "
                       f"or run: voxbus call tests/data/jfk.wav   (Ctrl-C stops; logs in {supervisor.logs})")
-        supervisor.watch()
+        stop = threading.Event()
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(signum, lambda *_: stop.set())
+        supervisor.watch(stop)
     finally:
         console.print("stopping…")
         supervisor.stop()
@@ -88,8 +96,6 @@ def ingress(bootstrap: Bootstrap = None,
 def broker() -> None:
     """Run the embedded broker (Tansu, memory only) alone, until Ctrl-C."""
     _configure()
-    import signal
-
     from streams.broker import start_embedded_broker, stop_process
     from streams.settings import get_settings
 
@@ -164,3 +170,108 @@ def kb_ingest(directory: Annotated[Path, typer.Argument(exists=True, file_okay=F
     settings = get_settings()
     count = ingest(directory, open_client(settings), Embedder.from_settings(settings), settings.qdrant_collection)
     console.print(f"ingested {count} passages into {settings.qdrant_collection}")
+
+
+@analytics_app.command("worker")
+def analytics_worker(bootstrap: Bootstrap = None) -> None:
+    """Run the analytics processor (consumer group voxbus-analytics): voxbus.turns -> voxbus.analytics.*."""
+    _configure(bootstrap)
+    from processors.analytics.stage import run_worker
+
+    run_worker()
+
+
+def _jsonable(value: object) -> object:
+    """``value`` with bytes as base64 text, recursively (for JSON output)."""
+    import base64
+
+    if isinstance(value, bytes | bytearray | memoryview):
+        return base64.b64encode(bytes(value)).decode()
+    if isinstance(value, dict):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_jsonable(v) for v in value]
+    return value
+
+
+def _brief(value: object, limit: int = 80) -> str:
+    """``value`` on one short line (bytes as their length)."""
+    if isinstance(value, bytes | bytearray | memoryview):
+        return f"<{len(value)} bytes>"
+    text = value if isinstance(value, str) else json.dumps(_jsonable(value), separators=(",", ":"))
+    text = text.replace("\n", " ")
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+@analytics_app.command("tail")
+def analytics_tail(
+    topic: Annotated[str, typer.Argument(help="Full or short name (latency: voxbus.analytics.latency).")],
+    from_beginning: Annotated[bool, typer.Option("--from-beginning", help="Start at the oldest.")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="One JSON object per record.")] = False,
+    count: Annotated[int | None, typer.Option("--count", min=1, help="Stop after this many records.")] = None,
+    bootstrap: Bootstrap = None,
+) -> None:
+    """Print the decoded records of a topic as they arrive (Ctrl-C stops).
+
+    Analytics topics are upserts: a record replaces earlier ones with the same key.
+    """
+    _configure(bootstrap)
+    from processors.analytics.io import read_topic, resolve_topic
+    from streams.settings import get_settings
+
+    name = resolve_topic(topic)
+
+    async def run() -> None:
+        seen = 0
+        async for read in read_topic(get_settings(), name, from_beginning=from_beginning, follow=True):
+            m = read.message
+            key = m.key.decode(errors="replace") if isinstance(m.key, bytes) else None
+            if as_json:
+                out: dict[str, object] = {"topic": m.topic, "partition": m.partition, "offset": m.offset,
+                                          "timestamp_ms": m.timestamp, "key": key}
+                if read.record is None:
+                    out["error"] = read.error
+                else:
+                    out["record"] = _jsonable(read.record.model_dump(mode="python"))
+                print(json.dumps(out, ensure_ascii=False), flush=True)
+            elif read.record is None:
+                print(f"{m.topic}[{m.partition}]@{m.offset} key={key} UNDECODABLE: {read.error}", flush=True)
+            else:
+                fields = read.record.model_dump(mode="python")
+                tag, _v = fields.pop("type"), fields.pop("v")
+                body = " ".join(f"{k}={_brief(v)}" for k, v in fields.items())
+                print(f"{m.topic}[{m.partition}]@{m.offset} key={key} {tag}: {body}", flush=True)
+            seen += 1
+            if count is not None and seen >= count:
+                return
+
+    try:
+        asyncio.run(run())
+    except LookupError as exc:
+        console.print(f"[red]{exc}[/]")
+        raise typer.Exit(1) from None
+    except KeyboardInterrupt:
+        pass
+
+
+@analytics_app.command("export")
+def analytics_export(
+    to: Annotated[Path, typer.Option("--to", dir_okay=False, help="Parquet file to write.")],
+    topic: Annotated[str, typer.Option("--topic", help="Topic (full or short name).")] = "voxbus.turns",
+    bootstrap: Bootstrap = None,
+) -> None:
+    """Write a topic, from its beginning to its current end, to a Parquet file (one row per record).
+
+    Turn records get one column per latency span (latency_<span>_ms); marks stay a map column.
+    """
+    _configure(bootstrap)
+    from processors.analytics.io import export_parquet, resolve_topic
+    from streams.settings import get_settings
+
+    name = resolve_topic(topic)
+    try:
+        rows = asyncio.run(export_parquet(get_settings(), name, to))
+    except LookupError as exc:
+        console.print(f"[red]{exc}[/]")
+        raise typer.Exit(1) from None
+    console.print(f"wrote {rows} records of {name} to {to}")

@@ -1,4 +1,4 @@
-"""``voxbus up``: the embedded broker, the LLM server, every stage and the ingress as processes.
+"""``voxbus up``: the embedded broker, the LLM server, every stage, analytics and the ingress as processes.
 
 Each stage runs in its own process with its own consumer group, exactly as Kubernetes
 runs it (``voxbus worker STAGE``).  A child that exits unexpectedly is restarted
@@ -13,6 +13,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 import urllib.request
 from dataclasses import dataclass, field
@@ -92,6 +93,8 @@ class Supervisor:
         self.children = [
             Child(stage, [*python, "worker", stage], self.logs / f"{stage}.log") for stage in STAGES
         ]
+        self.children.append(Child("analytics", [*python, "analytics", "worker"],
+                                   self.logs / "analytics.log"))
         self.children.append(Child("ingress", [*python, "ingress"], self.logs / "ingress.log"))
         for child in self.children:
             child.start(self.env)
@@ -102,26 +105,18 @@ class Supervisor:
         if not wait_http(f"http://{s.host}:{s.port}/healthz", READY_TIMEOUT_S):
             raise RuntimeError(f"voxbus did not become healthy in {READY_TIMEOUT_S:.0f} s; see {self.logs}")
 
-    def watch(self) -> None:
-        """Restart children that exit, until SIGINT/SIGTERM."""
-        stop = False
-
-        def _stop(*_: object) -> None:
-            nonlocal stop
-            stop = True
-
-        signal.signal(signal.SIGTERM, _stop)
-        signal.signal(signal.SIGINT, _stop)
-        while not stop:
+    def watch(self, stop: threading.Event) -> None:
+        """Restart children that exit (exponential backoff from 1 s to 30 s) until ``stop`` is set."""
+        while not stop.is_set():
             for child in self.children:
-                if child.proc is not None and child.proc.poll() is not None and not stop:
+                if child.proc is not None and child.proc.poll() is not None and not stop.is_set():
                     delay = min(30.0, 2.0 ** child.restarts)
                     if time.monotonic() - child.started > delay:
                         log.warning("%s exited with %s; restarting (log: %s)", child.name,
                                     child.proc.returncode, child.log_path)
                         child.restarts += 1
                         child.start(self.env)
-            time.sleep(0.5)
+            stop.wait(0.5)
 
     def stop(self) -> None:
         """Stop the ingress, the stages, the LLM server and the broker, in that order."""

@@ -4,6 +4,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from schemas import (
+    EscalationCount, IntentCount, LatencyPercentiles, SentimentCount, TurnsPerMinute,
     AudioChunk, DeadLetter, ErrorEvent, TurnCancel, VadEvent, IntentResult, Passage, ReplyText, RetrievalResult, SchemaError, SessionControl,
     StageHeartbeat, SynthAudio, Transcript, TurnRecord, Utterance, decode, encode,
 )
@@ -53,6 +54,24 @@ STRATEGIES = {
                           heard_ms=st.floats(0, 1e6), ts=ts),
 }
 
+
+counts = st.integers(0, 10**6)
+window_starts = st.integers(0, 60_000_000).map(lambda m: float(m * 60))
+ms = st.floats(0, 1e6, allow_nan=False)
+STRATEGIES.update({
+    TurnsPerMinute: st.builds(TurnsPerMinute, window_start=window_starts, window_end=ts, turns=counts, ts=ts,
+                              sessions=counts, voice=counts, text=counts, interrupted=counts),
+    IntentCount: st.builds(IntentCount, window_start=window_starts, window_end=ts, turns=counts, ts=ts,
+                           intent=st.sampled_from(["billing", "unknown"]), confidence_mean=st.floats(0, 1)),
+    SentimentCount: st.builds(SentimentCount, window_start=window_starts, window_end=ts, turns=counts, ts=ts,
+                              sentiment=st.sampled_from(["negative", "neutral", "positive"]),
+                              score_mean=st.floats(-1, 1)),
+    EscalationCount: st.builds(EscalationCount, window_start=window_starts, window_end=ts, turns=counts, ts=ts,
+                               human_agent=counts, negative=counts, session_ids=st.lists(session_ids, max_size=5)),
+    LatencyPercentiles: st.builds(LatencyPercentiles, window_start=window_starts, window_end=ts, turns=counts,
+                                  ts=ts, span=st.sampled_from(["asr", "voice_to_voice"]), mean_ms=ms, min_ms=ms,
+                                  max_ms=ms, p50_ms=ms, p95_ms=ms, p99_ms=ms),
+})
 
 def test_every_registered_record_has_a_strategy():
     assert set(STRATEGIES) == set(REGISTRY.values())

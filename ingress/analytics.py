@@ -1,0 +1,313 @@
+"""The analytics page: ``GET /analytics`` (charts) and ``GET /v1/analytics`` (their JSON).
+
+The ingress follows the analytics topics (``voxbus.analytics.*``, written by the
+analytics processor: :mod:`processors.analytics`) with one consumer of its own, no
+consumer group, started on the first request.  It keeps the last record per key (the
+topics are upsert streams) for the last ``VOXBUS_ANALYTICS_VIEW_MINUTES`` and answers
+from memory, so a page refresh costs no broker read.
+
+Wiring (in :func:`ingress.server.make_app`)::
+
+    from ingress.analytics import add_routes as add_analytics_routes
+    add_analytics_routes(app, app[GATEWAY])
+
+The endpoints serve aggregates only (no transcript, no audio); the escalation series
+lists session ids.  Like ``/metrics`` they are not behind the caller authentication:
+expose them to operators only.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import math
+import time
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+from aiohttp import web
+from aiokafka import AIOKafkaConsumer, TopicPartition
+
+from ingress.turns import STAGE_SPANS
+from processors.analytics.io import consumer_for, topic_partitions
+from processors.analytics.windows import WINDOW_S
+from schemas import (
+    EscalationCount,
+    IntentCount,
+    LatencyPercentiles,
+    SchemaError,
+    SentimentCount,
+    TurnsPerMinute,
+    WindowedRecord,
+    decode,
+)
+from streams.settings import Settings
+from streams.topics import ANALYTICS_TOPICS
+
+log = logging.getLogger(__name__)
+
+PAGE = Path(__file__).parent / "static" / "analytics.html"
+START_TIMEOUT_S = 10.0
+"""Longest a request waits for the view to connect and find the analytics topics."""
+CATCH_UP_WAIT_S = 5.0
+"""Longest a request waits for the view to read the topics up to where they were at start."""
+SENTIMENTS = ("negative", "neutral", "positive")
+QUANTITIES = ("p50", "p95", "p99", "count")
+"""The per-minute series of a latency span."""
+
+
+class AnalyticsView:
+    """The last record per key of every analytics topic, for the last ``horizon_minutes``."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.horizon_s = settings.analytics_view_minutes * 60
+        self.latest: dict[tuple[str, str], WindowedRecord] = {}
+        self.caught_up = asyncio.Event()
+        self.consumer: AIOKafkaConsumer | None = None
+        self.task: asyncio.Task[None] | None = None
+        self.end: dict[TopicPartition, int] = {}
+
+    @property
+    def running(self) -> bool:
+        """True while the view follows the topics."""
+        return self.task is not None and not self.task.done()
+
+    async def start(self) -> None:
+        """Connect, seek every analytics partition to the start of the horizon, start following.
+
+        Raises:
+            LookupError: an analytics topic does not exist.
+            aiokafka.errors.KafkaError: the broker cannot be reached.
+        """
+        consumer = consumer_for(self.settings)
+        try:
+            await consumer.start()
+            partitions = [tp for spec in ANALYTICS_TOPICS
+                          for tp in await topic_partitions(consumer, spec.name)]
+            consumer.assign(partitions)
+            await self._seek(consumer, partitions, time.time() - self.horizon_s - WINDOW_S)
+            self.end = await consumer.end_offsets(partitions)
+        except BaseException:
+            await consumer.stop()
+            raise
+        self.consumer = consumer
+        self.task = asyncio.create_task(self._run(), name="analytics-view")
+
+    @staticmethod
+    async def _seek(consumer: AIOKafkaConsumer, partitions: list[TopicPartition], since: float) -> None:
+        """Seek to the first record produced at or after ``since``.
+
+        A window's records are produced after the window starts, so nothing older can
+        describe a window in the horizon.  Brokers that cannot look offsets up by time
+        (the embedded one answers offset 0) make this a read from the beginning.
+        """
+        try:
+            found = await consumer.offsets_for_times({tp: int(since * 1000) for tp in partitions})
+        except Exception as exc:  # an old or partial Kafka implementation
+            log.info("offsets by time unavailable (%s); reading analytics from the beginning", exc)
+            await consumer.seek_to_beginning(*partitions)
+            return
+        for tp in partitions:
+            offset = found.get(tp)
+            if offset is None:
+                await consumer.seek_to_end(tp)
+            else:
+                consumer.seek(tp, offset.offset)
+
+    async def _run(self) -> None:
+        assert self.consumer is not None
+        pruned = time.monotonic()
+        while True:
+            try:
+                batches = await self.consumer.getmany(timeout_ms=1000, max_records=5000)
+            except Exception:
+                log.exception("reading the analytics topics failed; retrying")
+                await asyncio.sleep(1.0)
+                continue
+            for messages in batches.values():
+                self.absorb(messages)
+            if not self.caught_up.is_set() and await self._at_start_end():
+                self.caught_up.set()
+            if time.monotonic() - pruned > WINDOW_S:
+                self.prune(time.time())
+                pruned = time.monotonic()
+
+    async def _at_start_end(self) -> bool:
+        """True once every partition is read up to where it ended when the view started."""
+        assert self.consumer is not None
+        for tp, offset in self.end.items():
+            if await self.consumer.position(tp) < offset:
+                return False
+        return True
+
+    def absorb(self, messages: Iterable[Any]) -> None:
+        """Keep each message's record if it is the newest of its key (offset order) and recent."""
+        oldest = time.time() - self.horizon_s - WINDOW_S
+        for message in messages:
+            try:
+                record = decode(message.value)
+            except SchemaError as exc:
+                log.warning("undecodable analytics record %s[%d]@%d: %s", message.topic, message.partition,
+                            message.offset, exc)
+                continue
+            if isinstance(record, WindowedRecord) and record.window_start >= oldest:
+                self.latest[(record.type, record.key)] = record
+
+    def prune(self, now: float) -> None:
+        """Forget windows older than the horizon."""
+        oldest = now - self.horizon_s - WINDOW_S
+        for key in [k for k, r in self.latest.items() if r.window_start < oldest]:
+            del self.latest[key]
+
+    async def stop(self) -> None:
+        """Stop following and close the consumer."""
+        if self.task is not None:
+            self.task.cancel()
+            await asyncio.gather(self.task, return_exceptions=True)
+            self.task = None
+        if self.consumer is not None:
+            await self.consumer.stop()
+            self.consumer = None
+
+
+def summarize(records: Iterable[WindowedRecord], now: float, minutes: int) -> dict[str, Any]:
+    """The analytics page's data: one value per minute for the last ``minutes`` (current one last).
+
+    Args:
+        records: the last record per key (older versions must have been dropped).
+        now: the current time (epoch s).
+        minutes: how many one-minute windows, the current one included.
+
+    Returns:
+        JSON-able: ``windows`` (window starts), ``turns``, ``intents``, ``sentiment``,
+        ``escalations`` and ``latency`` series aligned with ``windows`` (``None`` or 0
+        where a window has no data), and hour ``totals``.
+    """
+    current = math.floor(now / WINDOW_S) * WINDOW_S
+    windows = [float(current - WINDOW_S * i) for i in range(minutes - 1, -1, -1)]
+    index = {start: i for i, start in enumerate(windows)}
+    turns: dict[str, list[Any]] = {name: [0] * minutes
+                                   for name in ("turns", "sessions", "voice", "text", "interrupted")}
+    intents: dict[str, list[int]] = {}
+    sentiment: dict[str, list[int]] = {label: [0] * minutes for label in SENTIMENTS}
+    score_sum, score_n = [0.0] * minutes, [0] * minutes
+    escalations: dict[str, list[int]] = {name: [0] * minutes
+                                         for name in ("escalations", "human_agent", "negative")}
+    escalated: list[tuple[float, str]] = []
+    latency: dict[str, dict[str, list[Any]]] = {}
+    for record in records:
+        i = index.get(record.window_start)
+        if i is None:
+            continue
+        if isinstance(record, TurnsPerMinute):
+            for name in ("sessions", "voice", "text", "interrupted"):
+                turns[name][i] = getattr(record, name)
+            turns["turns"][i] = record.turns
+        elif isinstance(record, IntentCount):
+            intents.setdefault(record.intent, [0] * minutes)[i] = record.turns
+        elif isinstance(record, SentimentCount):
+            sentiment.setdefault(record.sentiment, [0] * minutes)[i] = record.turns
+            score_sum[i] += record.score_mean * record.turns
+            score_n[i] += record.turns
+        elif isinstance(record, EscalationCount):
+            escalations["escalations"][i] = record.turns
+            escalations["human_agent"][i] = record.human_agent
+            escalations["negative"][i] = record.negative
+            escalated.extend((record.window_start, session) for session in record.session_ids)
+        elif isinstance(record, LatencyPercentiles):
+            span = latency.setdefault(record.span, {q: [None] * minutes for q in QUANTITIES})
+            span["p50"][i], span["p95"][i], span["p99"][i] = record.p50_ms, record.p95_ms, record.p99_ms
+            span["count"][i] = record.turns
+    order = ["voice_to_voice", *(s for s in STAGE_SPANS if s != "voice_to_voice")]
+    spans = sorted(latency, key=lambda s: (order.index(s) if s in order else len(order), s))
+    intent_totals = {name: sum(counts) for name, counts in intents.items()}
+    sessions: list[str] = []
+    for _start, session in sorted(escalated, reverse=True):
+        if session not in sessions:
+            sessions.append(session)
+    return {
+        "window_s": WINDOW_S,
+        "generated_at": now,
+        "windows": windows,
+        "turns": turns,
+        "intents": {
+            "series": {name: intents[name] for name in sorted(intents, key=lambda n: -intent_totals[n])},
+            "totals": dict(sorted(intent_totals.items(), key=lambda item: -item[1])),
+        },
+        "sentiment": {
+            "series": sentiment,
+            "score_mean": [round(s / n, 4) if n else None for s, n in zip(score_sum, score_n, strict=True)],
+        },
+        "escalations": {"series": escalations, "sessions": sessions[:20]},
+        "latency": {span: latency[span] for span in spans},
+        "totals": {
+            "turns": sum(turns["turns"]),
+            "escalations": sum(escalations["escalations"]),
+            "interrupted": sum(turns["interrupted"]),
+        },
+    }
+
+
+VIEW = web.AppKey("analytics_view", AnalyticsView)
+_START_LOCK = web.AppKey("analytics_view_lock", asyncio.Lock)
+
+
+async def _view(app: web.Application) -> AnalyticsView:
+    """The app's view, started on first use (and restarted after a failure)."""
+    view = app[VIEW]
+    async with app[_START_LOCK]:
+        if not view.running:
+            await view.stop()
+            view.caught_up.clear()
+            await asyncio.wait_for(view.start(), START_TIMEOUT_S)
+    return view
+
+
+async def analytics_api(request: web.Request) -> web.Response:
+    """``GET /v1/analytics?minutes=60``: the analytics series (:func:`summarize`) as JSON.
+
+    503 when the analytics topics cannot be read (broker down, topics not created yet).
+    """
+    view = request.app[VIEW]
+    try:
+        minutes = int(request.query.get("minutes", view.settings.analytics_view_minutes))
+    except ValueError:
+        raise web.HTTPBadRequest(text="minutes must be an integer") from None
+    minutes = max(1, min(minutes, view.settings.analytics_view_minutes))
+    try:
+        view = await _view(request.app)
+    except Exception as exc:
+        log.warning("analytics view unavailable: %s: %s", type(exc).__name__, exc)
+        return web.json_response({"error": f"analytics unavailable: {type(exc).__name__}: {exc}"}, status=503)
+    with contextlib.suppress(TimeoutError):
+        await asyncio.wait_for(view.caught_up.wait(), CATCH_UP_WAIT_S)
+    body = summarize(list(view.latest.values()), time.time(), minutes)
+    body["complete"] = view.caught_up.is_set()
+    return web.json_response(body, headers={"Cache-Control": "no-store"})
+
+
+async def analytics_page(request: web.Request) -> web.FileResponse:
+    """``GET /analytics``: the charts (a self-contained page polling ``/v1/analytics``)."""
+    return web.FileResponse(PAGE, headers={"Cache-Control": "no-cache"})
+
+
+def add_routes(app: web.Application, gateway: Any) -> None:
+    """Add ``GET /analytics`` and ``GET /v1/analytics`` to the ingress ``app``.
+
+    Args:
+        app: the ingress application (not started yet).
+        gateway: the ingress's :class:`ingress.gateway.Gateway` (only its ``settings``
+            are used: the view has its own consumer).
+    """
+    app[VIEW] = AnalyticsView(gateway.settings)
+    app[_START_LOCK] = asyncio.Lock()
+
+    async def stop_view(app: web.Application) -> None:
+        await app[VIEW].stop()
+
+    app.on_cleanup.append(stop_view)
+    app.router.add_get("/analytics", analytics_page)
+    app.router.add_get("/v1/analytics", analytics_api)

@@ -1,0 +1,257 @@
+"""The analytics processor: turn records in, windowed analytics upserts out.
+
+It runs as its own faust App and consumer group (``voxbus-analytics``), beside the
+pipeline stages rather than among them (it is not on a caller's path; ``/healthz`` does
+not wait for it).  Two agents, both through the stage runtime (:class:`StageRunner`:
+dead-lettering, metrics, heartbeats come from there):
+
+1. ``route`` reads ``voxbus.turns`` (keyed by session) and re-produces each turn record to
+   ``voxbus.analytics.turn-windows`` keyed by the start of its one-minute window, so every
+   turn of a window lands in one partition, owned by one worker.
+2. ``fold`` reads that topic and folds each turn into faust windowed tables (tumbling
+   60 s windows, expiring after ``VOXBUS_ANALYTICS_EXPIRES_S``, changelog-backed), then
+   publishes the new value of every window dimension it touched to the analytics topics
+   (upserts keyed ``"<window_start>/<dimension>"``: :mod:`schemas.analytics`).
+
+Windows follow the turn's own time (``TurnRecord.ts``), not the time it is processed, so
+a replay gives the same windows.  A redelivered turn is recognised (a windowed "seen"
+table keyed by session and turn) and not counted twice.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import time
+from collections.abc import AsyncIterator
+from typing import Any, Protocol
+
+import faust
+from prometheus_client import CONTENT_TYPE_LATEST, Counter, generate_latest
+
+from processors import metrics
+from processors.analytics.windows import (
+    METRICS, WINDOW_S, MemoryWindows, State, dimensions, fold, to_record, window_start,
+)
+from processors.base import Emit, Stage
+from processors.runtime import HEARTBEAT_INTERVAL_S, STAGES, StageRunner
+from schemas import Record, TurnRecord, WindowedRecord, encode
+from streams.admin import ensure_topics
+from streams.app import make_app
+from streams.settings import Settings, get_settings
+from streams.topics import ANALYTICS_WINDOWS, EGRESS, TURNS, TopicSpec
+
+log = logging.getLogger(__name__)
+
+NAME = "analytics"
+"""Stage name: consumer group ``voxbus-analytics``, heartbeats as ``analytics``."""
+SEEN = "seen"
+"""Name of the table of turns (and sessions) already counted, per window."""
+TABLES = (*[metric.name for metric in METRICS], SEEN)
+"""Every windowed table of the processor."""
+
+SKIPPED = Counter(
+    "voxbus_analytics_skipped_turns_total",
+    "Turns the analytics processor did not count: 'late' (window already expired), "
+    "'duplicate' (redelivered).",
+    ["reason"],
+)
+
+
+class Windows(Protocol):
+    """Windowed state of one table: the value of a key in the tumbling window holding a time."""
+
+    def get(self, key: str, ts: float) -> State: ...  # noqa: D102
+
+    def set(self, key: str, ts: float, value: State) -> None: ...  # noqa: D102
+
+
+class FaustWindows:
+    """A faust windowed table (tumbling :data:`WINDOW_S`) behind the :class:`Windows` interface.
+
+    Its time is the event time passed to :meth:`get`/:meth:`set` (``relative_to`` a
+    callable), not the Kafka timestamp.  Must be used inside the agent's stream (faust
+    writes the changelog to the partition of the record being processed).
+    """
+
+    def __init__(self, app: faust.App, name: str, settings: Settings) -> None:
+        self._ts = 0.0
+        table = app.Table(
+            name, default=dict, partitions=settings.partitions,
+            schema=faust.Schema(key_serializer="json", value_serializer="json"),
+            help=f"analytics: {name} per {WINDOW_S} s window",
+        )
+        windowed = table.tumbling(WINDOW_S, expires=settings.analytics_expires_s)
+        self.table = windowed.relative_to(self._event_time)
+
+    def _event_time(self, event: Any = None) -> float:
+        return self._ts
+
+    def get(self, key: str, ts: float) -> State:
+        """The state of ``key`` in the window holding ``ts`` (empty when new)."""
+        self._ts = ts
+        return dict(self.table[key].value())
+
+    def set(self, key: str, ts: float, value: State) -> None:
+        """Store the state of ``key`` in the window holding ``ts`` (and its changelog)."""
+        self._ts = ts
+        self.table[key] = value
+
+
+class AnalyticsStage(Stage):
+    """Fold turn records into one-minute windows; publish each window update.
+
+    Consumes ``voxbus.turns`` (:meth:`handle` routes it to the windows topic) and
+    ``voxbus.analytics.turn-windows`` (:meth:`aggregate` folds it).  Without :meth:`bind`
+    the tables are in memory (:class:`MemoryWindows`): what the unit tests use.
+    """
+
+    name = NAME
+    input = TURNS
+    accepts = (TurnRecord,)
+
+    def __init__(self, settings: Settings) -> None:
+        super().__init__(settings)
+        self.windows: dict[str, Windows] = {name: MemoryWindows() for name in TABLES}
+        self.clock = time.time
+
+    def bind(self, app: faust.App) -> None:
+        """Declare the windowed tables (changelogs ``voxbus-analytics-<table>-changelog``)."""
+        self.windows = {name: FaustWindows(app, name, self.settings) for name in TABLES}
+
+    async def handle(self, record: Record) -> AsyncIterator[Emit]:
+        """Route a turn to the windows topic (keyed by its window: :class:`AnalyticsRunner`)."""
+        assert isinstance(record, TurnRecord)
+        yield Emit(ANALYTICS_WINDOWS, record)
+
+    def late(self, turn: TurnRecord, now: float) -> bool:
+        """True when ``turn``'s window has expired (or is about to) from the tables.
+
+        faust drops a window ``expires`` seconds after its end, checked every
+        ``table_cleanup_interval`` (60 s); a turn for a dropped window would restart its
+        counts from zero and publish a wrong upsert, so it is not counted at all.
+        """
+        margin = 2 * WINDOW_S
+        return window_start(turn.ts) + WINDOW_S + self.settings.analytics_expires_s - margin < now
+
+    async def aggregate(self, record: Record) -> AsyncIterator[Emit]:
+        """Fold one turn into its window; yield the new record of every dimension it updated."""
+        assert isinstance(record, TurnRecord)
+        now = self.clock()
+        if self.late(record, now):
+            SKIPPED.labels("late").inc()
+            log.warning("turn %s/%s of %.0f s ago is past the analytics window expiry; not counted",
+                        record.session_id, record.turn_id, now - record.ts)
+            return
+        seen, ts = self.windows[SEEN], record.ts
+        turn_key, session_key = f"turn:{record.session_id}/{record.turn_id}", f"session:{record.session_id}"
+        if seen.get(turn_key, ts):
+            SKIPPED.labels("duplicate").inc()
+            log.info("turn %s/%s already counted; skipping redelivery", record.session_id, record.turn_id)
+            return
+        new_session = not seen.get(session_key, ts)
+        start = window_start(ts)
+        for metric, dimension in dimensions(record):
+            table = self.windows[metric.name]
+            state = fold(metric, dimension, table.get(dimension, ts), record, new_session=new_session)
+            table.set(dimension, ts, state)
+            yield Emit(metric.topic, to_record(metric, dimension, start, state, now))
+        # marked last: a crash before this point recounts the turn (at-least-once), never loses it
+        if new_session:
+            seen.set(session_key, ts, {"n": 1})
+        seen.set(turn_key, ts, {"n": 1})
+
+
+def window_key(record: TurnRecord) -> bytes:
+    """Kafka key of a turn on ``voxbus.analytics.turn-windows``: its window start (epoch s)."""
+    return str(int(window_start(record.ts))).encode()
+
+
+class AnalyticsRunner(StageRunner):
+    """The stage runtime, keyed for analytics, and never talking to callers.
+
+    Turns go to the windows topic keyed by window; analytics records are keyed by
+    :attr:`schemas.WindowedRecord.key`.  A failure on a turn is dead-lettered as in every
+    stage, but no ``ErrorEvent`` goes to the caller: the call is over, and analytics is
+    not on its path.
+    """
+
+    async def produce(self, topic: TopicSpec, record: Record) -> None:
+        """Produce ``record`` to ``topic`` and wait for the broker's acknowledgement."""
+        if topic is EGRESS:
+            return
+        if topic is ANALYTICS_WINDOWS and isinstance(record, TurnRecord):
+            key = window_key(record)
+        elif isinstance(record, WindowedRecord):
+            key = record.key.encode()
+        else:  # dead letters and heartbeats
+            await super().produce(topic, record)
+            return
+        await self.app.producer.send_and_wait(topic.name, key=key, value=encode(record), partition=None,
+                                              timestamp=None, headers=None)
+        metrics.EMITTED.labels(self.stage.name, topic.name).inc()
+
+    async def on_window(self, message: Any) -> None:
+        """Fold one message of the windows topic; never raises (bad records are dead-lettered)."""
+        assert isinstance(self.stage, AnalyticsStage)
+        await self._process(message, self.stage.accepts, self.stage.aggregate)
+
+
+def metrics_port(settings: Settings) -> int:
+    """Port of the analytics worker's ``/metrics``: the setting, or the one after the stages'."""
+    return settings.analytics_metrics_port or settings.metrics_base_port + len(STAGES)
+
+
+def build(settings: Settings | None = None) -> tuple[faust.App, AnalyticsRunner]:
+    """Build the analytics faust App: its two agents, tables, heartbeat and ``/metrics``."""
+    settings = settings or get_settings()
+    stage = AnalyticsStage(settings)
+    app = make_app(NAME, settings, web_port=metrics_port(settings))
+    runner = AnalyticsRunner(stage, app)
+    stage.bind(app)
+    turns = app.topic(TURNS.name, value_serializer="raw", key_serializer="raw")
+    windows = app.topic(ANALYTICS_WINDOWS.name, value_serializer="raw", key_serializer="raw")
+
+    @app.agent(turns, name=f"voxbus-{NAME}.route")
+    async def route(stream: faust.Stream) -> None:
+        async for event in stream.events():
+            await runner.on_message(event.message)
+
+    @app.agent(windows, name=f"voxbus-{NAME}.fold")
+    async def fold_windows(stream: faust.Stream) -> None:
+        async for event in stream.events():
+            await runner.on_window(event.message)
+
+    @app.timer(HEARTBEAT_INTERVAL_S)
+    async def heartbeat() -> None:
+        await runner.heartbeat()
+
+    @app.page("/metrics")
+    async def prometheus(web: Any, request: Any) -> Any:
+        return web.bytes(generate_latest(), content_type=CONTENT_TYPE_LATEST.split(";")[0])
+
+    return app, runner
+
+
+def run_worker() -> None:
+    """Run the analytics worker until SIGINT/SIGTERM (creating missing topics first).
+
+    Its consumer waits ``VOXBUS_ANALYTICS_FETCH_MAX_WAIT_MS`` per fetch, not the
+    pipeline's 10 ms: a window update a fraction of a second later is fine, an idle
+    worker polling 16 partitions every 10 ms is not.
+    """
+    # a longer fetch wait for this worker only (streams.transport reads it from the settings)
+    os.environ["VOXBUS_FETCH_MAX_WAIT_MS"] = str(get_settings().analytics_fetch_max_wait_ms)
+    get_settings.cache_clear()
+    settings = get_settings()
+    loop = asyncio.new_event_loop()
+    try:
+        loop.run_until_complete(ensure_topics(settings))
+    finally:
+        loop.close()
+    app, _runner = build(settings)
+    metrics.READY.labels(NAME).set(1)
+    log.info("analytics worker: metrics on :%d", metrics_port(settings))
+    worker = faust.Worker(app, loglevel=settings.log_level, quiet=True, redirect_stdouts=False)
+    worker.execute_from_commandline()

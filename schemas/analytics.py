@@ -1,0 +1,151 @@
+"""Windowed analytics records: what the analytics processor publishes on ``voxbus.analytics.*``.
+
+The analytics processor (:mod:`processors.analytics`) folds the turn records of
+``voxbus.turns`` into tumbling one-minute windows.  Each record below is the current
+value of one *dimension* (an intent, a sentiment label, a latency span...) of one
+window; it is published again every time a turn updates that window, so the topics
+are **upsert streams**: a record supersedes every earlier record with the same Kafka
+key, ``"<window_start>/<dimension>"`` (:attr:`WindowedRecord.key`).  Consumers keep the
+last record per key (a compacted-topic reading); summing records would count the same
+turns several times.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field
+
+from schemas.base import EpochSeconds, Record
+
+
+class WindowedRecord(Record):
+    """Base of the analytics records: one dimension of one tumbling window.
+
+    Attributes:
+        window_start: start of the window (epoch s, a multiple of the window size).
+        window_end: end of the window (epoch s, exclusive).
+        turns: turns counted in this dimension of the window so far.
+        ts: wall-clock time (epoch s) this version of the record was made.
+    """
+
+    window_start: EpochSeconds
+    window_end: EpochSeconds
+    turns: int = Field(ge=0)
+    ts: EpochSeconds
+
+    @property
+    def dimension(self) -> str:
+        """What the record counts within its window (``all`` when the window has one value)."""
+        return "all"
+
+    @property
+    def key(self) -> str:
+        """Upsert key (also the Kafka key): ``"<window_start>/<dimension>"``."""
+        return f"{int(self.window_start)}/{self.dimension}"
+
+
+class TurnsPerMinute(WindowedRecord):
+    """Turns and sessions of one window (topic ``voxbus.analytics.turns-per-minute``).
+
+    Attributes:
+        sessions: distinct sessions with a turn in the window.
+        voice / text: turns by channel.
+        interrupted: turns on which the caller barged in.
+    """
+
+    type: Literal["analytics_turns"] = "analytics_turns"
+    sessions: int = Field(ge=0)
+    voice: int = Field(ge=0)
+    text: int = Field(ge=0)
+    interrupted: int = Field(ge=0)
+
+
+class IntentCount(WindowedRecord):
+    """Turns of one intent in one window (topic ``voxbus.analytics.intents``).
+
+    Attributes:
+        intent: the intent (``unknown`` when the turn had none).
+        confidence_mean: mean classifier confidence of those turns.
+    """
+
+    type: Literal["analytics_intent"] = "analytics_intent"
+    intent: str
+    confidence_mean: float
+
+    @property
+    def dimension(self) -> str:
+        """The intent."""
+        return self.intent
+
+
+class SentimentCount(WindowedRecord):
+    """Turns of one sentiment label in one window (topic ``voxbus.analytics.sentiment``).
+
+    Attributes:
+        sentiment: ``negative``, ``neutral`` or ``positive``.
+        score_mean: mean VADER compound score of those turns, in [-1, 1].
+    """
+
+    type: Literal["analytics_sentiment"] = "analytics_sentiment"
+    sentiment: str
+    score_mean: float = Field(ge=-1.0, le=1.0)
+
+    @property
+    def dimension(self) -> str:
+        """The sentiment label."""
+        return self.sentiment
+
+
+class EscalationCount(WindowedRecord):
+    """Escalation requests in one window (topic ``voxbus.analytics.escalations``).
+
+    A turn is an escalation request when its intent is ``human_agent`` or its sentiment
+    score is at most -0.5 (strongly negative); ``turns`` counts such turns.  Windows
+    without an escalation have no record.
+
+    Attributes:
+        human_agent: escalating turns that asked for a person.
+        negative: escalating turns with a strongly negative sentiment (a turn can be both).
+        session_ids: the sessions that escalated, first seen first (at most 50).
+    """
+
+    type: Literal["analytics_escalations"] = "analytics_escalations"
+    human_agent: int = Field(ge=0)
+    negative: int = Field(ge=0)
+    session_ids: list[str] = Field(default_factory=list, max_length=50)
+
+
+class LatencyPercentiles(WindowedRecord):
+    """Latency percentiles of one span in one window (topic ``voxbus.analytics.latency``).
+
+    Percentiles use the nearest-rank method over a log-bucketed histogram: each is within
+    1 % of the exact sample percentile (and exact for min, max and a single sample).
+
+    Attributes:
+        span: a latency name of :attr:`schemas.TurnRecord.latency_ms` (``asr``,
+            ``llm_ttft``... and ``voice_to_voice``).
+        turns: turns that measured the span (the sample count).
+        mean_ms / min_ms / max_ms: exact.
+        p50_ms / p95_ms / p99_ms: percentiles (ms).
+    """
+
+    type: Literal["analytics_latency"] = "analytics_latency"
+    span: str
+    mean_ms: float
+    min_ms: float
+    max_ms: float
+    p50_ms: float
+    p95_ms: float
+    p99_ms: float
+
+    @property
+    def dimension(self) -> str:
+        """The latency span."""
+        return self.span
+
+
+ANALYTICS_RECORDS: tuple[type[WindowedRecord], ...] = (
+    TurnsPerMinute, IntentCount, SentimentCount, EscalationCount, LatencyPercentiles,
+)
+"""Every analytics record type."""

@@ -1,0 +1,73 @@
+"""kill -9 each stage mid-call: the supervisor starts a replacement, and the turn is still answered once."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import time
+
+import pytest
+
+from tests.integration.caller import ScriptedCaller
+from voxbus.supervisor import wait_http
+
+pytestmark = pytest.mark.integration
+
+QUESTION = "sense_and_sensibility_01_austen_64kb-0880"
+
+# (stage, the caller-visible event at which the stage is killed: it is then holding the turn)
+CRASHES = [
+    ("vad", "speech_started"),
+    ("asr", "speech_ended"),
+    ("intent", "speech_ended"),
+    ("retrieval", "transcript"),
+    ("generation", "intent"),
+    ("tts", "reply_text"),
+]
+
+
+async def kill_on(caller: ScriptedCaller, kind: str, pid: int) -> float:
+    """SIGKILL ``pid`` as soon as the caller receives an event of ``kind``; return when (monotonic)."""
+    while not any(event["type"] == kind for _, event in caller.events):
+        await asyncio.sleep(0.005)
+    os.kill(pid, signal.SIGKILL)
+    return time.monotonic()
+
+
+@pytest.mark.parametrize(("stage", "moment"), CRASHES, ids=[stage for stage, _ in CRASHES])
+async def test_kill_9_mid_call_still_answers_once(stack, supervisor, url, stage, moment):
+    assert wait_http(f"http://{stack.host}:{stack.port}/healthz", 120), "stack not healthy before the crash"
+    child = next(c for c in supervisor.children if c.name == stage)
+    async with ScriptedCaller(url) as caller:
+        killer = asyncio.create_task(kill_on(caller, moment, child.proc.pid))
+        await caller.say(QUESTION)
+        end = await caller.until(lambda e: e["type"] == "turn_end" and (e["transcript"] or e.get("reply_text")),
+                                 timeout_s=120)
+        killed_at = await killer
+        answered_at = next(t for t, e in caller.events if e is end)
+        events = [e for _, e in caller.events if e.get("turn_id") == end["turn_id"]]
+        errors = [e for _, e in caller.events if e["type"] == "error"]
+        assert end["reply_text"] or errors, events
+        sentences = [(e["index"], e["text"]) for e in events if e["type"] == "reply_text"]
+        assert len(sentences) == len(set(sentences)), f"duplicate reply sentences: {sentences}"
+        turn_ends = [e for e in events if e["type"] == "turn_end"]
+        assert len(turn_ends) == 1
+        print(f"\n{stage} killed at '{moment}': answered {answered_at - killed_at:.1f} s after the kill; "
+              f"reply: {end['reply_text']!r}")
+    assert wait_http(f"http://{stack.host}:{stack.port}/healthz", 120), f"{stage} did not come back"
+
+
+async def test_llm_server_down_gives_a_spoken_apology(stack, supervisor, url):
+    from processors.generation.llm_server import embedded_url, start_llm_server
+    from streams.broker import stop_process
+    from voxbus.client import call
+
+    stop_process(supervisor.llm)
+    try:
+        turns = await call(url, f"tests/data/{QUESTION}.wav")
+        assert turns and "trouble" in turns[0].reply_text.lower()
+        assert turns[0].reply_audio, "the apology is spoken"
+    finally:
+        supervisor.llm = start_llm_server(stack)
+        assert wait_http(f"{embedded_url(stack)}/models", 120)
