@@ -57,7 +57,8 @@ def test_cpu_meter_counts_a_busy_child():
     finally:
         child.kill()
         child.wait()
-    assert 0.3 <= used["busy"] <= 1.2
+    # counted, and never more than the 1 s wall time allows (no lower bound: other jobs share the cores)
+    assert 0 < used["busy"] <= 1.2
     assert set(used) == {"busy"}
 
 
