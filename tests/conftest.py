@@ -75,3 +75,8 @@ def embedder(settings):
     from processors.embeddings import Embedder
 
     return Embedder.from_settings(settings)
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Run the crash tests last: they kill -9 processes of the shared pipeline stack."""
+    items.sort(key=lambda item: "test_crash.py" in item.nodeid)
