@@ -61,6 +61,13 @@ def cpu_seconds(pids: Iterable[int]) -> dict[int, float]:
     return out
 
 
+def machine_busy_seconds() -> float:
+    """CPU seconds all cores have spent busy since boot (``/proc/stat``: all but idle and iowait)."""
+    fields = [int(v) for v in Path("/proc/stat").read_text().splitlines()[0].split()[1:]]
+    idle = fields[3] + (fields[4] if len(fields) > 4 else 0)
+    return (sum(fields[:8]) - idle) / TICKS
+
+
 class CpuMeter:
     """CPU seconds used by named process trees between :meth:`start` and :meth:`stop`.
 
@@ -89,11 +96,16 @@ class CpuMeter:
     def start(self) -> None:
         """Begin the window."""
         self.first, self.last, self.owner = {}, {}, {}
+        self.machine_start = machine_busy_seconds()
         self.sample()
 
     def stop(self) -> dict[str, float]:
-        """End the window; return the CPU seconds used in it by each named tree."""
+        """End the window; return the CPU seconds used in it by each named tree.
+
+        :attr:`machine` is then the CPU seconds the whole machine was busy in the window.
+        """
         self.sample()
+        self.machine = round(machine_busy_seconds() - self.machine_start, 2)
         used = {name: 0.0 for name in self.roots}
         for pid, seconds in self.last.items():
             used[self.owner[pid]] += seconds - self.first[pid]

@@ -150,10 +150,38 @@ def measure_idle(system: str, roots: dict[str, int], seconds: float) -> dict[str
     return out
 
 
+def wait_for_quiet(roots: dict[str, int], max_wait_s: float, threshold_cores: float = 0.25) -> float:
+    """Wait until processes other than ``roots`` use under ``threshold_cores``; return the wait (s).
+
+    This machine may be shared: a run measured while another job loads the cores says
+    little.  Gives up (with a warning) after ``max_wait_s``.
+    """
+    started = time.monotonic()
+    while True:
+        meter = CpuMeter(roots)
+        meter.start()
+        time.sleep(3.0)
+        ours = sum(meter.stop().values())
+        other = max(0.0, meter.machine - ours) / 3.0
+        waited = time.monotonic() - started
+        if other < threshold_cores:
+            return waited
+        if waited > max_wait_s:
+            log(f"warning: other processes still use {other:.2f} cores after {waited:.0f} s; running anyway")
+            return waited
+        if waited < 4:
+            log(f"other processes use {other:.2f} cores; waiting for a quiet machine "
+                f"(up to {max_wait_s:.0f} s)")
+
+
 def run_level(system: str, url: str, roots: dict[str, int], callers: int, args: argparse.Namespace,
               utterances: list[Utterance], pipecat_rate: int) -> tuple[list[TurnResult], dict[str, Any]]:
     """One run with ``callers`` concurrent callers, CPU metered; return its turns and (wall, cpu)."""
     turns = max(args.turns, math.ceil(args.min_turns / callers))
+    if args.quiet_wait > 0:
+        waited = wait_for_quiet(roots, args.quiet_wait)
+        if waited > 4:
+            log(f"waited {waited:.0f} s for a quiet machine")
     meter = CpuMeter(roots)
     meter.start()
     client_before = resource.getrusage(resource.RUSAGE_SELF)
@@ -164,12 +192,17 @@ def run_level(system: str, url: str, roots: dict[str, int], callers: int, args: 
     client = (client_after.ru_utime + client_after.ru_stime
               - client_before.ru_utime - client_before.ru_stime)
     cpu = sum(by_process.values())
+    # what else kept the machine busy meanwhile (other users' jobs), in cores
+    other = round(max(0.0, meter.machine - cpu - client) / wall, 2)
     v2v = sorted(r.voice_to_voice_ms for r in results
                  if r.voice_to_voice_ms is not None and not r.timed_out)
     log(f"{system}: {callers} callers x {turns} turns in {wall:.0f} s, cpu {cpu:.0f} s {by_process}, "
+        f"client {client:.0f} s, other load {other} cores, "
         f"v2v ms {v2v}, timeouts {sum(r.timed_out for r in results)}")
+    if other > 0.25:
+        log(f"warning: other processes kept {other} cores busy during this run; its numbers are not clean")
     return results, {"wall_s": wall, "cpu_s": cpu, "cpu_by_process": by_process,
-                     "client_cpu_s": round(client, 2)}
+                     "client_cpu_s": round(client, 2), "other_load_cores": other}
 
 
 def run_voxbus(args: argparse.Namespace, utterances: list[Utterance], extra_env: dict[str, str]
@@ -435,6 +468,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--stagger", type=float, default=0.5, help="delay between callers' starts (s)")
     p.add_argument("--idle", type=float, default=10.0,
                    help="seconds of CPU metering with no caller, after the warm-up (0: skip)")
+    p.add_argument("--quiet-wait", type=float, default=120.0,
+                   help="before each run, wait up to this long while other processes load the machine (s)")
     p.add_argument("--settle", type=float, default=30.0,
                    help="longest wait between Pipecat runs for the LLM server to fall back to idle (s)")
     p.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results")
@@ -468,6 +503,8 @@ def prepare_data_dir(work: Path, name: str) -> Path:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    # a SIGTERM (e.g. `kill`, a CI timeout) unwinds like Ctrl-C, so the stacks are stopped
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     bench_started = time.monotonic()
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     from streams.settings import Settings
@@ -507,6 +544,7 @@ def main(argv: list[str] | None = None) -> int:
                                                           args.budget_ms)
             results[system][callers]["cpu_s_by_process"] = phase_meta["cpu_by_process"]
             results[system][callers]["client_cpu_s"] = phase_meta["client_cpu_s"]
+            results[system][callers]["other_load_cores"] = phase_meta["other_load_cores"]
     summary = report.summarize(results, args.budget_ms)
     table = report.markdown_table(results, summary)
     stages = report.stage_table(results)
