@@ -6,7 +6,8 @@ What runs where:
 * **ASR WER**: each recording of ``tests/data`` (a) decoded whole by offline faster-whisper and
   (b) endpointed by the vad stage in 64 ms chunks then decoded by the asr stage's recognizer,
   the same code the pipeline runs, in-process; clean and with white noise mixed at 10 and 5 dB
-  SNR.  (b) is run with the default denoise placement (VAD input only) and with noisereduce
+  SNR.  (b) is run with each ``VOXBUS_DENOISE`` mode (``auto``, the default: VAD input only
+  while the noise floor is high; ``vad``: VAD input always; ``off``) and with noisereduce
   applied to what Whisper hears, to show why voxbus does not do the latter.
 * **Intent accuracy**: ``benchmarks/eval/intents_heldout.yaml`` (not in the training examples).
 * **Retrieval recall@3**: the expected article among the top 3 passages' sources, for
@@ -37,7 +38,7 @@ from processors.retrieval.stage import RetrievalStage
 from processors.tts.piper_voice import Synthesizer
 from processors.vad.denoise import VadDenoiser
 from processors.vad.stage import VadStage
-from schemas import AudioChunk, IntentResult, RetrievalResult, Utterance
+from schemas import AudioChunk, RetrievalResult, Utterance
 from streams.settings import Settings
 
 ROOT = Path(__file__).parent
@@ -90,19 +91,21 @@ def asr_report(settings: Settings, recognizer: Recognizer) -> dict:
     clips = {p.stem: (soundfile.read(p, dtype="float32")[0], (DATA / f"{p.stem}.txt").read_text().strip())
              for p in sorted(DATA.glob("*.wav"))}
     refs = [ref for _, ref in clips.values()]
-    vad = VadStage(settings)
-    vad.load()
+    vads = {}
+    for mode in ("auto", "vad", "off"):
+        vads[mode] = VadStage(settings.model_copy(update={"denoise": mode}))
+        vads[mode].load()
     report = {}
     for label, snr in (("clean", None), ("snr_10db", 10.0), ("snr_5db", 5.0)):
         noisy = {name: mix(audio, snr, i) for i, (name, (audio, _)) in enumerate(clips.items())}
-        offline = [recognizer.transcribe(a).text for a in noisy.values()]
-        runs = {
-            "offline_whisper": offline,
-            "pipeline": [asyncio.run(pipeline_text(vad, recognizer, f"{label}-{n}", a, False))
-                         for n, a in noisy.items()],
-            "pipeline_denoised_asr_input": [asyncio.run(pipeline_text(vad, recognizer, f"{label}-d-{n}", a, True))
-                                            for n, a in noisy.items()],
-        }
+        runs = {"offline_whisper": [recognizer.transcribe(a).text for a in noisy.values()]}
+        for mode, vad in vads.items():
+            runs[f"pipeline_denoise_{mode}"] = [
+                asyncio.run(pipeline_text(vad, recognizer, f"{label}-{mode}-{n}", a, False)) for n, a in noisy.items()
+            ]
+        runs["pipeline_denoised_asr_input"] = [
+            asyncio.run(pipeline_text(vads["vad"], recognizer, f"{label}-d-{n}", a, True)) for n, a in noisy.items()
+        ]
         report[label] = {name: wer(refs, hyps) for name, hyps in runs.items()}
     return report
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import functools
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -71,11 +72,19 @@ class Settings(BaseSettings):
     vad_min_speech_ms: int = Field(default=250, description="Shortest utterance kept (ms).")
     vad_speech_pad_ms: int = Field(default=200, description="Audio kept around speech (ms).")
     vad_max_utterance_s: float = Field(default=30.0, description="Force-end an utterance (s).")
-    denoise: str = Field(
-        default="vad",
+    denoise: Literal["auto", "vad", "off"] = Field(
+        default="auto",
         description=(
-            "Where noisereduce applies: 'vad' (VAD decision input only; ASR gets the "
-            "original audio), 'off'."
+            "Where noisereduce applies: 'auto' (VAD decision input only, and only while the "
+            "session's noise floor is above denoise_floor_dbfs), 'vad' (VAD decision input, "
+            "always), 'off'. The recognizer always gets the original audio."
+        ),
+    )
+    denoise_floor_dbfs: float = Field(
+        default=-40.0,
+        description=(
+            "Noise floor (dBFS: 20th percentile of the levels of non-speech 32 ms windows) above "
+            "which 'auto' denoising turns on."
         ),
     )
 
@@ -209,6 +218,22 @@ class Settings(BaseSettings):
     session_binding_ttl_s: float = Field(
         default=3600.0, ge=0,
         description="How long a session id stays bound to its principal after the session closes (s).",
+    )
+
+    # -- backpressure (ingress, see ingress/backpressure.py) ---------------------------------
+    session_buffer_s: float = Field(
+        default=5.0, gt=0,
+        description=(
+            "Caller audio (s, at 16 kHz) a session may hold while the broker has not acknowledged it; "
+            "more is dropped and the caller gets an 'overloaded' error event."
+        ),
+    )
+    ingress_buffer_bytes: int = Field(
+        default=16 * 1024 * 1024, ge=64 * 1024,
+        description=(
+            "Caller audio (bytes) all sessions of an ingress may hold unacknowledged; more is dropped "
+            "('overloaded'), and new sessions are refused (close 1013) while it is over half full."
+        ),
     )
 
     @model_validator(mode="after")

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from processors.base import Emit, Stage
-from processors.vad.denoise import VadDenoiser
+from processors.vad.denoise import NoiseFloor, VadDenoiser, window_levels
 from processors.vad.endpointing import EndpointConfig, Endpointer, SpeechEnd, SpeechStart
 from processors.vad.silero import WINDOW_SAMPLES, SileroVad, VadState
 from schemas import BUS_SAMPLE_RATE, AudioChunk, Record, SessionControl, Utterance, VadEvent
@@ -75,7 +75,9 @@ class VadStage(Stage):
 
     def new_session(self) -> Session:
         """A fresh endpointing state."""
-        denoiser = VadDenoiser(BUS_SAMPLE_RATE) if self.settings.denoise == "vad" else None
+        mode = self.settings.denoise
+        floor = NoiseFloor(self.settings.denoise_floor_dbfs) if mode == "auto" else None
+        denoiser = VadDenoiser(BUS_SAMPLE_RATE, floor) if mode != "off" else None
         return Session(Endpointer(self.config), denoiser)
 
     async def handle(self, record: Record) -> AsyncIterator[Emit]:
@@ -124,9 +126,8 @@ class VadStage(Stage):
         session.next_sample += samples.size
         session.next_seq = chunk.seq + 1
         session.arrivals.append((session.next_sample, chunk.recv_ts))
-        floats = samples.astype(np.float32) / 32768.0
-        if session.denoiser is not None:
-            floats = session.denoiser(floats)
+        raw = samples.astype(np.float32) / 32768.0
+        floats = session.denoiser(raw) if session.denoiser is not None else raw
         session.pending = np.concatenate([session.pending, floats])
         events: list[SpeechStart | SpeechEnd] = []
         window_start = session.next_sample - session.pending.size
@@ -138,6 +139,8 @@ class VadStage(Stage):
                 events.append(event)
             window_start += WINDOW_SAMPLES
         if not session.endpointer.triggered and not events:
+            if session.denoiser is not None and session.denoiser.floor is not None:
+                session.denoiser.floor.observe(window_levels(raw))
             keep = self.config.samples(self.config.speech_pad_ms) + WINDOW_SAMPLES
             if session.audio.size > keep:
                 session.audio_start += session.audio.size - keep

@@ -71,3 +71,27 @@ async def test_pauses_split_long_speech_into_turns(vad_stage, clip):
     assert len(out) >= 2
     starts = [e.record.start_sample for e in out]
     assert starts == sorted(starts)
+
+
+@pytest.mark.parametrize(("snr_db", "denoised"), [(None, False), (10.0, True), (5.0, True)])
+async def test_auto_denoise_follows_the_noise_floor(vad_stage, snr_db, denoised):
+    speech, _ = load_clip("sense_and_sensibility_01_austen_64kb-0930")
+    audio = np.concatenate([speech, np.zeros(8000, np.float32)])
+    if snr_db is not None:  # white noise at snr_db below the speech level, through the pause too
+        noise = np.random.default_rng(1).standard_normal(audio.size).astype(np.float32)
+        audio = audio + noise * np.sqrt(np.mean(speech**2) / (np.mean(noise**2) * 10 ** (snr_db / 10)))
+    session = f"vad-floor-{snr_db}"
+    out = await collect(vad_stage, chunks(session, audio))
+    assert vad_stage.settings.denoise == "auto"
+    assert vad_stage.sessions[session].denoiser.active is denoised
+    assert len([e for e in out if isinstance(e.record, Utterance)]) >= 1
+
+
+def test_noise_floor_hysteresis():
+    from processors.vad.denoise import FLOOR_HISTORY, NoiseFloor
+
+    floor = NoiseFloor(threshold_dbfs=-40.0)
+    assert not floor.observe(np.full(4, -20.0))  # too few measurements to decide
+    assert floor.observe(np.full(8, -30.0))
+    assert floor.observe(np.full(FLOOR_HISTORY, -43.0))  # within the 6 dB hysteresis: stays on
+    assert not floor.observe(np.full(FLOOR_HISTORY, -50.0))
