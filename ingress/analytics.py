@@ -28,10 +28,9 @@ from pathlib import Path
 from typing import Any
 
 from aiohttp import web
-from aiokafka import AIOKafkaConsumer, TopicPartition
 
+from ingress.follow import CATCH_UP_WAIT_S, TopicFollower, started, stop_on_cleanup
 from ingress.turns import STAGE_SPANS
-from processors.analytics.io import consumer_for, topic_partitions
 from processors.analytics.windows import WINDOW_S
 from schemas import (
     EscalationCount,
@@ -49,99 +48,31 @@ from streams.topics import ANALYTICS_TOPICS
 log = logging.getLogger(__name__)
 
 PAGE = Path(__file__).parent / "static" / "analytics.html"
-START_TIMEOUT_S = 10.0
-"""Longest a request waits for the view to connect and find the analytics topics."""
-CATCH_UP_WAIT_S = 5.0
-"""Longest a request waits for the view to read the topics up to where they were at start."""
 SENTIMENTS = ("negative", "neutral", "positive")
 QUANTITIES = ("p50", "p95", "p99", "count")
 """The per-minute series of a latency span."""
 
 
-class AnalyticsView:
+class AnalyticsView(TopicFollower):
     """The last record per key of every analytics topic, for the last ``horizon_minutes``."""
 
+    topics = ANALYTICS_TOPICS
+
     def __init__(self, settings: Settings) -> None:
-        self.settings = settings
+        super().__init__(settings)
         self.horizon_s = settings.analytics_view_minutes * 60
         self.latest: dict[tuple[str, str], WindowedRecord] = {}
-        self.caught_up = asyncio.Event()
-        self.consumer: AIOKafkaConsumer | None = None
-        self.task: asyncio.Task[None] | None = None
-        self.end: dict[TopicPartition, int] = {}
+        self.pruned = time.monotonic()
 
-    @property
-    def running(self) -> bool:
-        """True while the view follows the topics."""
-        return self.task is not None and not self.task.done()
+    def since(self) -> float:
+        """The horizon's start (a window's records are produced after the window starts)."""
+        return time.time() - self.horizon_s - WINDOW_S
 
-    async def start(self) -> None:
-        """Connect, seek every analytics partition to the start of the horizon, start following.
-
-        Raises:
-            LookupError: an analytics topic does not exist.
-            aiokafka.errors.KafkaError: the broker cannot be reached.
-        """
-        consumer = consumer_for(self.settings)
-        try:
-            await consumer.start()
-            partitions = [tp for spec in ANALYTICS_TOPICS
-                          for tp in await topic_partitions(consumer, spec.name)]
-            consumer.assign(partitions)
-            await self._seek(consumer, partitions, time.time() - self.horizon_s - WINDOW_S)
-            self.end = await consumer.end_offsets(partitions)
-        except BaseException:
-            await consumer.stop()
-            raise
-        self.consumer = consumer
-        self.task = asyncio.create_task(self._run(), name="analytics-view")
-
-    @staticmethod
-    async def _seek(consumer: AIOKafkaConsumer, partitions: list[TopicPartition], since: float) -> None:
-        """Seek to the first record produced at or after ``since``.
-
-        A window's records are produced after the window starts, so nothing older can
-        describe a window in the horizon.  Brokers that cannot look offsets up by time
-        (the embedded one answers offset 0) make this a read from the beginning.
-        """
-        try:
-            found = await consumer.offsets_for_times({tp: int(since * 1000) for tp in partitions})
-        except Exception as exc:  # an old or partial Kafka implementation
-            log.info("offsets by time unavailable (%s); reading analytics from the beginning", exc)
-            await consumer.seek_to_beginning(*partitions)
-            return
-        for tp in partitions:
-            offset = found.get(tp)
-            if offset is None:
-                await consumer.seek_to_end(tp)
-            else:
-                consumer.seek(tp, offset.offset)
-
-    async def _run(self) -> None:
-        assert self.consumer is not None
-        pruned = time.monotonic()
-        while True:
-            try:
-                batches = await self.consumer.getmany(timeout_ms=1000, max_records=5000)
-            except Exception:
-                log.exception("reading the analytics topics failed; retrying")
-                await asyncio.sleep(1.0)
-                continue
-            for messages in batches.values():
-                self.absorb(messages)
-            if not self.caught_up.is_set() and await self._at_start_end():
-                self.caught_up.set()
-            if time.monotonic() - pruned > WINDOW_S:
-                self.prune(time.time())
-                pruned = time.monotonic()
-
-    async def _at_start_end(self) -> bool:
-        """True once every partition is read up to where it ended when the view started."""
-        assert self.consumer is not None
-        for tp, offset in self.end.items():
-            if await self.consumer.position(tp) < offset:
-                return False
-        return True
+    def tick(self) -> None:
+        """Prune old windows once per window length."""
+        if time.monotonic() - self.pruned > WINDOW_S:
+            self.prune(time.time())
+            self.pruned = time.monotonic()
 
     def absorb(self, messages: Iterable[Any]) -> None:
         """Keep each message's record if it is the newest of its key (offset order) and recent."""
@@ -162,15 +93,6 @@ class AnalyticsView:
         for key in [k for k, r in self.latest.items() if r.window_start < oldest]:
             del self.latest[key]
 
-    async def stop(self) -> None:
-        """Stop following and close the consumer."""
-        if self.task is not None:
-            self.task.cancel()
-            await asyncio.gather(self.task, return_exceptions=True)
-            self.task = None
-        if self.consumer is not None:
-            await self.consumer.stop()
-            self.consumer = None
 
 
 def summarize(records: Iterable[WindowedRecord], now: float, minutes: int) -> dict[str, Any]:
@@ -257,13 +179,7 @@ _START_LOCK = web.AppKey("analytics_view_lock", asyncio.Lock)
 
 async def _view(app: web.Application) -> AnalyticsView:
     """The app's view, started on first use (and restarted after a failure)."""
-    view = app[VIEW]
-    async with app[_START_LOCK]:
-        if not view.running:
-            await view.stop()
-            view.caught_up.clear()
-            await asyncio.wait_for(view.start(), START_TIMEOUT_S)
-    return view
+    return await started(app[VIEW], app[_START_LOCK])
 
 
 async def analytics_api(request: web.Request) -> web.Response:
@@ -305,9 +221,6 @@ def add_routes(app: web.Application, gateway: Any) -> None:
     app[VIEW] = AnalyticsView(gateway.settings)
     app[_START_LOCK] = asyncio.Lock()
 
-    async def stop_view(app: web.Application) -> None:
-        await app[VIEW].stop()
-
-    app.on_cleanup.append(stop_view)
+    stop_on_cleanup(app, app[VIEW])
     app.router.add_get("/analytics", analytics_page)
     app.router.add_get("/v1/analytics", analytics_api)

@@ -2,7 +2,8 @@
 
 Routes: ``/v1/stream`` (callers: JSON + PCM16), ``/v1/twilio`` (Twilio Media Streams),
 ``/v1/twilio/twiml`` (a voice webhook answering TwiML), ``/healthz``, ``/metrics`` and
-``/`` (the browser voice page, ``static/``).  Both caller endpoints go through the same
+``/`` (the browser voice page, ``static/``), ``/analytics`` and ``/agent`` (the agent
+console, :mod:`ingress.agents`).  Both caller endpoints go through the same
 edge checks (:mod:`ingress.edge`) and run a :class:`~ingress.session.CallerSession`
 behind a transport adapter (:mod:`ingress.transport`).
 """
@@ -22,8 +23,9 @@ from aiohttp.http_websocket import WSMessage
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import ValidationError
 
-from ingress.analytics import add_routes as add_analytics_routes
 from ingress import metrics, twilio
+from ingress.agents import add_routes as add_agent_routes
+from ingress.analytics import add_routes as add_analytics_routes
 from ingress.edge import (
     CLOSE_BAD_REQUEST,
     CLOSE_FRAME_TOO_LARGE,
@@ -285,6 +287,7 @@ def make_app(settings: Settings | None = None, gateway: Gateway | None = None) -
     app.router.add_get("/metrics", prometheus)
     app.router.add_get("/", index)
     add_analytics_routes(app, app[GATEWAY])
+    add_agent_routes(app, app[GATEWAY], app[GUARD])
     if STATIC.is_dir():
         app.router.add_static("/static", STATIC)
     return app

@@ -35,7 +35,7 @@ class Emit:
 
 
 class Stage(abc.ABC):
-    """A stream processor: one input topic, one consumer group (``voxbus-<name>``)."""
+    """A stream processor: its input topic(s), one consumer group (``voxbus-<name>``)."""
 
     name: ClassVar[str]
     """Stage name; the consumer group is ``voxbus-<name>``."""
@@ -44,6 +44,9 @@ class Stage(abc.ABC):
     accepts: ClassVar[tuple[type[Record], ...]]
     """Record types accepted from :attr:`input`; anything else is dead-lettered."""
 
+    extra_inputs: ClassVar[tuple[TopicSpec, ...]] = ()
+    """More topics whose records go to :meth:`handle` too (one consumer group for all inputs),
+    e.g. the generation stage's tool results; their types must be in :attr:`accepts`."""
     control: ClassVar[bool] = False
     """True if the stage also consumes ``voxbus.control`` (turn cancellations)."""
     batch_setting: ClassVar[str] = ""

@@ -29,3 +29,11 @@ BATCH_SIZE = Histogram(
     "voxbus_stage_batch_size", "Records processed together by a batching stage.", ["stage"],
     buckets=(1, 2, 3, 4, 6, 8, 12, 16),
 )
+TOOL_CALLS = Counter(
+    "voxbus_tool_calls_total", "Tool calls executed by the workflow stage, by tool and status.",
+    ["tool", "status"],
+)
+HANDOFFS = Counter(
+    "voxbus_handoffs_total", "Sessions handed to a person, by reason (requested, repeated_failure, "
+    "negative_sentiment).", ["reason"]
+)

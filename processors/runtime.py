@@ -48,8 +48,10 @@ STAGES: dict[str, str] = {
     "retrieval": "processors.retrieval.stage:RetrievalStage",
     "generation": "processors.generation.stage:GenerationStage",
     "tts": "processors.tts.stage:TtsStage",
+    "workflow": "processors.workflow.stage:WorkflowStage",
 }
-"""Stage name -> ``module:class``, in pipeline order."""
+"""Stage name -> ``module:class``: the pipeline in order, then the tool executor (metrics ports follow
+this order: ``VOXBUS_METRICS_BASE_PORT`` + index)."""
 
 
 def stage_class(name: str) -> type[Stage]:
@@ -207,6 +209,14 @@ def build(name: str, settings: Settings | None = None) -> tuple[faust.App, Stage
         # that queued while the previous batch was processed are decoded together.
         async for events in stream.take_events(batch_size, within=BATCH_WITHIN_S):
             await runner.on_batch([event.message for event in events])
+
+    for extra in stage.extra_inputs:
+        topic = app.topic(extra.name, value_serializer="raw", key_serializer="raw")
+
+        @app.agent(topic, name=f"voxbus-{name}.{extra.name}")
+        async def process_extra(stream: faust.Stream) -> None:
+            async for event in stream.events():
+                await runner.on_message(event.message)
 
     if stage.control:
         control = app.topic(CONTROL.name, value_serializer="raw", key_serializer="raw")

@@ -8,13 +8,20 @@ from schemas.base import Record, SessionRecord
 from schemas.codec import SchemaError, decode, encode
 from schemas.events import DeadLetter, ErrorEvent, StageHeartbeat, TurnCancel, TurnRecord, VadEvent
 from schemas.text import Intent, IntentResult, Passage, ReplyText, RetrievalResult, Sentiment, Transcript
+from schemas.tools import Booking, ConversationLine, Handoff, HandoffReason, HandoffUpdate
+from schemas.tools import ToolCall, ToolName, ToolResult, ToolStatus
 
 __all__ = [
     "BUS_SAMPLE_RATE",
     "AudioChunk",
+    "Booking",
+    "ConversationLine",
     "DeadLetter",
     "ErrorEvent",
     "EscalationCount",
+    "Handoff",
+    "HandoffReason",
+    "HandoffUpdate",
     "Intent",
     "IntentCount",
     "IntentResult",
@@ -30,6 +37,10 @@ __all__ = [
     "SessionRecord",
     "StageHeartbeat",
     "SynthAudio",
+    "ToolCall",
+    "ToolName",
+    "ToolResult",
+    "ToolStatus",
     "Transcript",
     "TurnCancel",
     "TurnRecord",

@@ -18,6 +18,7 @@ from schemas.audio import AudioChunk, SessionControl, SynthAudio, Utterance
 from schemas.base import Record
 from schemas.events import DeadLetter, ErrorEvent, StageHeartbeat, TurnCancel, TurnRecord, VadEvent
 from schemas.text import IntentResult, ReplyText, RetrievalResult, Transcript
+from schemas.tools import Booking, Handoff, HandoffUpdate, ToolCall, ToolResult
 
 R = TypeVar("R", bound=Record)
 
@@ -43,6 +44,11 @@ REGISTRY: dict[str, type[Record]] = {
         SentimentCount,
         EscalationCount,
         LatencyPercentiles,
+        ToolCall,
+        ToolResult,
+        Booking,
+        Handoff,
+        HandoffUpdate,
     )
 }
 """Wire ``type`` tag -> record class."""

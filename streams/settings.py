@@ -135,6 +135,29 @@ class Settings(BaseSettings):
         description="Best-passage cosine at or above which the answer is read from the article, no LLM.",
     )
 
+    # -- tools and hand-off (processors/workflow) ---------------------------------------------
+    llm_tools: bool = Field(
+        default=False,
+        description="Offer the tools to the LLM (tools=...) and act on its tool_calls. Off: the intent "
+                    "and the open dialogue choose the tool (SmolLM2-135M cannot call tools reliably).",
+    )
+    workflow_db: str = Field(
+        default="", description="Bookings/orders store: a SQLite path or sqlite:///PATH URL. Empty: "
+                                "<VOXBUS_DATA_DIR>/workflow.sqlite.",
+    )
+    orders_fixture: Path = Field(
+        default=Path(__file__).resolve().parent.parent / "data" / "orders.csv",
+        description="Sample orders (CSV) loaded into the orders table when it is empty.",
+    )
+    handoff_sentiment: float = Field(
+        default=-0.5, ge=-1.0, le=1.0,
+        description="A turn with a VADER compound score at or below this goes to a person.",
+    )
+    handoff_after_misses: int = Field(
+        default=2, ge=1,
+        description="Unanswered (fallback) turns in a row after which the session goes to a person.",
+    )
+
     # -- processes --------------------------------------------------------------------------
     data_dir: Path = Field(default=Path(".voxbus"), description="Local state: models, Qdrant.")
     host: str = "127.0.0.1"

@@ -68,6 +68,17 @@ DEAD_LETTER = TopicSpec("voxbus.dead-letter", ("dead_letter",), "partitions", 30
 HEARTBEATS = TopicSpec("voxbus.heartbeats", ("stage_heartbeat",), 1, HOUR_MS,
                        "Stage liveness, read by every ingress for /healthz.")
 
+# -- tools and hand-off (processors/workflow, the agent console): keyed by session id
+TOOL_CALLS = TopicSpec("voxbus.tool-calls", ("tool_call",), "partitions", 30 * DAY_MS,
+                       "Tool calls of the agent loop (generation), run by the workflow stage (audit log).")
+TOOL_RESULTS = TopicSpec("voxbus.tool-results", ("tool_result",), "partitions", 30 * DAY_MS,
+                         "Tool outcomes (done, need_info, failed) and what to say, back to generation.")
+BOOKINGS = TopicSpec("voxbus.bookings", ("booking",), "partitions", 30 * DAY_MS,
+                     "Booked appointments, as stored by the workflow stage.")
+HANDOFFS = TopicSpec("voxbus.handoffs", ("handoff", "handoff_update"), "partitions", 7 * DAY_MS,
+                     "Sessions handed to a person (with a summary), their later caller turns and agent "
+                     "replies; read by the agent console.")
+
 # -- analytics (processors/analytics): windowed upsert streams, key "<window_start>/<dimension>";
 # consumers keep the last record per key. One partition each: a few records per turn, in order.
 ANALYTICS_WINDOWS = TopicSpec("voxbus.analytics.turn-windows", ("turn_record",), "partitions", DAY_MS,
@@ -92,4 +103,5 @@ ANALYTICS_TOPICS: tuple[TopicSpec, ...] = (
 ALL_TOPICS: tuple[TopicSpec, ...] = (
     AUDIO, UTTERANCES, TRANSCRIPTS, INTENTS, RETRIEVALS, REPLIES, CONTROL, EGRESS, TURNS, DEAD_LETTER, HEARTBEATS,
     ANALYTICS_WINDOWS, *ANALYTICS_TOPICS,
+    TOOL_CALLS, TOOL_RESULTS, BOOKINGS, HANDOFFS,
 )

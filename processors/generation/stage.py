@@ -1,4 +1,10 @@
-"""The generation stage: retrieval results in, reply sentences out, streamed from an LLM."""
+"""The generation stage: retrieval results in, reply sentences out, streamed from an LLM.
+
+It is also the agent loop of tool calls: a turn that needs a tool (chosen by the rules of
+:mod:`processors.generation.dialogue`, or by the LLM with ``VOXBUS_LLM_TOOLS``) becomes a
+:class:`schemas.ToolCall` for the workflow stage; the :class:`schemas.ToolResult` that
+comes back on ``voxbus.tool-results`` is spoken as the turn's reply.
+"""
 
 from __future__ import annotations
 
@@ -14,12 +20,23 @@ from openai import AsyncOpenAI
 
 from processors.base import Emit, Stage
 from processors.cancel import CancelledTurns
+from processors.generation.dialogue import DialogueState, ToolChoice, choose_tool
 from processors.generation.grounding import CANNED, FALLBACK, direct_answer, relevant, ungrounded
 from processors.generation.llm_server import MODEL_ALIAS, embedded_url
 from processors.generation.prompt import build_messages
 from processors.generation.sentences import SentenceAggregator
-from schemas import Record, ReplyText, RetrievalResult, TurnCancel
-from streams.topics import EGRESS, REPLIES, RETRIEVALS
+from processors.generation.tools import TOOLS, ToolCallAccumulator
+from schemas import (
+    ConversationLine,
+    HandoffUpdate,
+    Record,
+    ReplyText,
+    RetrievalResult,
+    ToolCall,
+    ToolResult,
+    TurnCancel,
+)
+from streams.topics import EGRESS, HANDOFFS, REPLIES, RETRIEVALS, TOOL_CALLS, TOOL_RESULTS
 
 log = logging.getLogger(__name__)
 
@@ -38,11 +55,19 @@ class GenerationStage(Stage):
 
     It also consumes ``voxbus.control``: a cancelled turn stops streaming at the next
     token, and after a barge-in the history keeps only what the caller heard.
+
+    Tools: a turn that needs one produces a :class:`ToolCall` (``voxbus.tool-calls``)
+    instead of an answer; the :class:`ToolResult` (``voxbus.tool-results``, consumed
+    here too) is spoken as the reply, and the session's :class:`DialogueState` (on the
+    newest history entry) remembers an open booking, unanswered turns and a hand-off.
+    After a hand-off the bot no longer answers: each caller turn goes to
+    ``voxbus.handoffs`` for the agent, and the turn ends with an empty reply.
     """
 
     name = "generation"
     input = RETRIEVALS
-    accepts = (RetrievalResult,)
+    extra_inputs = (TOOL_RESULTS,)
+    accepts = (RetrievalResult, ToolResult)
     control = True
 
     def bind(self, app: faust.App) -> None:
@@ -76,14 +101,22 @@ class GenerationStage(Stage):
         self.heard[key] = cancel.heard_text  # still generating: applied when the turn ends
         return []
 
-    async def stream_sentences(self, messages: list[dict[str, str]], marks: dict[str, float]) -> AsyncIterator[str]:
-        """Yield reply sentences as the LLM streams tokens; record time to first token in ``marks``."""
+    async def stream_sentences(self, messages: list[dict[str, str]], marks: dict[str, float],
+                               tool_calls: ToolCallAccumulator | None = None) -> AsyncIterator[str]:
+        """Yield reply sentences as the LLM streams tokens; record time to first token in ``marks``.
+
+        With ``tool_calls``, the :data:`TOOLS` are offered to the model and its streamed
+        ``tool_calls`` deltas are collected there.
+        """
+        offer = {"tools": TOOLS} if tool_calls is not None else {}
         stream = await self.client.chat.completions.create(
             model=self.model, messages=messages, stream=True,  # type: ignore[arg-type]
-            max_tokens=self.settings.llm_max_tokens, temperature=self.settings.llm_temperature,
+            max_tokens=self.settings.llm_max_tokens, temperature=self.settings.llm_temperature, **offer,
         )
         aggregator = SentenceAggregator()
         async for chunk in stream:
+            if tool_calls is not None and chunk.choices:
+                tool_calls.push(chunk.choices[0].delta.tool_calls)
             delta = chunk.choices[0].delta.content if chunk.choices else None
             if not delta:
                 continue
@@ -94,11 +127,15 @@ class GenerationStage(Stage):
         if rest:
             yield rest
 
-    async def answer(self, turn: RetrievalResult, history: list[dict[str, Any]],
-                     marks: dict[str, float]) -> AsyncIterator[str]:
+    async def answer(self, turn: RetrievalResult, history: list[dict[str, Any]], marks: dict[str, float],
+                     tool_calls: ToolCallAccumulator | None = None) -> AsyncIterator[str]:
         """The reply's sentences: canned, read from a confident article, or checked LLM output.
 
-        See :mod:`processors.generation.grounding`.
+        See :mod:`processors.generation.grounding`.  A reply without a relevant passage,
+        or whose LLM sentence was cut as ungrounded, is *unanswered*: it sets
+        ``marks["generation.unanswered"]`` (repeated, it hands the session off).  With
+        ``tool_calls`` (``VOXBUS_LLM_TOOLS``) the LLM may call a tool instead of answering,
+        and then says nothing.
 
         Raises:
             TimeoutError: the LLM took longer than ``llm_timeout_s``.
@@ -110,21 +147,29 @@ class GenerationStage(Stage):
             yield fixed
             return
         facts = relevant(turn.passages)
+        if not facts:
+            marks["generation.unanswered"] = time.time()
         grounded_turn = turn.model_copy(update={"passages": facts})
         messages = build_messages(grounded_turn, history[-self.settings.history_turns:])
         said = False
         async with asyncio.timeout(self.settings.llm_timeout_s):
-            async for sentence in self.stream_sentences(messages, marks):
+            async for sentence in self.stream_sentences(messages, marks, tool_calls):
                 if ungrounded(sentence, facts):
-                    marks["generation.ungrounded"] = time.time()
+                    marks["generation.ungrounded"] = marks["generation.unanswered"] = time.time()
                     break
                 said = True
                 yield sentence
+        if tool_calls is not None and tool_calls.complete():
+            return
         if not said:
             yield facts[0].text if facts else FALLBACK
 
     async def handle(self, record: Record) -> AsyncIterator[Emit]:
-        """Answer one turn, emitting each sentence as soon as it is complete."""
+        """Answer one turn (or call a tool for it), or speak a tool's result."""
+        if isinstance(record, ToolResult):
+            async for emit in self.on_result(record):
+                yield emit
+            return
         assert isinstance(record, RetrievalResult)
         key = (record.session_id, record.turn_id)
         if key in self.cancelled:
@@ -133,10 +178,26 @@ class GenerationStage(Stage):
         if any(past.get("turn_id") == record.turn_id for past in history):
             log.info("turn %s/%s already answered; skipping redelivery", record.session_id, record.turn_id)
             return
+        state = DialogueState.of(history)
         marks = {**record.marks, "generation.start": time.time()}
+        if state.handoff:  # a person has the session: pass the turn on, say nothing
+            yield Emit(HANDOFFS, HandoffUpdate(
+                session_id=record.session_id, egress_partition=record.egress_partition, kind="caller",
+                turn_id=record.turn_id, text=record.text, speak=record.speak, ts=time.time(),
+            ))
+            for emit in self.reply(record, 0, "", marks, final=True):
+                yield emit
+            self.remember(history, record, "", state)
+            return
+        choice = choose_tool(record, state, self.settings)
+        if choice is not None:
+            yield self.call(record, choice, "rules-1", "rules", history, marks)
+            self.remember(history, record, "", state, tool="rules-1")
+            return
         sentences: list[str] = []
+        tool_calls = ToolCallAccumulator() if self.settings.llm_tools else None
         try:
-            async with contextlib.aclosing(self.answer(record, history, marks)) as answer:
+            async with contextlib.aclosing(self.answer(record, history, marks, tool_calls)) as answer:
                 async for sentence in answer:
                     if key in self.cancelled:
                         break
@@ -146,22 +207,96 @@ class GenerationStage(Stage):
                     if len(sentences) >= MAX_SENTENCES:
                         break
         except Exception as exc:  # the LLM server is down, slow or broken: say so, never stay silent
-            log.warning("LLM failed on %s/%s: %s: %s", record.session_id, record.turn_id, type(exc).__name__, exc)
+            log.warning("LLM failed on %s/%s: %s: %s", record.session_id, record.turn_id,
+                        type(exc).__name__, exc)
             marks["generation.error"] = time.time()
             sentences.append(APOLOGY)
             for emit in self.reply(record, len(sentences) - 1, APOLOGY, marks, final=True):
                 yield emit
         else:
+            follow_up = self.follow_up(record, state, marks, tool_calls)
+            if follow_up is not None and key not in self.cancelled:
+                call_id, source, choice = follow_up
+                yield self.call(record, choice, call_id, source, history, marks)
+                self.remember(history, record, " ".join(sentences), state, tool=call_id, said=len(sentences))
+                return
             if key not in self.cancelled:
                 for emit in self.reply(record, len(sentences), "", marks, final=True):
                     yield emit
         if key in self.cancelled and key not in self.heard:
             return  # a backchannel or a hang-up: not part of the conversation
         answer = self.heard.pop(key) if key in self.heard else " ".join(sentences)
-        history.append({"turn_id": record.turn_id, "user": record.text, "assistant": answer})
-        self.history[record.session_id] = history[-self.settings.history_turns:]
+        missed = "generation.unanswered" in marks
+        self.remember(history, record, answer, DialogueState(misses=state.misses + 1 if missed else 0))
 
-    def reply(self, turn: RetrievalResult, index: int, text: str, marks: dict[str, float],
+    def follow_up(self, turn: RetrievalResult, state: DialogueState, marks: dict[str, float],
+                  tool_calls: ToolCallAccumulator | None) -> tuple[str, str, ToolChoice] | None:
+        """A tool call that ends the turn after its answer: the LLM's, or a hand-off after repeated misses.
+
+        Returns:
+            ``(call id, source, choice)``, or None when the answer ends the turn.
+        """
+        for call_id, name, arguments in (tool_calls.complete() if tool_calls is not None else []):
+            return call_id, "llm", ToolChoice(name, arguments)  # type: ignore[arg-type]
+        if "generation.unanswered" in marks and state.misses + 1 >= self.settings.handoff_after_misses:
+            return "rules-1", "rules", ToolChoice("escalate_to_human", {"reason": "repeated_failure"})
+        return None
+
+    def call(self, turn: RetrievalResult, choice: ToolChoice, call_id: str, source: str,
+             history: list[dict[str, Any]], marks: dict[str, float]) -> Emit:
+        """The :class:`ToolCall` of ``turn``, with the conversation so far (for a hand-off summary)."""
+        lines: list[ConversationLine] = []
+        for past in history:
+            turn_id = past.get("turn_id", "")
+            lines.append(ConversationLine(role="caller", text=past.get("user", ""), turn_id=turn_id))
+            if past.get("assistant"):
+                lines.append(ConversationLine(role="assistant", text=past["assistant"], turn_id=turn_id))
+        lines.append(ConversationLine(role="caller", text=turn.text, turn_id=turn.turn_id))
+        return Emit(TOOL_CALLS, ToolCall(
+            session_id=turn.session_id, egress_partition=turn.egress_partition, turn_id=turn.turn_id,
+            call_id=call_id, tool=choice.tool, arguments=choice.arguments, source=source,  # type: ignore[arg-type]
+            intent=turn.intent, sentiment_score=turn.sentiment_score, history=lines, speak=turn.speak,
+            marks={**marks, "generation.tool_call": time.time()},
+        ))
+
+    def remember(self, history: list[dict[str, Any]], turn: RetrievalResult, answer: str,
+                 state: DialogueState, tool: str = "", said: int = 0) -> None:
+        """Append the turn to the session's history, with the dialogue state after it.
+
+        Args:
+            history: the session's history (oldest first), saved back to the table.
+            turn: the caller's turn.
+            answer: what the assistant said (so far).
+            state: the dialogue state after the turn.
+            tool: the id of the tool call whose result will end the turn (empty: none).
+            said: reply sentences already sent before that call (the result continues them).
+        """
+        entry: dict[str, Any] = {"turn_id": turn.turn_id, "user": turn.text, "assistant": answer,
+                                 "state": state.as_dict()}
+        if tool:
+            entry.update(tool=tool, said=said)
+        history.append(entry)
+        self.history[turn.session_id] = history[-self.settings.history_turns:]
+
+    async def on_result(self, result: ToolResult) -> AsyncIterator[Emit]:
+        """Speak a tool's result as the end of its turn's reply, once, and update the dialogue state."""
+        history: list[dict[str, Any]] = list(self.history[result.session_id])
+        entry = next((past for past in history if past.get("turn_id") == result.turn_id), None)
+        if entry is None or entry.get("tool") != result.call_id or entry.get("result"):
+            log.info("result %s/%s/%s unknown or already spoken; skipping", result.session_id, result.turn_id,
+                     result.call_id)
+            return
+        if (result.session_id, result.turn_id) not in self.cancelled:
+            marks = {**result.marks, "generation.tool_result": time.time()}
+            marks.setdefault("generation.first_token", marks["generation.tool_result"])
+            for emit in self.reply(result, entry.get("said", 0), result.say, marks, final=True):
+                yield emit
+        entry["assistant"] = f"{entry.get('assistant', '')} {result.say}".strip()
+        entry["result"] = result.status
+        entry["state"] = DialogueState(**entry["state"]).after_result(result).as_dict()
+        self.history[result.session_id] = history
+
+    def reply(self, turn: RetrievalResult | ToolResult, index: int, text: str, marks: dict[str, float],
               final: bool) -> list[Emit]:
         """One reply sentence, to the replies topic and the caller.
 

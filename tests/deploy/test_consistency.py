@@ -138,6 +138,7 @@ def test_stage_inputs_follow_the_pipeline() -> None:
         "voxbus.intents",
         "voxbus.retrievals",
         "voxbus.replies",
+        "voxbus.tool-calls",  # the workflow stage, after the pipeline
     ]
 
 

@@ -9,6 +9,7 @@ from schemas import (
     StageHeartbeat, SynthAudio, Transcript, TurnRecord, Utterance, decode, encode,
 )
 from schemas.codec import REGISTRY
+from schemas.tools import Booking, ConversationLine, Handoff, HandoffUpdate, ToolCall, ToolResult
 
 session_ids = st.from_regex(r"[A-Za-z0-9_.:-]{1,64}", fullmatch=True)
 turn_ids = st.from_regex(r"[A-Za-z0-9_]{1,20}", fullmatch=True)
@@ -72,6 +73,27 @@ STRATEGIES.update({
                                   ts=ts, span=st.sampled_from(["asr", "voice_to_voice"]), mean_ms=ms, min_ms=ms,
                                   max_ms=ms, p50_ms=ms, p95_ms=ms, p99_ms=ms),
 })
+
+lines = st.lists(st.builds(ConversationLine, role=st.sampled_from(["caller", "assistant", "agent"]), text=text,
+                          turn_id=turn_ids), max_size=3)
+strs = st.dictionaries(st.text(max_size=8), text, max_size=3)
+tools = st.sampled_from(["book_appointment", "check_order_status", "escalate_to_human"])
+call_ids = st.from_regex(r"[a-z0-9_-]{1,20}", fullmatch=True)
+STRATEGIES.update({
+    ToolCall: st.builds(ToolCall, session_id=session_ids, turn_id=turn_ids, call_id=call_ids, tool=tools,
+                        arguments=strs, intent=text, sentiment_score=st.floats(-1, 1), history=lines, marks=marks),
+    ToolResult: st.builds(ToolResult, session_id=session_ids, turn_id=turn_ids, call_id=call_ids, tool=tools,
+                          status=st.sampled_from(["done", "need_info", "failed"]), arguments=strs,
+                          missing=st.lists(text, max_size=3), say=text, data=strs, marks=marks),
+    Booking: st.builds(Booking, session_id=session_ids, confirmation=st.just("HM-1A2B3C"), name=text, service=text,
+                       day=text, time=text, turn_id=turn_ids, call_id=call_ids, ts=ts),
+    Handoff: st.builds(Handoff, session_id=session_ids, turn_id=turn_ids,
+                       reason=st.sampled_from(["requested", "repeated_failure", "negative_sentiment"]),
+                       sentiment_score=st.floats(-1, 1), summary=text, transcript=lines, ts=ts),
+    HandoffUpdate: st.builds(HandoffUpdate, session_id=session_ids, kind=st.sampled_from(["caller", "taken", "agent"]),
+                             turn_id=turn_ids, text=text, agent=st.text(max_size=20), ts=ts),
+})
+
 
 def test_every_registered_record_has_a_strategy():
     assert set(STRATEGIES) == set(REGISTRY.values())

@@ -1,0 +1,171 @@
+"""Following topics at the ingress with a consumer of its own: every partition, no consumer group.
+
+The analytics page (:mod:`ingress.analytics`) and the agent console
+(:mod:`ingress.agents`) each keep an in-memory view of some topics.  A view reads back
+from a point in time, tells when it has read what existed when it started
+(:attr:`TopicFollower.caught_up`), and is started on the first request that needs it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Iterable
+from typing import Any, ClassVar, TypeVar
+
+from aiohttp import web
+from aiokafka import AIOKafkaConsumer, TopicPartition
+
+from processors.analytics.io import consumer_for, topic_partitions
+from streams.settings import Settings
+from streams.topics import TopicSpec
+
+log = logging.getLogger(__name__)
+
+START_TIMEOUT_S = 10.0
+"""Longest a request waits for a view to connect and find its topics."""
+CATCH_UP_WAIT_S = 5.0
+"""Longest a request waits for a view to read its topics up to where they were at start."""
+
+
+class TopicFollower:
+    """Read :attr:`topics` from :meth:`since` on and hand each batch of messages to :meth:`absorb`.
+
+    Subclasses set :attr:`topics` and implement :meth:`since` and :meth:`absorb`;
+    :meth:`tick` runs after every poll (about once a second when idle).
+    """
+
+    topics: ClassVar[tuple[TopicSpec, ...]]
+    """The topics followed."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.caught_up = asyncio.Event()
+        self.consumer: AIOKafkaConsumer | None = None
+        self.task: asyncio.Task[None] | None = None
+        self.end: dict[TopicPartition, int] = {}
+
+    def since(self) -> float:
+        """Epoch seconds to start reading from."""
+        raise NotImplementedError
+
+    def absorb(self, messages: Iterable[Any]) -> None:
+        """Fold a batch of consumed messages into the view."""
+        raise NotImplementedError
+
+    def tick(self) -> None:  # noqa: B027 - optional hook
+        """Called after every poll."""
+
+    @property
+    def running(self) -> bool:
+        """True while the view follows the topics."""
+        return self.task is not None and not self.task.done()
+
+    async def start(self) -> None:
+        """Connect, seek every partition to :meth:`since`, start following.
+
+        Raises:
+            LookupError: a topic does not exist.
+            aiokafka.errors.KafkaError: the broker cannot be reached.
+        """
+        consumer = consumer_for(self.settings)
+        try:
+            await consumer.start()
+            partitions = [tp for spec in self.topics for tp in await topic_partitions(consumer, spec.name)]
+            consumer.assign(partitions)
+            await self._seek(consumer, partitions, self.since())
+            self.end = await consumer.end_offsets(partitions)
+        except BaseException:
+            await consumer.stop()
+            raise
+        self.consumer = consumer
+        self.task = asyncio.create_task(self._run(), name=f"follow-{type(self).__name__}")
+
+    @staticmethod
+    async def _seek(consumer: AIOKafkaConsumer, partitions: list[TopicPartition], since: float) -> None:
+        """Seek to the first record produced at or after ``since``.
+
+        Brokers that cannot look offsets up by time (the embedded one answers offset 0)
+        make this a read from the beginning.
+        """
+        try:
+            found = await consumer.offsets_for_times({tp: int(since * 1000) for tp in partitions})
+        except Exception as exc:  # an old or partial Kafka implementation
+            log.info("offsets by time unavailable (%s); reading from the beginning", exc)
+            await consumer.seek_to_beginning(*partitions)
+            return
+        for tp in partitions:
+            offset = found.get(tp)
+            if offset is None:
+                await consumer.seek_to_end(tp)
+            else:
+                consumer.seek(tp, offset.offset)
+
+    async def _run(self) -> None:
+        assert self.consumer is not None
+        while True:
+            try:
+                batches = await self.consumer.getmany(timeout_ms=1000, max_records=5000)
+            except Exception:
+                log.exception("reading %s failed; retrying", [t.name for t in self.topics])
+                await asyncio.sleep(1.0)
+                continue
+            for messages in batches.values():
+                self.absorb(messages)
+            if not self.caught_up.is_set() and await self._at_start_end():
+                self.caught_up.set()
+            self.tick()
+
+    async def _at_start_end(self) -> bool:
+        """True once every partition is read up to where it ended when the view started."""
+        assert self.consumer is not None
+        for tp, offset in self.end.items():
+            if await self.consumer.position(tp) < offset:
+                return False
+        return True
+
+    async def stop(self) -> None:
+        """Stop following and close the consumer."""
+        if self.task is not None:
+            self.task.cancel()
+            await asyncio.gather(self.task, return_exceptions=True)
+            self.task = None
+        if self.consumer is not None:
+            await self.consumer.stop()
+            self.consumer = None
+
+
+F = TypeVar("F", bound=TopicFollower)
+
+
+async def started(follower: F, lock: asyncio.Lock, catch_up: bool = False) -> F:
+    """``follower``, started if it is not running (restarted after a failure).
+
+    Args:
+        follower: the view.
+        lock: serializes starts (one per view).
+        catch_up: also wait (up to :data:`CATCH_UP_WAIT_S`) until it has read what existed at start.
+
+    Raises:
+        TimeoutError: it did not connect within :data:`START_TIMEOUT_S`.
+        LookupError, aiokafka.errors.KafkaError: as :meth:`TopicFollower.start`.
+    """
+    async with lock:
+        if not follower.running:
+            await follower.stop()
+            follower.caught_up.clear()
+            await asyncio.wait_for(follower.start(), START_TIMEOUT_S)
+    if catch_up:
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(follower.caught_up.wait(), CATCH_UP_WAIT_S)
+    return follower
+
+
+def stop_on_cleanup(app: web.Application, follower: TopicFollower) -> None:
+    """Stop ``follower`` when ``app`` shuts down."""
+    async def stop(app: web.Application) -> None:
+        await follower.stop()
+
+    app.on_cleanup.append(stop)
+

@@ -1,0 +1,41 @@
+"""The agent console's view of ``voxbus.handoffs``, and its page (the API runs in tests/integration)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from types import SimpleNamespace
+
+from ingress.agents import HandoffDesk
+from schemas import ConversationLine, Handoff, HandoffUpdate, encode
+from streams.settings import Settings
+
+STATIC = Path(__file__).parents[2] / "ingress" / "static"
+
+
+def message(record, offset):
+    return SimpleNamespace(topic="voxbus.handoffs", partition=0, offset=offset, value=encode(record))
+
+
+def test_the_desk_folds_handoffs_and_updates_once(tmp_path):
+    desk = HandoffDesk(Settings(data_dir=tmp_path))
+    handoff = Handoff(session_id="s1", egress_partition=2, turn_id="t2", reason="requested", summary="requested",
+                      transcript=[ConversationLine(role="caller", text="hi", turn_id="t1"),
+                                  ConversationLine(role="assistant", text="Hello!", turn_id="t1")], ts=10.0)
+    caller = HandoffUpdate(session_id="s1", kind="caller", turn_id="t3", text="hello?", speak=False, ts=11.0)
+    early = Handoff(session_id="s0", turn_id="t1", reason="negative_sentiment", summary="angry", ts=5.0)
+    desk.absorb([message(handoff, 0), message(caller, 1), message(caller, 2), message(early, 3),
+                 SimpleNamespace(topic="voxbus.handoffs", partition=0, offset=4, value=b"\xc1")])
+    desk.apply(HandoffUpdate(session_id="s0", kind="taken", agent="ann", ts=12.0))
+    desk.apply(HandoffUpdate(session_id="gone", kind="caller", text="?", ts=12.0))  # before the horizon
+    [first, second] = desk.listing()
+    assert (first["session_id"], first["waiting"], first["egress_partition"]) == ("s1", True, 2)
+    assert [(line["role"], line["text"]) for line in first["lines"]] == [
+        ("caller", "hi"), ("assistant", "Hello!"), ("caller", "hello?")]
+    assert first["speak"] is False  # the caller's last turn was typed
+    assert (second["session_id"], second["waiting"], second["agent"]) == ("s0", False, "ann")
+
+
+def test_the_console_page_is_self_contained():
+    html = (STATIC / "agent.html").read_text()
+    assert "/v1/agent/sessions" in html and "/take" in html and "/reply" in html
+    assert "http://" not in html and "https://" not in html
