@@ -18,7 +18,7 @@ def message(record, offset):
 
 def test_the_desk_folds_handoffs_and_updates_once(tmp_path):
     desk = HandoffDesk(Settings(data_dir=tmp_path))
-    handoff = Handoff(session_id="s1", egress_partition=2, turn_id="t2", reason="requested", summary="requested",
+    handoff = Handoff(session_id="s1", egress_partition=2, turn_id="t2", reason="requested", summary="asked",
                       transcript=[ConversationLine(role="caller", text="hi", turn_id="t1"),
                                   ConversationLine(role="assistant", text="Hello!", turn_id="t1")], ts=10.0)
     caller = HandoffUpdate(session_id="s1", kind="caller", turn_id="t3", text="hello?", speak=False, ts=11.0)

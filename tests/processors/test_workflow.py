@@ -10,13 +10,19 @@ import pytest
 from openai.types.chat.chat_completion_chunk import ChoiceDeltaToolCall, ChoiceDeltaToolCallFunction
 
 from processors.generation.dialogue import DialogueState, choose_tool
-from processors.generation.slots import extract_booking, extract_day, extract_name, extract_order_id, extract_time
+from processors.generation.slots import (
+    extract_booking,
+    extract_day,
+    extract_name,
+    extract_order_id,
+    extract_time,
+)
 from processors.generation.stage import GenerationStage
 from processors.generation.tools import ToolCallAccumulator
 from processors.workflow.stage import WorkflowStage
 from processors.workflow.store import WorkflowStore, db_path
 from processors.workflow.tools import execute
-from schemas import Booking, Handoff, HandoffUpdate, ReplyText, RetrievalResult, ToolCall, ToolResult
+from schemas import Booking, Handoff, HandoffUpdate, ReplyText, RetrievalResult, ToolCall
 from streams.settings import Settings
 from streams.topics import BOOKINGS, EGRESS, HANDOFFS, TOOL_CALLS, TOOL_RESULTS
 
@@ -62,7 +68,8 @@ def turn(text, intent="other", score=0.0, turn_id="t1"):
 
 def test_rules_choose_the_tool():
     s = Settings()
-    assert choose_tool(turn("get me a person", "human_agent"), DialogueState(), s).arguments == {"reason": "requested"}
+    asked = choose_tool(turn("get me a person", "human_agent"), DialogueState(), s)
+    assert asked.arguments == {"reason": "requested"}
     angry = choose_tool(turn("this is terrible", "billing", -0.7), DialogueState(), s)
     assert angry.tool == "escalate_to_human" and angry.arguments["reason"] == "negative_sentiment"
     assert choose_tool(turn("when is my bill due", "billing"), DialogueState(), s) is None
@@ -87,15 +94,16 @@ def test_booking_asks_for_what_is_missing_then_books_once(tmp_path):
     result, published = execute(call("book_appointment", {"service": "screen repair"}), store)
     assert (result.status, result.missing, published) == ("need_info", ["day", "time", "name"], [])
     assert result.say == "Which day would suit you?"
-    full = call("book_appointment", {"service": "screen repair", "day": "Tuesday", "time": "3 PM", "name": "Alice"},
-                turn_id="t3")
+    slots = {"service": "screen repair", "day": "Tuesday", "time": "3 PM", "name": "Alice"}
+    full = call("book_appointment", slots, turn_id="t3")
     result, [booking] = execute(full, store)
     assert result.status == "done" and isinstance(booking, Booking)
     assert result.say == (f"Booked: screen repair on Tuesday at 3 PM for Alice. Your confirmation number is "
                           f"{booking.confirmation}.")
     again, republished = execute(full, store)  # a redelivered call
     assert again == result and republished == []
-    rows = sqlite3.connect(tmp_path / "w.sqlite").execute("SELECT name, service, day, time FROM bookings").fetchall()
+    db = sqlite3.connect(tmp_path / "w.sqlite")
+    rows = db.execute("SELECT name, service, day, time FROM bookings").fetchall()
     assert rows == [("Alice", "screen repair", "Tuesday", "3 PM")]
 
 
@@ -170,12 +178,14 @@ async def test_a_booking_over_three_turns_then_a_handoff(tmp_path):
     assert "connecting you with a person" in await loop.say("I want to talk to a person", "human_agent", "t5")
     [handoff] = loop.topics[HANDOFFS.name]
     assert isinstance(handoff, Handoff) and handoff.reason == "requested"
-    assert [line.text for line in handoff.transcript if line.role == "caller"][-1] == "I want to talk to a person"
+    callers = [line.text for line in handoff.transcript if line.role == "caller"]
+    assert callers[-1] == "I want to talk to a person"
     assert "Alice Smith" in [line.text for line in handoff.transcript]
     # after the hand-off the bot is quiet; the turn goes to the agent
     assert await loop.say("hello? anyone there?", "other", "t6") == ""
     update = loop.topics[HANDOFFS.name][-1]
-    assert isinstance(update, HandoffUpdate) and (update.kind, update.text) == ("caller", "hello? anyone there?")
+    assert isinstance(update, HandoffUpdate)
+    assert (update.kind, update.text) == ("caller", "hello? anyone there?")
     assert isinstance(loop.topics[EGRESS.name][-1], ReplyText) and loop.topics[EGRESS.name][-1].final
 
 

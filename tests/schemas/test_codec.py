@@ -74,24 +74,26 @@ STRATEGIES.update({
                                   max_ms=ms, p50_ms=ms, p95_ms=ms, p99_ms=ms),
 })
 
-lines = st.lists(st.builds(ConversationLine, role=st.sampled_from(["caller", "assistant", "agent"]), text=text,
-                          turn_id=turn_ids), max_size=3)
+roles = st.sampled_from(["caller", "assistant", "agent"])
+lines = st.lists(st.builds(ConversationLine, role=roles, text=text, turn_id=turn_ids), max_size=3)
 strs = st.dictionaries(st.text(max_size=8), text, max_size=3)
 tools = st.sampled_from(["book_appointment", "check_order_status", "escalate_to_human"])
 call_ids = st.from_regex(r"[a-z0-9_-]{1,20}", fullmatch=True)
 STRATEGIES.update({
     ToolCall: st.builds(ToolCall, session_id=session_ids, turn_id=turn_ids, call_id=call_ids, tool=tools,
-                        arguments=strs, intent=text, sentiment_score=st.floats(-1, 1), history=lines, marks=marks),
+                        arguments=strs, intent=text, sentiment_score=st.floats(-1, 1), history=lines,
+                        marks=marks),
     ToolResult: st.builds(ToolResult, session_id=session_ids, turn_id=turn_ids, call_id=call_ids, tool=tools,
                           status=st.sampled_from(["done", "need_info", "failed"]), arguments=strs,
                           missing=st.lists(text, max_size=3), say=text, data=strs, marks=marks),
-    Booking: st.builds(Booking, session_id=session_ids, confirmation=st.just("HM-1A2B3C"), name=text, service=text,
-                       day=text, time=text, turn_id=turn_ids, call_id=call_ids, ts=ts),
+    Booking: st.builds(Booking, session_id=session_ids, confirmation=st.just("HM-1A2B3C"), name=text,
+                       service=text, day=text, time=text, turn_id=turn_ids, call_id=call_ids, ts=ts),
     Handoff: st.builds(Handoff, session_id=session_ids, turn_id=turn_ids,
                        reason=st.sampled_from(["requested", "repeated_failure", "negative_sentiment"]),
                        sentiment_score=st.floats(-1, 1), summary=text, transcript=lines, ts=ts),
-    HandoffUpdate: st.builds(HandoffUpdate, session_id=session_ids, kind=st.sampled_from(["caller", "taken", "agent"]),
-                             turn_id=turn_ids, text=text, agent=st.text(max_size=20), ts=ts),
+    HandoffUpdate: st.builds(HandoffUpdate, session_id=session_ids,
+                             kind=st.sampled_from(["caller", "taken", "agent"]), turn_id=turn_ids, text=text,
+                             agent=st.text(max_size=20), ts=ts),
 })
 
 
