@@ -24,7 +24,7 @@ from processors.generation.dialogue import DialogueState, ToolChoice, choose_too
 from processors.generation.grounding import CANNED, FALLBACK, direct_answer, relevant, ungrounded
 from processors.generation.llm_server import MODEL_ALIAS, embedded_url
 from processors.generation.prompt import build_messages
-from processors.generation.sentences import SentenceAggregator
+from processors.generation.sentences import SentenceAggregator, speech_units
 from processors.generation.tools import TOOLS, ToolCallAccumulator
 from schemas import (
     ConversationLine,
@@ -144,7 +144,8 @@ class GenerationStage(Stage):
         fixed = CANNED.get(turn.intent) or direct_answer(turn.passages, self.settings.grounding_direct_score)
         if fixed is not None:
             marks["generation.first_token"] = time.time()
-            yield fixed
+            for unit in speech_units(fixed):  # a long first clause is synthesized on its own
+                yield unit
             return
         facts = relevant(turn.passages)
         if not facts:

@@ -50,3 +50,17 @@ def test_a_sentence_with_an_invented_number_is_ungrounded():
     assert not ungrounded("I can help with that.", facts)
     assert direct_answer(facts, 0.6) is None
     assert direct_answer(facts, 0.5) == facts[0].text
+
+
+def test_a_long_first_clause_is_released_early():
+    from processors.generation.sentences import speech_units
+
+    text = ("You can return a phone or accessory within 30 days of purchase for a full refund, "
+            "as long as it is undamaged. Bring it to a store, with the receipt.")
+    sentences, rest = stream(SentenceAggregator(), text)
+    assert sentences == ["You can return a phone or accessory within 30 days of purchase for a full refund,",
+                         "as long as it is undamaged."]
+    assert rest == "Bring it to a store, with the receipt."
+    assert speech_units(text) == [*sentences, rest]
+    assert speech_units("Hi, there. Fine.") == ["Hi, there. Fine."]  # short clauses wait for the sentence
+    assert stream(SentenceAggregator(first_clause=False), text)[0] == [text.split(" Bring")[0]]
