@@ -33,7 +33,12 @@ READY_TIMEOUT_S = 240.0
 
 @dataclass
 class Child:
-    """A supervised child process."""
+    """A supervised child process.
+
+    Attributes:
+        env: variables set for this child on top of the supervisor's environment (an
+            extra replica's own ``VOXBUS_METRICS_BASE_PORT``).
+    """
 
     name: str
     argv: list[str]
@@ -41,11 +46,12 @@ class Child:
     proc: subprocess.Popen[bytes] | None = None
     restarts: int = 0
     started: float = field(default=0.0)
+    env: dict[str, str] = field(default_factory=dict)
 
     def start(self, env: dict[str, str]) -> None:
-        """(Re)start the process, appending its output to :attr:`log_path`."""
+        """(Re)start the process with ``env`` plus :attr:`env`, appending its output to :attr:`log_path`."""
         out = open(self.log_path, "ab")  # noqa: SIM115 - owned by the child
-        self.proc = subprocess.Popen(self.argv, stdout=out, stderr=subprocess.STDOUT, env=env,
+        self.proc = subprocess.Popen(self.argv, stdout=out, stderr=subprocess.STDOUT, env={**env, **self.env},
                                      start_new_session=True)
         self.started = time.monotonic()
 
@@ -104,6 +110,50 @@ class Supervisor:
             warm_up(embedded_url(s))
         if not wait_http(f"http://{s.host}:{s.port}/healthz", READY_TIMEOUT_S):
             raise RuntimeError(f"voxbus did not become healthy in {READY_TIMEOUT_S:.0f} s; see {self.logs}")
+
+    def add_replica(self, stage: str) -> Child:
+        """Start one more ``voxbus worker STAGE`` process: another member of the stage's consumer group.
+
+        The group rebalances the stage's input partitions over its members, as when
+        Kubernetes scales the stage's Deployment.  The replica is supervised (restarted
+        if it dies) until :meth:`remove_replica`.  Replica ``r`` (the ``r``-th process of
+        the stage, from 1) serves ``/metrics`` on ``VOXBUS_METRICS_BASE_PORT + 10 * r + i``
+        (``i`` the stage's index in :data:`processors.runtime.STAGES`), clear of the
+        ports of the first replicas (base + 0..6).
+
+        Raises:
+            KeyError: no such stage.
+        """
+        if stage not in STAGES:
+            raise KeyError(stage)
+        replica = sum(child.argv[-2:] == ["worker", stage] for child in self.children)
+        child = Child(f"{stage}#{replica}", [sys.executable, "-m", "voxbus", "worker", stage],
+                      self.logs / f"{stage}-{replica}.log",
+                      env={"VOXBUS_METRICS_BASE_PORT": str(self.settings.metrics_base_port + 10 * replica)})
+        child.start(self.env)
+        self.children.append(child)
+        return child
+
+    def remove_replica(self, child: Child, timeout_s: float = 15.0) -> int | None:
+        """Stop a replica gracefully (SIGTERM): it commits its offsets and leaves the consumer group.
+
+        The replica is no longer supervised; SIGKILL follows if it has not exited after
+        ``timeout_s`` seconds.
+
+        Returns:
+            Its exit code (None if it was not running).
+        """
+        if child in self.children:
+            self.children.remove(child)
+        if child.proc is None:
+            return None
+        if child.proc.poll() is None:
+            child.proc.send_signal(signal.SIGTERM)
+            try:
+                child.proc.wait(timeout_s)
+            except subprocess.TimeoutExpired:
+                child.proc.kill()
+        return child.proc.wait()
 
     def watch(self, stop: threading.Event) -> None:
         """Restart children that exit (exponential backoff from 1 s to 30 s) until ``stop`` is set."""
