@@ -204,7 +204,7 @@ class SimulatedCaller:
     def is_reply_to(self, arrival: AudioArrival) -> bool:
         """Whether reply audio answers the utterance being spoken.
 
-        voxbus names a turn ``a<first speech sample of the session>``, so its audio is
+        voxbus names a turn ``a<first speech sample of the connection>-<epoch>``, so its audio is
         matched to the utterance whose speech it starts in (a late reply to an earlier
         utterance is not this one's).  The Pipecat bot sends no turn ids: any reply audio
         after the speech end counts.
@@ -212,7 +212,7 @@ class SimulatedCaller:
         if self.system != "voxbus" or not (arrival.turn_id or "").startswith("a"):
             return True
         try:
-            sample = int(arrival.turn_id[1:])  # type: ignore[index]
+            sample = int(arrival.turn_id[1:].split("-")[0])  # type: ignore[index]
         except ValueError:
             return True
         start, end = self.speech_span

@@ -7,8 +7,11 @@ import logging
 
 from aiokafka import AIOKafkaProducer
 
+from ingress import metrics
+from ingress.backpressure import AudioBudget
 from ingress.egress import EgressReader
 from ingress.health import StageMonitor
+from ingress.turns import FinishedTurns
 from processors.runtime import STAGES
 from schemas import Record, SessionRecord, encode
 from streams.admin import ensure_topics
@@ -22,12 +25,15 @@ class Gateway:
     """Produce caller records, route egress events to sessions, watch stage liveness.
 
     ``sessions`` maps session id -> an object with ``async deliver(record)``; only
-    the session's own events are delivered to it.
+    the session's own events are delivered to it.  ``audio_budget`` bounds the caller
+    audio of all sessions waiting for the broker; ``finished`` remembers ended turns.
     """
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self.sessions: dict[str, object] = {}
+        self.audio_budget = AudioBudget(settings.ingress_buffer_bytes)
+        self.finished = FinishedTurns()
 
     async def start(self) -> None:
         """Create missing topics, connect the producer, start reading egress and heartbeats."""
@@ -53,10 +59,13 @@ class Gateway:
         await self.producer.send_and_wait(topic.name, encode(record), key=key)
 
     async def deliver(self, record: SessionRecord) -> None:
-        """Hand an egress event to the session it belongs to, if it is connected here."""
+        """Hand an egress event to its session; count and drop it if that session is not connected here."""
         session = self.sessions.get(record.session_id)
-        if session is not None:
-            await session.deliver(record)  # type: ignore[attr-defined]
+        if session is None:
+            metrics.UNROUTED.inc()
+            log.debug("egress %s for session %s, not connected here: dropped", record.type, record.session_id)
+            return
+        await session.deliver(record)  # type: ignore[attr-defined]
 
     async def health(self) -> tuple[bool, dict[str, object]]:
         """(healthy, details): healthy when the broker answers and every stage has a live worker."""

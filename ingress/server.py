@@ -145,6 +145,7 @@ async def stream(request: web.Request) -> web.WebSocketResponse:
     if session is None:
         return ws
     try:
+        gateway.audio_budget.admit()
         admission = guard.admit(principal, session.session_id)  # type: ignore[arg-type]
     except Rejection as rejection:
         await reject(ws, rejection, peer)
@@ -219,6 +220,7 @@ async def twilio_stream(request: web.Request) -> web.WebSocketResponse:
         session_id = twilio.session_id_for(start)
         transport = twilio.TwilioTransport(ws, start.streamSid)
         session = CallerSession(gateway, transport, session_id, twilio.TWILIO_RATE)
+        gateway.audio_budget.admit()
         admission = guard.admit(principal, session_id)
     except Rejection as rejection:
         await twilio.reject_twilio(ws, rejection, request)

@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any
 
 from ingress import metrics
 from ingress.audio import Chunker
+from ingress.backpressure import NOTICE_INTERVAL_S, Outbox
 from ingress.playback import is_backchannel
 from ingress.protocol import ProtocolError
 from ingress.turns import Turn
@@ -32,9 +33,22 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
+_last_epoch = 0
+
+
+def next_epoch() -> int:
+    """A connection epoch: the time in ms, strictly increasing within this process."""
+    global _last_epoch
+    _last_epoch = max(int(time.time() * 1000), _last_epoch + 1)
+    return _last_epoch
+
 
 class CallerSession:
-    """Audio in, events out, for one session id on one connection.
+    """Audio in, events out, for one session id on one connection (one ``epoch``).
+
+    Records to the bus go through an :class:`~ingress.backpressure.Outbox` (bounded,
+    shedding audio with an ``overloaded`` event when the broker falls behind).  Events
+    of turns already finished (a stage's at-least-once redelivery) are dropped.
 
     Args:
         gateway: the ingress's Kafka side (producer, routing).
@@ -55,6 +69,10 @@ class CallerSession:
         self.speak = speak
         self.ended = False
         self.chunker = Chunker(sample_rate, gateway.settings.chunk_ms)
+        self.epoch = next_epoch()
+        self.outbox = Outbox(lambda record: gateway.produce(AUDIO, record), gateway.audio_budget,
+                             max_bytes=int(gateway.settings.session_buffer_s * 32000))
+        self.overload_notified = 0.0
         self.seq = 0
         self.turns: dict[str, Turn] = {}
         self.cancelled: set[str] = set()
@@ -63,15 +81,15 @@ class CallerSession:
     # -- caller -> bus ------------------------------------------------------------------
     async def open(self) -> None:
         """Announce the session on the bus and tell the caller it is ready."""
-        await self.gateway.produce(AUDIO, SessionControl(
-            session_id=self.session_id, egress_partition=self.partition, action="start",
+        self.outbox.put(SessionControl(
+            session_id=self.session_id, egress_partition=self.partition, epoch=self.epoch, action="start",
             config={"speak": self.speak}, ts=time.time(),
         ))
         await self.send_json({"type": "ready", "session_id": self.session_id,
                               "sample_rate": 16000, "chunk_ms": self.gateway.settings.chunk_ms})
 
     async def on_audio(self, frame: bytes) -> None:
-        """Chunk one PCM frame onto ``voxbus.audio``.
+        """Chunk one PCM frame onto ``voxbus.audio`` (through the outbox; never waits for Kafka).
 
         Raises:
             ProtocolError: the frame is not valid PCM16.
@@ -79,15 +97,19 @@ class CallerSession:
         if self.ended:
             return
         now = time.time()
-        for start_sample, pcm in self.chunker.push(frame):
-            await self._produce_chunk(start_sample, pcm, now)
+        shed = sum(not self._queue_chunk(start, pcm, now) for start, pcm in self.chunker.push(frame))
+        if shed and time.monotonic() - self.overload_notified >= NOTICE_INTERVAL_S:
+            self.overload_notified = time.monotonic()
+            await self.send_error("overloaded", "the service is behind: some of your audio was dropped",
+                                  buffered_s=round(self.outbox.buffered_s, 2))
 
-    async def _produce_chunk(self, start_sample: int, pcm: bytes, recv_ts: float) -> None:
-        await self.gateway.produce(AUDIO, AudioChunk(
-            session_id=self.session_id, egress_partition=self.partition, seq=self.seq,
+    def _queue_chunk(self, start_sample: int, pcm: bytes, recv_ts: float) -> bool:
+        """Queue one bus chunk; False if it was shed (its ``seq`` and samples are skipped)."""
+        self.seq += 1
+        return self.outbox.put(AudioChunk(
+            session_id=self.session_id, egress_partition=self.partition, epoch=self.epoch, seq=self.seq - 1,
             start_sample=start_sample, pcm=pcm, recv_ts=recv_ts,
         ))
-        self.seq += 1
 
     async def on_text(self, text: str) -> None:
         """Start a text-channel turn: straight to ``voxbus.transcripts``, no vad/asr/tts."""
@@ -108,10 +130,12 @@ class CallerSession:
         self.ended = True
         now = time.time()
         for start_sample, pcm in self.chunker.flush():
-            await self._produce_chunk(start_sample, pcm, now)
-        await self.gateway.produce(AUDIO, SessionControl(
-            session_id=self.session_id, egress_partition=self.partition, action="end", ts=now,
+            self._queue_chunk(start_sample, pcm, now)
+        self.outbox.put(SessionControl(
+            session_id=self.session_id, egress_partition=self.partition, epoch=self.epoch, action="end",
+            ts=now,
         ))
+        await self.outbox.close()
 
     # -- bus -> caller ------------------------------------------------------------------
     async def deliver(self, event: SessionRecord) -> None:
@@ -122,6 +146,9 @@ class CallerSession:
             return
         if turn_id in self.cancelled:
             return  # the caller barged in on this turn: nothing more of it reaches them
+        if (self.session_id, turn_id) in self.gateway.finished:
+            metrics.DUPLICATES.inc()
+            return  # redelivered by an at-least-once stage after the turn ended for the caller
         turn = self.turns.setdefault(turn_id, Turn(turn_id))
         turn.absorb(event)  # type: ignore[arg-type]
         if isinstance(event, SynthAudio):
@@ -168,7 +195,8 @@ class CallerSession:
             heard = turn.playback.heard_at_pause
             turn.interrupted = True
             turn.heard_text = turn.playback.heard_text(turn.sentences, heard)
-            await self.cancel(turn, "barge_in", heard_ms=1000.0 * heard / max(1, turn.playback.bytes_per_second))
+            heard_ms = 1000.0 * heard / max(1, turn.playback.bytes_per_second)
+            await self.cancel(turn, "barge_in", heard_ms=heard_ms)
             await self.finish_turn(turn)
 
     async def resume_paused_by(self, caller_turn_id: str) -> None:
@@ -244,6 +272,7 @@ class CallerSession:
         """Tell the caller the turn is over and publish its analytics record."""
         if self.turns.pop(turn.turn_id, None) is None:
             return
+        self.gateway.finished.add(self.session_id, turn.turn_id)
         record = turn.record(self.session_id, self.partition)
         await self.send_json({"type": "turn_end", "turn_id": turn.turn_id, "transcript": turn.transcript,
                               "intent": turn.intent, "reply_text": record.reply_text,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from collections import OrderedDict
 from dataclasses import dataclass, field
 
 from ingress.playback import Playback
@@ -75,6 +76,8 @@ class Turn:
             self.intent, self.confidence = event.intent, event.confidence
             self.sentiment, self.sentiment_score = event.sentiment, event.sentiment_score
         elif isinstance(event, ReplyText):
+            if not self.transcript:  # a reply to no caller words: an agent's (ingress.agents)
+                self.speak = event.speak
             self.marks.setdefault("ingress.first_reply_text", time.time())
             if event.text:
                 self.sentences[event.index] = event.text
@@ -111,3 +114,37 @@ class Turn:
             marks=self.marks, latency_ms=latencies, voice_to_voice_ms=latencies.get("voice_to_voice"),
             interrupted=self.interrupted, heard_text=self.heard_text, ts=time.time(),
         )
+
+
+class FinishedTurns:
+    """Turns the ingress has finished, per session: a later event of one is a duplicate.
+
+    An at-least-once stage that crashed after producing may produce a turn's events
+    again; once the turn has ended for the caller they are dropped.  Kept per ingress
+    process (across reconnections of a session), bounded: the last ``per_session``
+    turns of the last ``sessions`` sessions seen.
+
+    Args:
+        sessions: most sessions remembered (least recently finished forgotten first).
+        per_session: most turn ids remembered per session.
+    """
+
+    def __init__(self, sessions: int = 4096, per_session: int = 64) -> None:
+        self.sessions = sessions
+        self.per_session = per_session
+        self.turns: OrderedDict[str, OrderedDict[str, None]] = OrderedDict()
+
+    def add(self, session_id: str, turn_id: str) -> None:
+        """Remember that ``turn_id`` of ``session_id`` has ended."""
+        turns = self.turns.pop(session_id, None) or OrderedDict()
+        turns[turn_id] = None
+        while len(turns) > self.per_session:
+            turns.popitem(last=False)
+        self.turns[session_id] = turns
+        while len(self.turns) > self.sessions:
+            self.turns.popitem(last=False)
+
+    def __contains__(self, key: tuple[str, str]) -> bool:
+        """``(session_id, turn_id) in finished``."""
+        session_id, turn_id = key
+        return turn_id in self.turns.get(session_id, ())

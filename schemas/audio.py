@@ -7,7 +7,7 @@ voice's native rate, stated in each record.
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import ClassVar, Literal
 
 from pydantic import Field, field_validator, model_validator
 
@@ -29,16 +29,24 @@ def _even_pcm(pcm: bytes) -> bytes:
 class AudioChunk(SessionRecord):
     """A slice of caller audio, as cut by the ingress.
 
+    Version 2 added ``epoch``; version-1 records still decode (``epoch`` 0).
+
     Attributes:
-        seq: 0-based chunk number within the session; with ``session_id`` it makes
-            the chunk's idempotency key.
-        start_sample: offset of the first sample from the session start, in samples.
+        epoch: the connection epoch: when (ms since the Unix epoch) the ingress opened
+            the connection carrying this audio.  A caller that reconnects with its
+            ``session_id`` starts a new epoch, whose ``seq`` and ``start_sample`` restart at 0.
+        seq: 0-based chunk number within the connection; with ``session_id`` and
+            ``epoch`` it makes the chunk's idempotency key.
+        start_sample: offset of the first sample from the connection start, in samples.
         sample_rate: Hz; always :data:`BUS_SAMPLE_RATE` on the bus.
         pcm: PCM16LE mono bytes, ``len(pcm) // 2`` samples.
         recv_ts: wall-clock time (epoch s) the ingress received the chunk's last byte.
     """
 
     type: Literal["audio_chunk"] = "audio_chunk"
+    VERSIONS: ClassVar[frozenset[int]] = frozenset({1, 2})
+    v: int = 2
+    epoch: Int64 = Field(default=0, ge=0)
     seq: int = Field(ge=0)
     start_sample: int = Field(ge=0)
     sample_rate: Literal[16000] = BUS_SAMPLE_RATE
@@ -56,14 +64,22 @@ class AudioChunk(SessionRecord):
 class SessionControl(SessionRecord):
     """Start, configure or end a session; keyed and ordered with the session's audio.
 
+    Version 2 added ``epoch``; version-1 records still decode (``epoch`` 0).
+
     Attributes:
-        action: ``start`` (first record of a session), ``config`` (settings change)
+        epoch: the connection epoch (ms since the Unix epoch) the action belongs to;
+            a ``start`` of a newer epoch resets a stage's state of the session, and
+            records of an older epoch are stale.
+        action: ``start`` (first record of a connection), ``config`` (settings change)
             or ``end`` (the caller hung up; stages flush and drop session state).
         config: free-form per-session settings (e.g. ``{"speak": False}``).
         ts: wall-clock time (epoch s) of the action at the ingress.
     """
 
     type: Literal["session_control"] = "session_control"
+    VERSIONS: ClassVar[frozenset[int]] = frozenset({1, 2})
+    v: int = 2
+    epoch: Int64 = Field(default=0, ge=0)
     action: Literal["start", "config", "end"]
     config: dict[str, str | bool | Int64 | float] = Field(default_factory=dict)
     ts: EpochSeconds

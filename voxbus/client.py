@@ -1,4 +1,9 @@
-"""A caller for ``/v1/stream``: stream a recording (``voxbus call``) or type a turn (``voxbus ask``)."""
+"""A caller for ``/v1/stream``: stream a recording (``voxbus call``) or type a turn (``voxbus ask``).
+
+A dropped connection (the ingress restarted, the network blinked) is reopened with
+the same ``session_id`` and exponential backoff (:func:`connect`, :class:`Line`);
+refusals (:data:`REFUSALS`) are not retried.
+"""
 
 from __future__ import annotations
 
@@ -21,6 +26,12 @@ FRAME_MS = 20
 """Caller frame size (ms), as a telephony or WebRTC client sends."""
 TRAILING_SILENCE_S = 1.5
 """Silence streamed after the recording before the caller may hang up (s): lets the VAD endpoint."""
+REFUSALS = frozenset({1009, 4400, 4401, 4403, 4413})
+"""Close codes that refuse the caller (bad request, credentials, too long): never retried."""
+BACKOFF_S = (0.25, 4.0)
+"""First and longest wait between two connection attempts (s); doubles in between."""
+RECONNECT_FOR_S = 60.0
+"""How long :func:`call` keeps trying to reopen a dropped connection (s)."""
 
 
 @dataclass
@@ -86,7 +97,16 @@ class Receiver:
         self.pending_audio: dict[str, Any] | None = None
         self.last_event = time.monotonic()
         self.errors: list[dict[str, Any]] = []
+        self.lost: list[TurnResult] = []
         self.turn_finished = asyncio.Event()
+
+    def abandon_open_turns(self) -> None:
+        """The connection dropped: turns still open will not end on it (moved to :attr:`lost`)."""
+        for turn in self.turns.values():
+            turn.errors.append("connection_lost: the connection dropped before the turn ended")
+            self.lost.append(turn)
+        self.turns.clear()
+        self.pending_audio = None
 
     def turn(self, turn_id: str) -> TurnResult:
         """The result object of ``turn_id``."""
@@ -132,13 +152,119 @@ class Receiver:
                 self.on_binary(msg.data)
 
 
-async def _open(session: aiohttp.ClientSession, url: str, start: dict[str, Any]) -> tuple[Any, dict[str, Any]]:
+class Refused(RuntimeError):
+    """The server refused the session (``code``: its close code, if it closed the socket)."""
+
+    def __init__(self, message: str, code: int | None = None) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+async def _open(session: aiohttp.ClientSession, url: str,
+                start: dict[str, Any]) -> tuple[Any, dict[str, Any]]:
     ws = await session.ws_connect(url, max_msg_size=16 * 1024 * 1024)
     await ws.send_str(json.dumps({"type": "start", **start}))
-    ready = await ws.receive_json(timeout=30)
+    msg = await ws.receive(timeout=30)
+    ready = json.loads(msg.data) if msg.type == aiohttp.WSMsgType.TEXT else {}
     if ready.get("type") != "ready":
-        raise RuntimeError(f"session refused: {ready}")
+        await ws.close()
+        raise Refused(f"session refused: {ready or msg}", ready.get("close_code") or ws.close_code)
     return ws, ready
+
+
+async def connect(session: aiohttp.ClientSession, url: str, start: dict[str, Any],
+                  retry_for_s: float = 0.0) -> tuple[aiohttp.ClientWebSocketResponse, dict[str, Any]]:
+    """Open a session on ``url`` (``start``: the start message's fields but ``type``).
+
+    While the ingress is unreachable or restarting, retries with exponential backoff
+    (:data:`BACKOFF_S`) for up to ``retry_for_s`` seconds.
+
+    Returns:
+        (the socket, the ``ready`` event)
+
+    Raises:
+        Refused: the server refused the session with one of :data:`REFUSALS`, or kept
+            refusing it until ``retry_for_s`` ran out.
+        aiohttp.ClientError | OSError | TimeoutError: unreachable after ``retry_for_s``.
+    """
+    deadline = time.monotonic() + retry_for_s
+    wait = BACKOFF_S[0]
+    while True:
+        try:
+            return await _open(session, url, start)
+        except Refused as exc:
+            if exc.code in REFUSALS or time.monotonic() + wait > deadline:
+                raise
+        except (aiohttp.ClientError, OSError, TimeoutError):
+            if time.monotonic() + wait > deadline:
+                raise
+        await asyncio.sleep(wait)
+        wait = min(BACKOFF_S[1], 2 * wait)
+
+
+class Line:
+    """A caller's connection that comes back: a dropped socket is reopened with the same session id.
+
+    Args:
+        http: the client session.
+        url: the ``/v1/stream`` URL.
+        start: the start message's fields (``session_id`` is filled in once known).
+        receiver: gets every event, across connections.
+        reconnect_for_s: how long to keep trying to reopen (s).
+    """
+
+    def __init__(self, http: aiohttp.ClientSession, url: str, start: dict[str, Any], receiver: Receiver,
+                 reconnect_for_s: float = RECONNECT_FOR_S) -> None:
+        self.http, self.url, self.start, self.receiver = http, url, dict(start), receiver
+        self.reconnect_for_s = reconnect_for_s
+        self.reconnects = 0
+        self.ws: aiohttp.ClientWebSocketResponse | None = None
+        self.reader: asyncio.Task[None] | None = None
+
+    async def open(self, retry_for_s: float = 0.0) -> dict[str, Any]:
+        """Open the session (the first time, or again); return the ``ready`` event."""
+        self.ws, ready = await connect(self.http, self.url, self.start, retry_for_s)
+        self.start["session_id"] = ready["session_id"]
+        self.reader = asyncio.create_task(self.receiver.run(self.ws))
+        return ready
+
+    async def send_bytes(self, data: bytes) -> None:
+        """Send one audio frame; if the connection dropped, reopen it first (the frame is then sent there).
+
+        Raises:
+            Refused: the server refused the resumed session.
+        """
+        assert self.ws is not None
+        if self.ws.closed:
+            await self.reopen()
+        try:
+            await self.ws.send_bytes(data)
+        except (ConnectionError, RuntimeError):
+            await self.reopen()
+
+    async def reopen(self) -> None:
+        """Reopen a dropped connection with the same session id (open turns are abandoned).
+
+        Raises:
+            Refused: the socket was closed with a refusal, or the session was refused again.
+        """
+        assert self.ws is not None
+        if self.ws.close_code in REFUSALS:
+            raise Refused(f"the server closed the session with {self.ws.close_code}", self.ws.close_code)
+        if self.reader is not None:
+            self.reader.cancel()
+            await asyncio.gather(self.reader, return_exceptions=True)
+        self.receiver.abandon_open_turns()
+        await self.open(self.reconnect_for_s)
+        self.reconnects += 1
+
+    async def close(self) -> None:
+        """Hang up (``end``) and close the socket."""
+        if self.ws is not None and not self.ws.closed:
+            await self.ws.send_str(json.dumps({"type": "end"}))
+            await self.ws.close()
+        if self.reader is not None:
+            await asyncio.gather(self.reader, return_exceptions=True)
 
 
 async def call(url: str, path: str | Path, realtime: bool = True, timeout_s: float = 120.0,
@@ -147,10 +273,11 @@ async def call(url: str, path: str | Path, realtime: bool = True, timeout_s: flo
 
     The recording is sent in :data:`FRAME_MS` frames (at real time unless
     ``realtime`` is False), followed by silence until every started turn has ended,
-    then the caller hangs up.
+    then the caller hangs up.  A dropped connection is reopened with the same session
+    id (:class:`Line`); turns open at the drop are not returned.
 
     Raises:
-        RuntimeError: the server refused the session.
+        Refused: the server refused the session.
         TimeoutError: turns still open after ``timeout_s`` seconds.
     """
     samples, rate = load_pcm16(path)
@@ -160,14 +287,14 @@ async def call(url: str, path: str | Path, realtime: bool = True, timeout_s: flo
         start: dict[str, Any] = {"sample_rate": rate}
         if session_id:
             start["session_id"] = session_id
-        ws, _ready = await _open(http, url, start)
         receiver = Receiver()
-        reader = asyncio.create_task(receiver.run(ws))
+        line = Line(http, url, start, receiver)
+        await line.open()
         started = time.monotonic()
         sent = 0
         deadline = started + timeout_s
         for offset in range(0, samples.size, frame):
-            await ws.send_bytes(samples[offset:offset + frame].tobytes())
+            await line.send_bytes(samples[offset:offset + frame].tobytes())
             sent += 1
             if realtime:
                 await asyncio.sleep(max(0.0, started + sent * FRAME_MS / 1000 - time.monotonic()))
@@ -176,13 +303,11 @@ async def call(url: str, path: str | Path, realtime: bool = True, timeout_s: flo
             quiet = time.monotonic() - max(audio_end, receiver.last_event)
             if time.monotonic() - audio_end > TRAILING_SILENCE_S and not receiver.turns and quiet > 1.0:
                 break
-            await ws.send_bytes(silence)
+            await line.send_bytes(silence)
             await asyncio.sleep(FRAME_MS / 1000)
         else:
             raise TimeoutError(f"turns {sorted(receiver.turns)} still open after {timeout_s:.0f} s")
-        await ws.send_str(json.dumps({"type": "end"}))
-        await ws.close()
-        await asyncio.gather(reader, return_exceptions=True)
+        await line.close()
     return receiver.done
 
 

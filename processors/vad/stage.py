@@ -19,13 +19,22 @@ from streams.topics import AUDIO, EGRESS, UTTERANCES
 
 log = logging.getLogger(__name__)
 
+SESSION_EXPIRY_S = 600.0
+"""A session with no record for this long (s) is forgotten: longer than the ingress's
+idle timeout (``VOXBUS_IDLE_TIMEOUT_S``, 120 s), after which the ingress has closed it."""
+
+
+def turn_id(start_sample: int, epoch: int) -> str:
+    """The id of the turn whose speech starts at ``start_sample`` of connection ``epoch``."""
+    return f"a{start_sample}-{epoch}"
+
 
 @dataclass
 class Session:
     """Endpointing state of one caller session.
 
-    ``audio`` holds int16 samples from ``audio_start`` (a session sample offset) to
-    ``next_sample``; it is trimmed to the padding while nobody speaks.
+    ``audio`` holds int16 samples from ``audio_start`` (a sample offset from the start of
+    connection ``epoch``) to ``next_sample``; it is trimmed to the padding while nobody speaks.
     """
 
     endpointer: Endpointer
@@ -38,6 +47,8 @@ class Session:
     pending: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.float32))
     arrivals: deque[tuple[int, float]] = field(default_factory=lambda: deque(maxlen=4096))
     egress_partition: int = 0
+    epoch: int = 0
+    last_seen: float = field(default_factory=time.monotonic)
 
     def wall_time(self, sample: int) -> float:
         """Estimate the wall-clock time (epoch s) at which ``sample`` reached the ingress."""
@@ -54,6 +65,12 @@ class VadStage(Stage):
     :class:`Utterance` to ``voxbus.utterances`` and :class:`VadEvent` (speech start and
     end, the barge-in signal) to ``voxbus.egress``.  The recognizer always gets the
     original audio; denoising (if enabled) only feeds the VAD decision.
+
+    Each connection of a session is an ``epoch`` (a caller who reconnects starts a new
+    one, at sample 0): a newer epoch resets the session's state, records of an older
+    one are dropped, and turn ids (``a<start_sample>-<epoch>``) stay unique across
+    connections.  A session with no record for :data:`SESSION_EXPIRY_S` (its ingress
+    died and the caller never came back) is forgotten.
     """
 
     name = "vad"
@@ -72,28 +89,57 @@ class VadStage(Stage):
             max_utterance_s=s.vad_max_utterance_s,
         )
         self.sessions: dict[str, Session] = {}
+        self.swept = time.monotonic()
 
-    def new_session(self) -> Session:
+    def new_session(self, epoch: int = 0) -> Session:
         """A fresh endpointing state."""
         mode = self.settings.denoise
         floor = NoiseFloor(self.settings.denoise_floor_dbfs) if mode == "auto" else None
         denoiser = VadDenoiser(BUS_SAMPLE_RATE, floor) if mode != "off" else None
-        return Session(Endpointer(self.config), denoiser)
+        return Session(Endpointer(self.config), denoiser, epoch=epoch)
+
+    def session_for(self, session_id: str, epoch: int) -> Session | None:
+        """The state of ``session_id`` for a record of connection ``epoch``.
+
+        Returns:
+            A fresh state for a new session or a newer epoch, the current state for the
+            same epoch, None for a stale record of an older epoch.
+        """
+        session = self.sessions.get(session_id)
+        if session is not None and epoch < session.epoch:
+            log.debug("session %s: dropped a record of connection epoch %d (current %d)",
+                     session_id, epoch, session.epoch)
+            return None
+        if session is None or epoch > session.epoch:
+            session = self.sessions[session_id] = self.new_session(epoch)
+        session.last_seen = time.monotonic()
+        return session
+
+    def expire_sessions(self) -> None:
+        """Forget sessions silent for :data:`SESSION_EXPIRY_S` (checked at most once a minute)."""
+        now = time.monotonic()
+        if now - self.swept < 60.0:
+            return
+        self.swept = now
+        for session_id in [k for k, v in self.sessions.items() if now - v.last_seen > SESSION_EXPIRY_S]:
+            log.info("session %s: no record for %.0f s; state dropped", session_id, SESSION_EXPIRY_S)
+            del self.sessions[session_id]
 
     async def handle(self, record: Record) -> AsyncIterator[Emit]:
         """Feed a chunk to the session's endpointer; yield speech events and finished utterances."""
+        self.expire_sessions()
+        session = self.session_for(record.session_id, record.epoch)  # type: ignore[attr-defined]
+        if session is None:
+            return
         if isinstance(record, SessionControl):
-            session = self.sessions.pop(record.session_id, None)
-            if record.action == "end" and session is not None:
+            if record.action == "end":
+                del self.sessions[record.session_id]
                 end = session.endpointer.flush(session.next_sample)
                 if end is not None:
                     for emit in self.on_event(record.session_id, session, end):
                         yield emit
-            if record.action in ("start", "config"):
-                self.sessions[record.session_id] = session or self.new_session()
             return
         assert isinstance(record, AudioChunk)
-        session = self.sessions.setdefault(record.session_id, self.new_session())
         if record.seq < session.next_seq:
             return  # a redelivered chunk: already endpointed
         session.egress_partition = record.egress_partition
@@ -107,7 +153,8 @@ class VadStage(Stage):
         sample = event.sample if isinstance(event, SpeechStart) else event.end
         kept = isinstance(event, SpeechEnd) and not event.too_short
         vad_event = VadEvent(
-            session_id=session_id, egress_partition=session.egress_partition, turn_id=f"a{start}",
+            session_id=session_id, egress_partition=session.egress_partition,
+            turn_id=turn_id(start, session.epoch),
             kind="speech_start" if isinstance(event, SpeechStart) else "speech_end",
             sample=sample, ts=session.wall_time(sample), utterance=kept,
         )
@@ -159,7 +206,7 @@ class VadStage(Stage):
         return Emit(UTTERANCES, Utterance(
             session_id=session_id,
             egress_partition=session.egress_partition,
-            turn_id=f"a{end.start}",
+            turn_id=turn_id(end.start, session.epoch),
             start_sample=start,
             end_sample=stop,
             pcm=pcm.astype("<i2").tobytes(),

@@ -5,6 +5,8 @@ from __future__ import annotations
 import pytest_asyncio
 from aiohttp.test_utils import TestClient, TestServer
 
+from ingress.backpressure import AudioBudget
+from ingress.turns import FinishedTurns
 from schemas import SessionRecord
 from streams.settings import Settings
 
@@ -16,6 +18,8 @@ class FakeGateway:
         self.settings = settings
         self.sessions: dict[str, object] = {}
         self.produced: list[tuple[str, object]] = []
+        self.audio_budget = AudioBudget(settings.ingress_buffer_bytes)
+        self.finished = FinishedTurns()
 
     async def start(self) -> None:
         pass

@@ -1,0 +1,29 @@
+"""voxbus.client reopens a dropped connection with the same session id; refusals are final."""
+
+import pytest
+
+from schemas import SessionControl
+from voxbus.client import Line, Receiver, Refused, connect
+
+
+async def test_a_dropped_line_resumes_the_same_session(serve):
+    client, gateway = await serve()
+    line = Line(client.session, str(client.make_url("/v1/stream")), {"sample_rate": 16000}, Receiver(),
+                reconnect_for_s=5)
+    ready = await line.open()
+    session_id = ready["session_id"]
+    await gateway.sessions[session_id].transport.close(1011, b"ingress going away")
+    await line.reader
+    await line.send_bytes(b"\0" * 640)
+    assert line.reconnects == 1 and line.start["session_id"] == session_id
+    await line.close()
+    starts = [r for r in gateway.records(SessionControl, session_id) if r.action == "start"]
+    assert len(starts) == 2 and starts[0].epoch < starts[1].epoch, "each connection is a new epoch"
+
+
+async def test_a_refusal_is_not_retried(serve):
+    client, _ = await serve()
+    with pytest.raises(Refused) as refused:
+        await connect(client.session, str(client.make_url("/v1/stream")), {"sample_rate": 11025},
+                      retry_for_s=30)
+    assert refused.value.code == 4400
