@@ -150,6 +150,9 @@ class CallerSession:
             metrics.DUPLICATES.inc()
             return  # redelivered by an at-least-once stage after the turn ended for the caller
         turn = self.turns.setdefault(turn_id, Turn(turn_id))
+        if isinstance(event, ReplyText | SynthAudio) and turn.repeats(event):
+            metrics.DUPLICATES.inc()
+            return
         turn.absorb(event)  # type: ignore[arg-type]
         if isinstance(event, SynthAudio):
             await self.play(turn, event)

@@ -61,6 +61,18 @@ class Turn:
     interrupted: bool = False
     heard_text: str = ""
     playback: Playback = field(default_factory=Playback)
+    delivered: set[tuple[str, int, int]] = field(default_factory=set)
+
+    def repeats(self, event: ReplyText | SynthAudio) -> bool:
+        """True if this reply sentence or audio chunk was delivered already (a stage's redelivery).
+
+        Remembers ``event`` otherwise: keyed by record type, sentence ``index`` and chunk ``seq``.
+        """
+        key = (event.type, event.index, getattr(event, "seq", 0))
+        if key in self.delivered:
+            return True
+        self.delivered.add(key)
+        return False
 
     def absorb(self, event: VadEvent | Transcript | IntentResult | ReplyText | SynthAudio | ErrorEvent) -> None:
         """Merge one caller-facing event into the turn."""

@@ -4,7 +4,6 @@ import asyncio
 import json
 
 from ingress.backpressure import AudioBudget, Outbox
-from ingress.turns import FinishedTurns
 from schemas import AudioChunk, SessionControl
 
 
@@ -67,16 +66,6 @@ async def test_a_failed_send_is_dropped_and_the_next_goes_on():
     assert sent == [0, 2]
 
 
-def test_finished_turns_are_bounded():
-    finished = FinishedTurns(sessions=2, per_session=2)
-    for turn in ("a1", "a2", "a3"):
-        finished.add("s1", turn)
-    assert ("s1", "a1") not in finished and ("s1", "a3") in finished
-    finished.add("s2", "a1")
-    finished.add("s3", "a1")
-    assert ("s1", "a3") not in finished and ("s3", "a1") in finished
-
-
 async def test_a_caller_is_told_when_audio_is_shed(serve):
     client, gateway = await serve(session_buffer_s=0.1)  # 3.2 kB: under two 64 ms chunks
     release = asyncio.Event()
@@ -112,3 +101,4 @@ async def test_new_sessions_are_refused_while_the_buffer_is_saturated(serve):
     event = await ws.receive_json(timeout=5)
     assert event["code"] == "overloaded" and event["close_code"] == 1013
     assert (await ws.receive()).data == 1013
+

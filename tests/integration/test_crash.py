@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import signal
 import time
@@ -10,11 +11,13 @@ import time
 import pytest
 
 from tests.integration.caller import ScriptedCaller
+from voxbus.client import connect
 from voxbus.supervisor import wait_http
 
 pytestmark = pytest.mark.integration
 
 QUESTION = "sense_and_sensibility_01_austen_64kb-0880"
+SECOND_QUESTION = "sense_and_sensibility_01_austen_64kb-0920"
 
 # (stage, the caller-visible event at which the stage is killed: it is then holding the turn)
 CRASHES = [
@@ -71,3 +74,34 @@ async def test_llm_server_down_gives_a_spoken_apology(stack, supervisor, url):
     finally:
         supervisor.llm = start_llm_server(stack)
         assert wait_http(f"{embedded_url(stack)}/models", 120)
+
+
+async def test_kill_9_of_the_ingress_the_caller_reconnects_and_goes_on(stack, supervisor, url):
+    """The ingress dies mid-turn; the caller reopens its session (same id, backoff) and is answered once."""
+    health = f"http://{stack.host}:{stack.port}/healthz"
+    assert wait_http(health, 120), "stack not healthy before the crash"
+    ingress = next(c for c in supervisor.children if c.name == "ingress")
+    async with ScriptedCaller(url) as caller:
+        killer = asyncio.create_task(kill_on(caller, "speech_started", ingress.proc.pid))
+        with contextlib.suppress(ConnectionError, RuntimeError):  # the socket dies under the caller
+            await caller.say(QUESTION)
+        killed_at = await killer
+        lost_turn = next(e for _, e in caller.events if e["type"] == "speech_started")["turn_id"]
+        caller.reader.cancel()
+        resume = {"sample_rate": 16000, "session_id": caller.session_id}
+        caller.ws, ready = await connect(caller.http, url, resume, retry_for_s=40)
+        reconnected_at = time.monotonic()
+        assert ready["session_id"] == caller.session_id
+        caller.reader = asyncio.create_task(caller._read())
+        await caller.say(SECOND_QUESTION)
+        end = await caller.until(lambda e: e["type"] == "turn_end" and e["transcript"], timeout_s=45)
+        assert end["reply_text"], end
+        assert end["turn_id"] != lost_turn, "turn ids stay unique across connections"
+        turn_ends = [e["turn_id"] for _, e in caller.events if e["type"] == "turn_end"]
+        assert len(turn_ends) == len(set(turn_ends)), f"a turn ended twice: {turn_ends}"
+        sentences = [(e["turn_id"], e["index"]) for _, e in caller.events if e["type"] == "reply_text"]
+        assert len(sentences) == len(set(sentences)), f"duplicate reply sentences: {sentences}"
+        answered_at = next(t for t, e in caller.events if e is end)
+        print(f"\ningress killed: caller back on its session {reconnected_at - killed_at:.1f} s after the "
+              f"kill, next turn answered {answered_at - reconnected_at:.1f} s after reconnecting")
+    assert wait_http(health, 60), "the ingress did not come back healthy"
