@@ -100,5 +100,12 @@ $(VLLM_MODEL)/config.json: $(VLLM_VENV)/.installed tests/vllm/convert_gguf.py
 eval: install
 	$(BIN)/python -m benchmarks.eval
 
+# Soak (benchmarks/soak.py): 10 callers for 10 minutes on real recordings; lost turns, duplicate
+# replies, RSS growth per process, p95 voice-to-voice per minute -> benchmarks/results/soak.{json,png}.
+# Shorter: make soak SOAK_ARGS="--callers 4 --minutes 3". About 12 minutes.
+.PHONY: soak
+soak: install
+	$(BIN)/python -m benchmarks.soak $(SOAK_ARGS)
+
 clean:
 	rm -rf .voxbus .pytest_cache
