@@ -160,6 +160,8 @@ class CallerSession:
             await self.send_event(event)
         if isinstance(event, VadEvent):
             await self.on_speech(turn, event)
+            if event.kind == "speech_end" and event.utterance:
+                self.watch_turn(turn)
         elif isinstance(event, Transcript) and turn.source == "voice":
             await self.decide_barge_in(turn)
         await self.finish_if_complete(turn)
@@ -180,6 +182,22 @@ class CallerSession:
                     await self.transport.stop_playback(turn.turn_id)
         elif not event.utterance:
             await self.resume_paused_by(caller_turn.turn_id)
+
+    def watch_turn(self, turn: Turn) -> None:
+        """End ``turn`` with a ``turn_timeout`` error if no reply starts within ``turn_timeout_s``."""
+        timeout = self.gateway.settings.turn_timeout_s
+        if timeout > 0:
+            loop = asyncio.get_running_loop()
+            loop.call_later(timeout, lambda: loop.create_task(self.expire_turn(turn)))
+
+    async def expire_turn(self, turn: Turn) -> None:
+        """The pipeline is behind: tell the caller the turn got no answer, and close it."""
+        if turn.turn_id not in self.turns or turn.sentences or turn.complete or turn.paused_by:
+            return
+        metrics.TURN_TIMEOUTS.inc()
+        await self.send_error("turn_timeout", "no answer in time: please ask again", turn_id=turn.turn_id)
+        turn.failed = True
+        await self.finish_if_complete(turn)
 
     async def decide_barge_in(self, caller_turn: Turn) -> None:
         """Once the interrupting words are known: a backchannel resumes, anything else cancels."""

@@ -258,6 +258,13 @@ class Settings(BaseSettings):
             "('overloaded'), and new sessions are refused (close 1013) while it is over half full."
         ),
     )
+    turn_timeout_s: float = Field(
+        default=60.0, ge=0,
+        description=(
+            "A voice turn with no reply this long (s) after the caller stopped speaking ends with a "
+            "'turn_timeout' error event (a later reply is dropped); 0: wait forever."
+        ),
+    )
 
     @model_validator(mode="after")
     def _kafka_safe_timeouts(self) -> Settings:
