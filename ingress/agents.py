@@ -14,7 +14,7 @@ API (JSON; behind the caller authentication when it is on, see :mod:`ingress.aut
   (with authentication on, the agent is the credential's principal);
 * ``POST /v1/agent/sessions/{session_id}/reply`` ``{"text": ...}``: say something to the
   caller: a :class:`schemas.ReplyText` to ``voxbus.replies`` (the tts stage speaks it
-  when the caller's last turn was spoken) and to the caller's ``voxbus.egress``
+  once the caller has spoken in the session) and to the caller's ``voxbus.egress``
   partition (the caller's page shows it), plus a ``HandoffUpdate`` ``agent`` for the
   other consoles.  409 until the session is taken.
 """
@@ -108,7 +108,7 @@ class HandoffDesk(TopicFollower):
         if record.kind == "taken":
             session.agent = record.agent
         elif record.kind == "caller":
-            session.speak = record.speak
+            session.speak = session.speak or record.speak  # once the caller has spoken, agents are heard
             session.add_line("caller", record.text, record.turn_id, record.ts)
         else:
             session.add_line("agent", record.text, record.turn_id, record.ts)

@@ -19,7 +19,7 @@ def message(record, offset):
 def test_the_desk_folds_handoffs_and_updates_once(tmp_path):
     desk = HandoffDesk(Settings(data_dir=tmp_path))
     handoff = Handoff(session_id="s1", egress_partition=2, turn_id="t2", reason="requested", summary="asked",
-                      transcript=[ConversationLine(role="caller", text="hi", turn_id="t1"),
+                      speak=True, transcript=[ConversationLine(role="caller", text="hi", turn_id="t1"),
                                   ConversationLine(role="assistant", text="Hello!", turn_id="t1")], ts=10.0)
     caller = HandoffUpdate(session_id="s1", kind="caller", turn_id="t3", text="hello?", speak=False, ts=11.0)
     early = Handoff(session_id="s0", turn_id="t1", reason="negative_sentiment", summary="angry", ts=5.0)
@@ -31,7 +31,7 @@ def test_the_desk_folds_handoffs_and_updates_once(tmp_path):
     assert (first["session_id"], first["waiting"], first["egress_partition"]) == ("s1", True, 2)
     assert [(line["role"], line["text"]) for line in first["lines"]] == [
         ("caller", "hi"), ("assistant", "Hello!"), ("caller", "hello?")]
-    assert first["speak"] is False  # the caller's last turn was typed
+    assert first["speak"] is True  # the caller spoke before typing: agents are heard
     assert (second["session_id"], second["waiting"], second["agent"]) == ("s0", False, "ann")
 
 
@@ -39,3 +39,13 @@ def test_the_console_page_is_self_contained():
     html = (STATIC / "agent.html").read_text()
     assert "/v1/agent/sessions" in html and "/take" in html and "/reply" in html
     assert "http://" not in html and "https://" not in html
+
+
+def test_an_agent_reply_to_a_typing_caller_ends_without_audio():
+    from ingress.turns import Turn
+    from schemas import ReplyText
+
+    turn = Turn("agent-1")
+    turn.absorb(ReplyText(session_id="s1", turn_id="agent-1", index=0, text="Hi, Sam here.", final=True,
+                          speak=False))
+    assert turn.complete and turn.reply_text == "Hi, Sam here."

@@ -60,6 +60,10 @@ class ScriptedCaller:
         """Speak a recording from tests/data in real time; return when it started (monotonic)."""
         samples, rate = load_pcm16(DATA / f"{clip}.wav")
         assert rate == 16000
+        return await self.speak(samples)
+
+    async def speak(self, samples: np.ndarray) -> float:
+        """Speak int16 16 kHz ``samples`` in real time; return when it started (monotonic)."""
         self.clock = max(self.clock, time.monotonic())
         started = self.clock
         await self._send(samples)
