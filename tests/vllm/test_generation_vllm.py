@@ -13,8 +13,6 @@ import shutil
 import tempfile
 import uuid
 
-from openai import AsyncOpenAI
-
 from schemas import Passage, ReplyText, RetrievalResult, encode
 
 PASSAGE = Passage(text="Our stores are open from 9 am to 8 pm, Monday to Saturday, and closed on Sunday.",
@@ -26,6 +24,8 @@ PRIVATE_ENV = {"VOXBUS_EMBEDDED_LISTEN": "127.0.0.1:19792", "VOXBUS_METRICS_BASE
 
 
 async def test_vllm_streams_a_chat_completion(vllm):
+    from openai import AsyncOpenAI
+
     client = AsyncOpenAI(base_url=vllm.url, api_key="not-needed")
     assert vllm.model in [m.id async for m in client.models.list()]
     stream = await client.chat.completions.create(
