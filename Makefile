@@ -53,6 +53,11 @@ PIPECAT_VERSION ?= 1.14.0
 bench: install $(PIPECAT_VENV)/.installed
 	$(BIN)/python -m benchmarks.latency $(BENCH_ARGS)
 
+# Barge-in: caller speech onset to playback stop, p95 target 300 ms (benchmarks/barge_in.py):
+# writes benchmarks/results/barge_in.{json,png}. About 5 minutes.
+bench-barge-in: install
+	$(BIN)/python -m benchmarks.barge_in $(BENCH_ARGS)
+
 $(PIPECAT_VENV)/.installed:
 	$(PYTHON) -m venv $(PIPECAT_VENV)
 	$(PIPECAT_VENV)/bin/pip install -q -U pip wheel setuptools

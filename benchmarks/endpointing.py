@@ -36,7 +36,7 @@ async def utterances(stage: VadStage, name: str, audio: np.ndarray, chunk: int =
         record = AudioChunk(session_id=name, seq=seq, start_sample=start, pcm=pcm[start:start + chunk].tobytes(),
                             recv_ts=1000.0 + (start + chunk) / 16000)
         async for emit in stage.handle(record):
-            if isinstance(emit.record, Utterance):
+            if isinstance(emit.record, Utterance) and not emit.record.speculative:
                 speech_end = emit.record.end_sample - pad
                 found.append((emit.record, (start + chunk - speech_end) / 16))
     return found

@@ -79,7 +79,7 @@ async def pipeline_text(vad: VadStage, recognizer: Recognizer, name: str, audio:
         chunk = AudioChunk(session_id=name, seq=seq, start_sample=start, pcm=pcm[start:start + 1024].tobytes(),
                            recv_ts=1.0)
         async for emit in vad.handle(chunk):
-            if isinstance(emit.record, Utterance):
+            if isinstance(emit.record, Utterance) and not emit.record.speculative:
                 speech = np.frombuffer(emit.record.pcm, "<i2").astype(np.float32) / 32768
                 if denoise_asr:
                     speech = VadDenoiser()(speech)

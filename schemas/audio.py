@@ -96,6 +96,10 @@ class Utterance(SessionRecord):
         pcm: PCM16LE mono bytes of the segment, undenoised.
         speech_end_ts: wall-clock time (epoch s) at which the caller stopped
             speaking (estimated from chunk receive times).
+        speculative: sent at a pause (``VOXBUS_VAD_EARLY_SILENCE_MS``) before the end of
+            the turn is confirmed: the asr stage may decode it ahead and must not emit for
+            it; the confirmed utterance (same turn id and bounds) follows unless the caller
+            goes on speaking.
     """
 
     type: Literal["utterance"] = "utterance"
@@ -105,6 +109,7 @@ class Utterance(SessionRecord):
     sample_rate: Literal[16000] = BUS_SAMPLE_RATE
     pcm: bytes
     speech_end_ts: EpochSeconds
+    speculative: bool = False
     marks: Marks = Field(default_factory=dict)
 
     _check_pcm = field_validator("pcm")(_even_pcm)

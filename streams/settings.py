@@ -51,10 +51,12 @@ class Settings(BaseSettings):
     broker_heartbeat_interval: float = Field(default=0.5, description="Consumer heartbeat (s).")
     broker_rebalance_timeout: float = Field(default=3.0, description="Rebalance timeout (s).")
     fetch_max_wait_ms: int = Field(
-        default=10,
+        default=40,
         description=(
-            "Longest a fetch waits for data (ms). Per-hop latency follows it on Tansu, "
-            "which answers an empty fetch by sleeping half of it."
+            "Longest a fetch waits for data (ms). Tansu answers an empty fetch by sleeping half of "
+            "it, so per-hop latency is about U(0, wait/2): at 40 ms, p50 12 / p99 25 ms "
+            "(benchmarks/hops.py), and idle polling costs 0.49 cores for the whole stack against "
+            "1.15 at 10 ms, which made a 1-caller turn 1.1 s slower on 2 cores (benchmarks/latency.py)."
         ),
     )
     partitions: int = Field(default=8, ge=1, description="Partitions of each pipeline topic.")
@@ -72,6 +74,13 @@ class Settings(BaseSettings):
     vad_min_speech_ms: int = Field(default=250, description="Shortest utterance kept (ms).")
     vad_speech_pad_ms: int = Field(default=200, description="Audio kept around speech (ms).")
     vad_max_utterance_s: float = Field(default=30.0, description="Force-end an utterance (s).")
+    vad_early_silence_ms: int = Field(
+        default=200, ge=0,
+        description=(
+            "Silence (ms, at least the speech pad) after which the vad stage sends a speculative "
+            "utterance, so the asr stage decodes while the end of the turn is being confirmed; 0: off."
+        ),
+    )
     denoise: Literal["auto", "vad", "off"] = Field(
         default="auto",
         description=(

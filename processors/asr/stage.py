@@ -4,14 +4,27 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections import OrderedDict
 from collections.abc import AsyncIterator
 
 import numpy as np
 
-from processors.asr.whisper import Recognizer
+from processors.asr.whisper import Recognition, Recognizer
 from processors.base import Emit, Stage
 from schemas import Record, Transcript, Utterance
+from streams.settings import Settings
 from streams.topics import EGRESS, TRANSCRIPTS, UTTERANCES
+
+SPECULATIONS_KEPT = 256
+"""Speculative recognitions kept for their confirmed utterance (oldest dropped first)."""
+
+SpeculationKey = tuple[str, str, int, int]
+"""(session id, turn id, start sample, end sample) of an utterance."""
+
+
+def speculation_key(utterance: Utterance) -> SpeculationKey:
+    """The key a speculative utterance and its confirmed twin share."""
+    return utterance.session_id, utterance.turn_id, utterance.start_sample, utterance.end_sample
 
 
 class AsrStage(Stage):
@@ -21,12 +34,24 @@ class AsrStage(Stage):
     ``voxbus.transcripts`` (for the intent stage) and to ``voxbus.egress`` (for the
     caller).  A segment Whisper judges to hold no speech yields an empty transcript
     to the caller only, which closes the turn there.
+
+    Speculative utterances (sent by the vad stage at a pause, before the end of the turn
+    is confirmed) are decoded when nothing else waits, and their recognition is kept:
+    the confirmed utterance with the same bounds (same session, so same partition and
+    same worker) is then answered without decoding.  This takes the decode off the
+    endpointing silence.  A speculation that is never confirmed (the caller went on
+    speaking) costs one decode and is forgotten; under a backlog none is decoded.
     """
 
     name = "asr"
     input = UTTERANCES
     accepts = (Utterance,)
     batch_setting = "asr_batch_size"
+
+    def __init__(self, settings: Settings) -> None:
+        super().__init__(settings)
+        self.speculations: OrderedDict[SpeculationKey, tuple[Recognition, float]] = OrderedDict()
+        """Recognitions of speculative utterances and their decode start (epoch s), by key."""
 
     def load(self) -> None:
         """Load the Whisper model and run it once, so the first caller does not pay the warm-up."""
@@ -38,17 +63,47 @@ class AsrStage(Stage):
         async for emit in self.handle_batch([record]):
             yield emit
 
-    async def handle_batch(self, records: list[Record]) -> AsyncIterator[Emit]:
-        """Transcribe utterances that were waiting together, from any sessions, in one batch.
+    async def decode(self, utterances: list[Utterance]) -> tuple[list[Recognition], float, float]:
+        """Decode ``utterances`` as one batch in a thread (the worker keeps heartbeating).
 
-        Decoding runs in a thread, so the worker keeps heartbeating meanwhile.
+        Returns:
+            (one recognition per utterance, decode start, decode end), times in epoch s.
         """
-        utterances = [r for r in records if isinstance(r, Utterance)]
         started = time.time()
         audios = [np.frombuffer(u.pcm, dtype="<i2").astype(np.float32) / 32768.0 for u in utterances]
         results = await asyncio.to_thread(self.recognizer.transcribe_batch, audios)
-        ended = time.time()
-        for utterance, audio, result in zip(utterances, audios, results, strict=True):
+        return results, started, time.time()
+
+    async def speculate(self, utterance: Utterance) -> None:
+        """Decode a speculative utterance and keep its recognition for the confirmed one."""
+        [result], started, _ = await self.decode([utterance])
+        self.speculations[speculation_key(utterance)] = (result, started)
+        while len(self.speculations) > SPECULATIONS_KEPT:
+            self.speculations.popitem(last=False)
+
+    async def handle_batch(self, records: list[Record]) -> AsyncIterator[Emit]:
+        """Transcribe utterances that were waiting together, from any sessions, in one batch.
+
+        A speculative utterance is decoded only when it is alone (no backlog).
+        """
+        utterances = [r for r in records if isinstance(r, Utterance)]
+        confirmed = [u for u in utterances if not u.speculative]
+        if not confirmed:
+            if len(utterances) == 1:
+                await self.speculate(utterances[0])
+            return
+        known = {i: self.speculations.pop(speculation_key(u)) for i, u in enumerate(confirmed)
+                 if speculation_key(u) in self.speculations}
+        todo = [u for i, u in enumerate(confirmed) if i not in known]
+        decoded, started, ended = await self.decode(todo) if todo else ([], 0.0, 0.0)
+        results = iter(decoded)
+        now = time.time()
+        for index, utterance in enumerate(confirmed):
+            if index in known:
+                result, speculated = known[index]
+                marks = {"asr.start": now, "asr.end": now, "asr.speculative": speculated}
+            else:
+                result, marks = next(results), {"asr.start": started, "asr.end": ended}
             transcript = Transcript(
                 session_id=utterance.session_id,
                 egress_partition=utterance.egress_partition,
@@ -56,8 +111,8 @@ class AsrStage(Stage):
                 text=result.text,
                 avg_logprob=result.avg_logprob,
                 no_speech_prob=result.no_speech_prob,
-                audio_seconds=audio.size / utterance.sample_rate,
-                marks={**utterance.marks, "asr.start": started, "asr.end": ended},
+                audio_seconds=(utterance.end_sample - utterance.start_sample) / utterance.sample_rate,
+                marks={**utterance.marks, **marks},
             )
             if transcript.text:
                 yield Emit(TRANSCRIPTS, transcript)

@@ -4,6 +4,11 @@ The hysteresis follows silero-vad's ``VADIterator``: speech starts when a window
 probability reaches ``threshold`` and ends once it has stayed below
 ``threshold - 0.15`` for ``min_silence_ms``; segments shorter than ``min_speech_ms``
 are dropped and ``speech_pad_ms`` of audio is kept on both sides.
+
+voxbus adds a *pause* event: once the silence has lasted ``early_silence_ms`` (at least
+the padding, so the audio then in hand is the whole padded utterance), the caller has
+probably finished, and the asr stage may start decoding before the end is confirmed
+(:class:`SpeechPause`).
 """
 
 from __future__ import annotations
@@ -23,6 +28,7 @@ class EndpointConfig:
     min_speech_ms: int = 250
     speech_pad_ms: int = 200
     max_utterance_s: float = 30.0
+    early_silence_ms: int = 0
     sample_rate: int = 16_000
 
     def samples(self, ms: float) -> int:
@@ -35,6 +41,18 @@ class SpeechStart:
     """Speech began at ``sample`` (first speech window start, no padding)."""
 
     sample: int
+
+
+@dataclass(frozen=True)
+class SpeechPause:
+    """A probable end of utterance: speech ``[start, end)`` then ``early_silence_ms`` of silence.
+
+    The utterance ends at ``end`` unless speech resumes before ``min_silence_ms``.  At
+    most one per silence run; never for a too-short segment.
+    """
+
+    start: int
+    end: int
 
 
 @dataclass(frozen=True)
@@ -63,12 +81,15 @@ class Endpointer:
         self.triggered = False
         self.start = 0
         self.silence_from = 0  # 0: no silence run in progress
+        self.paused = False  # a SpeechPause was returned for the current silence run
+        self.early = max(config.samples(config.early_silence_ms), config.samples(config.speech_pad_ms))
 
-    def step(self, window_start: int, window_end: int, probability: float) -> SpeechStart | SpeechEnd | None:
-        """Advance by one window; return an event when speech starts or an utterance ends."""
+    def step(self, window_start: int, window_end: int,
+             probability: float) -> SpeechStart | SpeechPause | SpeechEnd | None:
+        """Advance by one window; return an event when speech starts, pauses or an utterance ends."""
         cfg = self.config
         if probability >= cfg.threshold:
-            self.silence_from = 0
+            self.silence_from, self.paused = 0, False
             if not self.triggered:
                 self.triggered = True
                 self.start = window_start
@@ -80,8 +101,13 @@ class Endpointer:
         if probability < self.neg_threshold:
             if not self.silence_from:
                 self.silence_from = window_start
-            if window_end - self.silence_from >= cfg.samples(cfg.min_silence_ms):
+            silent = window_end - self.silence_from
+            if silent >= cfg.samples(cfg.min_silence_ms):
                 return self._end(self.silence_from, forced=False)
+            if (cfg.early_silence_ms and not self.paused and silent >= self.early
+                    and self.silence_from - self.start >= cfg.samples(cfg.min_speech_ms)):
+                self.paused = True
+                return SpeechPause(self.start, self.silence_from)
         return None
 
     def flush(self, stream_end: int) -> SpeechEnd | None:
@@ -91,6 +117,6 @@ class Endpointer:
         return self._end(self.silence_from or stream_end, forced=True)
 
     def _end(self, end: int, forced: bool) -> SpeechEnd:
-        start, self.triggered, self.silence_from = self.start, False, 0
+        start, self.triggered, self.silence_from, self.paused = self.start, False, 0, False
         too_short = end - start < self.config.samples(self.config.min_speech_ms)
         return SpeechEnd(start, end, forced, too_short)

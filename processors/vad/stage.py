@@ -12,7 +12,7 @@ import numpy as np
 
 from processors.base import Emit, Stage
 from processors.vad.denoise import NoiseFloor, VadDenoiser, window_levels
-from processors.vad.endpointing import EndpointConfig, Endpointer, SpeechEnd, SpeechStart
+from processors.vad.endpointing import EndpointConfig, Endpointer, SpeechEnd, SpeechPause, SpeechStart
 from processors.vad.silero import WINDOW_SAMPLES, SileroVad, VadState
 from schemas import BUS_SAMPLE_RATE, AudioChunk, Record, SessionControl, Utterance, VadEvent
 from streams.topics import AUDIO, EGRESS, UTTERANCES
@@ -87,6 +87,7 @@ class VadStage(Stage):
             min_speech_ms=s.vad_min_speech_ms,
             speech_pad_ms=min(s.vad_speech_pad_ms, s.vad_min_silence_ms),
             max_utterance_s=s.vad_max_utterance_s,
+            early_silence_ms=s.vad_early_silence_ms,
         )
         self.sessions: dict[str, Session] = {}
         self.swept = time.monotonic()
@@ -147,8 +148,14 @@ class VadStage(Stage):
             for emit in self.on_event(record.session_id, session, event):
                 yield emit
 
-    def on_event(self, session_id: str, session: Session, event: SpeechStart | SpeechEnd) -> list[Emit]:
-        """The outputs of one endpointing event: a VadEvent, plus the utterance at a kept end."""
+    def on_event(self, session_id: str, session: Session,
+                 event: SpeechStart | SpeechPause | SpeechEnd) -> list[Emit]:
+        """The outputs of one endpointing event: a VadEvent, plus the utterance at a kept end.
+
+        A pause yields only the speculative utterance (the caller hears of nothing).
+        """
+        if isinstance(event, SpeechPause):
+            return [self.utterance(session_id, session, event)]
         start = event.sample if isinstance(event, SpeechStart) else event.start
         sample = event.sample if isinstance(event, SpeechStart) else event.end
         kept = isinstance(event, SpeechEnd) and not event.too_short
@@ -163,7 +170,7 @@ class VadStage(Stage):
             emits.insert(0, self.utterance(session_id, session, event))
         return emits
 
-    def feed(self, session: Session, chunk: AudioChunk) -> list[SpeechStart | SpeechEnd]:
+    def feed(self, session: Session, chunk: AudioChunk) -> list[SpeechStart | SpeechPause | SpeechEnd]:
         """Append ``chunk`` to the session and run VAD over every complete window."""
         samples = np.frombuffer(chunk.pcm, dtype="<i2")
         gap = chunk.start_sample - session.next_sample
@@ -176,7 +183,7 @@ class VadStage(Stage):
         raw = samples.astype(np.float32) / 32768.0
         floats = session.denoiser(raw) if session.denoiser is not None else raw
         session.pending = np.concatenate([session.pending, floats])
-        events: list[SpeechStart | SpeechEnd] = []
+        events: list[SpeechStart | SpeechPause | SpeechEnd] = []
         window_start = session.next_sample - session.pending.size
         while session.pending.size >= WINDOW_SAMPLES:
             window, session.pending = session.pending[:WINDOW_SAMPLES], session.pending[WINDOW_SAMPLES:]
@@ -194,14 +201,20 @@ class VadStage(Stage):
                 session.audio = session.audio[-keep:]
         return events
 
-    def utterance(self, session_id: str, session: Session, end: SpeechEnd) -> Emit:
-        """Cut the padded utterance ``end`` out of the session audio."""
+    def utterance(self, session_id: str, session: Session, end: SpeechEnd | SpeechPause) -> Emit:
+        """Cut the padded utterance ``end`` out of the session audio.
+
+        A pause copies it (speculative; the audio stays for the confirmed utterance, which
+        then has the same bounds: the pause comes after at least the padding's silence).
+        """
         pad = self.config.samples(self.config.speech_pad_ms)
         start = max(session.audio_start, end.start - pad)
         stop = min(session.next_sample, end.end + pad)
         pcm = session.audio[start - session.audio_start: stop - session.audio_start]
-        session.audio = session.audio[stop - session.audio_start:]
-        session.audio_start = stop
+        speculative = isinstance(end, SpeechPause)
+        if not speculative:
+            session.audio = session.audio[stop - session.audio_start:]
+            session.audio_start = stop
         speech_end_ts = session.wall_time(end.end)
         return Emit(UTTERANCES, Utterance(
             session_id=session_id,
@@ -211,5 +224,6 @@ class VadStage(Stage):
             end_sample=stop,
             pcm=pcm.astype("<i2").tobytes(),
             speech_end_ts=speech_end_ts,
+            speculative=speculative,
             marks={"vad.speech_end": speech_end_ts, "vad.emit": time.time()},
         ))

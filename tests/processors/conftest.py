@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from schemas import AudioChunk
+from schemas import AudioChunk, Utterance
 
 
 def chunks(session_id: str, audio: np.ndarray, chunk_samples: int = 1024, t0: float = 1000.0):
@@ -32,3 +32,8 @@ def vad_stage(settings):
     stage = VadStage(settings)
     stage.load()
     return stage
+
+
+def is_turn(emit) -> bool:
+    """A confirmed utterance (not the vad stage's speculative copy sent at a pause)."""
+    return isinstance(emit.record, Utterance) and not emit.record.speculative

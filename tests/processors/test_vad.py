@@ -4,7 +4,7 @@ import pytest
 from processors.vad.endpointing import EndpointConfig, Endpointer, SpeechEnd, SpeechStart
 from schemas import SessionControl, Utterance
 from tests.conftest import load_clip
-from tests.processors.conftest import chunks, collect
+from tests.processors.conftest import chunks, collect, is_turn
 
 
 def test_endpointer_hysteresis_and_min_silence():
@@ -28,10 +28,15 @@ async def test_one_utterance_from_a_real_recording(vad_stage):
     audio, _ = load_clip("sense_and_sensibility_01_austen_64kb-0880")
     audio = np.concatenate([audio, np.zeros(16000, dtype=np.float32)])  # the caller waits silently
     out = await collect(vad_stage, chunks("vad-1", audio))
-    utterances = [e.record for e in out if isinstance(e.record, Utterance)]
+    utterances = [e.record for e in out if is_turn(e)]
     assert len(utterances) == 1
-    kinds = [(e.record.type, getattr(e.record, "kind", "")) for e in out]
-    assert kinds == [("vad_event", "speech_start"), ("utterance", ""), ("vad_event", "speech_end")]
+    kinds = [(e.record.type, getattr(e.record, "kind", "") or getattr(e.record, "speculative", "")) for e in out]
+    assert kinds == [("vad_event", "speech_start"), ("utterance", True), ("utterance", False),
+                     ("vad_event", "speech_end")]
+    speculative = out[1].record  # sent at the pause, 200 ms before the end is confirmed
+    assert (speculative.turn_id, speculative.start_sample, speculative.end_sample, speculative.pcm) == (
+        utterances[0].turn_id, utterances[0].start_sample, utterances[0].end_sample, utterances[0].pcm)
+    assert speculative.marks["vad.emit"] <= utterances[0].marks["vad.emit"]
     u = utterances[0]
     assert isinstance(u, Utterance) and u.turn_id.startswith("a")
     duration = (u.end_sample - u.start_sample) / 16000
@@ -51,7 +56,7 @@ async def test_session_end_flushes_speech_in_progress(vad_stage):
     records = list(chunks("vad-3", audio[: int(1.5 * 16000)]))
     records.append(SessionControl(session_id="vad-3", action="end", ts=2000.0))
     out = await collect(vad_stage, records)
-    assert len([e for e in out if isinstance(e.record, Utterance)]) == 1
+    assert len([e for e in out if is_turn(e)]) == 1
 
 
 async def test_redelivered_chunks_are_ignored(vad_stage):
@@ -60,14 +65,14 @@ async def test_redelivered_chunks_are_ignored(vad_stage):
     records = list(chunks("vad-4", audio))
     replayed = records[:40] + records[20:40] + records[40:]  # a consumer restart re-reads 20 chunks
     out = await collect(vad_stage, replayed)
-    assert len([e for e in out if isinstance(e.record, Utterance)]) == 1
+    assert len([e for e in out if is_turn(e)]) == 1
 
 
 @pytest.mark.parametrize("clip", ["jfk"])
 async def test_pauses_split_long_speech_into_turns(vad_stage, clip):
     audio, _ = load_clip(clip)
     audio = np.concatenate([audio, np.zeros(16000, dtype=np.float32)])
-    out = [e for e in await collect(vad_stage, chunks("vad-5", audio)) if isinstance(e.record, Utterance)]
+    out = [e for e in await collect(vad_stage, chunks("vad-5", audio)) if is_turn(e)]
     assert len(out) >= 2
     starts = [e.record.start_sample for e in out]
     assert starts == sorted(starts)
@@ -84,7 +89,7 @@ async def test_auto_denoise_follows_the_noise_floor(vad_stage, snr_db, denoised)
     out = await collect(vad_stage, chunks(session, audio))
     assert vad_stage.settings.denoise == "auto"
     assert vad_stage.sessions[session].denoiser.active is denoised
-    assert len([e for e in out if isinstance(e.record, Utterance)]) >= 1
+    assert len([e for e in out if is_turn(e)]) >= 1
 
 
 def test_noise_floor_hysteresis():
