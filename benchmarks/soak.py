@@ -134,6 +134,12 @@ def classify(turn: SoakTurn, events: list[tuple[float, dict[str, Any]]]) -> str:
     return "lost"
 
 
+def turn_events(turn: SoakTurn, events: list[tuple[float, dict[str, Any]]]) -> list[dict[str, Any]]:
+    """The events of the turns cut from ``turn``'s speech (reply audio headers left out), for the report."""
+    return [{"at_s": round(t - turn.started_at, 2), **{k: v for k, v in e.items() if k != "latency_ms"}}
+            for t, e in events if belongs(e.get("turn_id", ""), turn.span) and e.get("type") != "reply_audio"]
+
+
 def duplicates(events: list[tuple[float, dict[str, Any]]]) -> int:
     """Replies received more than once: extra ``turn_end`` s per turn id and sentences per (turn, index)."""
     ends = Counter(e["turn_id"] for _, e in events if e.get("type") == "turn_end")
@@ -219,6 +225,7 @@ async def soak_caller(url: str, index: int, utterances: list[Utterance], end_at:
                 turn.span, turn.ended_at = caller.speech_span, time.monotonic()
                 number += 1
             await caller.silence_for(2.0)  # late turn_end events
+            caller.attach_turn_ends([t.result for t in record.turns])
     except Exception as exc:  # noqa: BLE001 - a caller that fails is reported, the others go on
         record.failure = f"{type(exc).__name__}: {exc}"
         log(f"caller {index} failed: {record.failure}")
@@ -369,7 +376,8 @@ def main(argv: list[str] | None = None) -> int:
         "restarts": restarts,
         "rss_samples": sampler.samples,
         "turns": [{"caller": log_.index, "session_id": log_.session_id, "outcome": t.outcome,
-                   **t.result.to_json()} for log_ in logs for t in log_.turns],
+                   "events": turn_events(t, log_.events), **t.result.to_json()}
+                  for log_ in logs for t in log_.turns],
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(report, indent=1))
