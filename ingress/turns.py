@@ -74,7 +74,8 @@ class Turn:
         self.delivered.add(key)
         return False
 
-    def absorb(self, event: VadEvent | Transcript | IntentResult | ReplyText | SynthAudio | ErrorEvent) -> None:
+    def absorb(self, event: VadEvent | Transcript | IntentResult | ReplyText | SynthAudio | ErrorEvent,
+               ) -> None:
         """Merge one caller-facing event into the turn."""
         marks = getattr(event, "marks", None)
         if marks:

@@ -291,11 +291,9 @@ async def call(url: str, path: str | Path, realtime: bool = True, timeout_s: flo
         line = Line(http, url, start, receiver)
         await line.open()
         started = time.monotonic()
-        sent = 0
         deadline = started + timeout_s
-        for offset in range(0, samples.size, frame):
+        for sent, offset in enumerate(range(0, samples.size, frame), start=1):
             await line.send_bytes(samples[offset:offset + frame].tobytes())
-            sent += 1
             if realtime:
                 await asyncio.sleep(max(0.0, started + sent * FRAME_MS / 1000 - time.monotonic()))
         audio_end = time.monotonic()

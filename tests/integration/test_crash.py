@@ -45,8 +45,8 @@ async def test_kill_9_mid_call_still_answers_once(stack, supervisor, url, stage,
     async with ScriptedCaller(url) as caller:
         killer = asyncio.create_task(kill_on(caller, moment, child.proc.pid))
         await caller.say(QUESTION)
-        end = await caller.until(lambda e: e["type"] == "turn_end" and (e["transcript"] or e.get("reply_text")),
-                                 timeout_s=120)
+        end = await caller.until(
+            lambda e: e["type"] == "turn_end" and (e["transcript"] or e.get("reply_text")), timeout_s=120)
         killed_at = await killer
         answered_at = next(t for t, e in caller.events if e is end)
         events = [e for _, e in caller.events if e.get("turn_id") == end["turn_id"]]
