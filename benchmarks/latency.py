@@ -329,6 +329,10 @@ def start_voxbus(data_dir: Path, llm_only: bool = False,
         "VOXBUS_METRICS_BASE_PORT": str(metrics_base),
         "VOXBUS_EMBEDDED_LISTEN": f"127.0.0.1:{free_port()}",
         "VOXBUS_DATA_DIR": str(data_dir),
+        # the callers replay audiobook sentences, not customer-service questions: keep the bot
+        # answering every turn (no automatic hand-off to a person), as the Pipecat bot does
+        "VOXBUS_HANDOFF_AFTER_MISSES": "1000000",
+        "VOXBUS_HANDOFF_SENTIMENT": "-1.0",
         **{f"VOXBUS_{k.upper().removeprefix('VOXBUS_')}": v for k, v in (extra_env or {}).items()},
     })
     from streams.settings import get_settings
