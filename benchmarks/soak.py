@@ -13,14 +13,21 @@ Each utterance sent ends up as exactly one of (:func:`classify`):
 * ``late``: its ``turn_end`` came with a reply, but after the timeout;
 * ``error``: an explicit ``error`` event for it (or for the session, e.g.
   ``overloaded``) while it was in flight;
+* ``interrupted``: the caller spoke again (its next utterance, after ``--turn-timeout``)
+  before the answer came, and barge-in cancelled the turn, as designed;
 * ``no_reply``: the system ended the turn without an answer (a ``turn_end`` with no
-  transcript: the VAD or the recognizer heard no speech);
+  reply: the VAD or the recognizer heard no speech, or the session was handed off);
 * ``lost``: none of these: the utterance vanished.
 
 Duplicates (:func:`duplicates`): a second ``turn_end`` for a turn id, or a reply
 sentence (turn id, index) received twice.  Results: ``benchmarks/results/soak.json``
 and ``soak.png`` (RSS per process over time; p95 voice-to-voice and turn outcomes per
 minute).
+
+The recordings are audiobook sentences, not questions: the generation stage would hand
+every session to a person after ``VOXBUS_HANDOFF_AFTER_MISSES`` (2) unanswered turns and
+then stay silent, so the soak raises it (``--handoff-after-misses``, 1000) to keep the
+bot answering for the whole run.
 
 Usage: ``python -m benchmarks.soak [--callers 10] [--minutes 10] [--warmup-s 60]``.
 """
@@ -49,7 +56,7 @@ from benchmarks.utterances import SAMPLE_RATE, Utterance, load_utterances
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "benchmarks" / "results"
-OUTCOMES = ("answered", "late", "error", "no_reply", "lost")
+OUTCOMES = ("answered", "late", "error", "interrupted", "no_reply", "lost")
 MATCH_SLACK_SAMPLES = SAMPLE_RATE // 2
 """A turn id's start sample may precede the utterance's first speech sample by this much (padding)."""
 INGRESS_COUNTERS = ("voxbus_ingress_shed_bytes_total", "voxbus_ingress_duplicate_events_total",
@@ -129,6 +136,8 @@ def classify(turn: SoakTurn, events: list[tuple[float, dict[str, Any]]]) -> str:
             e.get("type") == "error" and not e.get("turn_id") and turn.started_at <= t <= turn.ended_at
             for t, e in events):
         return "error"
+    if any(e.get("interrupted") for e in ends):
+        return "interrupted"
     if ends:
         return "no_reply"
     return "lost"
@@ -311,7 +320,8 @@ def plot(summary: dict[str, Any], samples: list[dict[str, Any]], path: Path) -> 
     xs = [m["minute"] for m in minutes]
     bottom = [0] * len(xs)
     count_ax = lat_ax.twinx()
-    for outcome, colour in zip(OUTCOMES, ("tab:green", "tab:olive", "tab:orange", "tab:gray", "tab:red"),
+    for outcome, colour in zip(OUTCOMES, ("tab:green", "tab:olive", "tab:orange", "tab:purple", "tab:gray",
+                                                "tab:red"),
                                strict=True):
         values = [m[outcome] for m in minutes]
         count_ax.bar(xs, values, bottom=bottom, color=colour, alpha=0.3, label=outcome)
@@ -335,6 +345,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--sample-s", type=float, default=10.0, help="RSS sampling period")
     parser.add_argument("--turn-timeout", type=float, default=30.0, help="wait for the first reply audio (s)")
     parser.add_argument("--stagger", type=float, default=1.5, help="between two callers' starts (s)")
+    parser.add_argument("--handoff-after-misses", type=int, default=1000,
+                        help="VOXBUS_HANDOFF_AFTER_MISSES of the soak's stack")
     parser.add_argument("--data", type=Path, default=ROOT / "tests" / "data")
     parser.add_argument("--work", type=Path, default=ROOT / ".voxbus-bench")
     parser.add_argument("--out", type=Path, default=RESULTS / "soak.json")
@@ -351,7 +363,8 @@ def main(argv: list[str] | None = None) -> int:
     defaults = Settings()
     utterances = load_utterances(args.data, defaults.vad_threshold, defaults.vad_min_silence_ms,
                                  defaults.vad_speech_pad_ms)
-    supervisor, settings = start_voxbus(prepare_data_dir(args.work, "soak"))
+    supervisor, settings = start_voxbus(prepare_data_dir(args.work, "soak"),
+                                        extra_env={"HANDOFF_AFTER_MISSES": str(args.handoff_after_misses)})
     stop = threading.Event()
     watcher = threading.Thread(target=supervisor.watch, args=(stop,), daemon=True)
     watcher.start()

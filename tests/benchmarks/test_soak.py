@@ -19,6 +19,8 @@ def test_outcomes():
     assert classify(turn(timed_out=True), [(95.0, {"type": "error", "code": "overloaded"})]) == "error"
     no_speech = (95.0, {"type": "turn_end", "turn_id": "a16000-7", "reply_text": ""})
     assert classify(turn(timed_out=True), [no_speech]) == "no_reply"
+    cancelled = (95.0, {"type": "turn_end", "turn_id": "a16000-7", "reply_text": "", "interrupted": True})
+    assert classify(turn(timed_out=True), [cancelled]) == "interrupted"
     other_turn = (120.0, {"type": "turn_end", "turn_id": "a90000-7", "reply_text": "Not yours."})
     session_error_elsewhere = (200.0, {"type": "error", "code": "overloaded"})
     assert classify(turn(timed_out=True), [other_turn, session_error_elsewhere]) == "lost"
