@@ -100,8 +100,10 @@ $(VLLM_MODEL)/config.json: $(VLLM_VENV)/.installed tests/vllm/convert_gguf.py
 	$(VLLM_VENV)/bin/python tests/vllm/convert_gguf.py \
 	  "$$($(BIN)/python -c 'from processors.models import smollm2_gguf; print(smollm2_gguf())')" $(VLLM_MODEL)
 
-# Quality report (benchmarks/eval.py): ASR WER clean/noisy, intent accuracy, retrieval recall@3,
-# grounded-answer rate, TTS round-trip WER -> benchmarks/results/eval.json and a table.
+# Quality report (benchmarks/eval.py): ASR WER clean/noisy of the full pipeline (real stacks, one
+# per denoise mode, clips streamed over the socket) vs offline Whisper, intent accuracy, retrieval
+# recall@3, grounded-answer rate, TTS round-trip WER -> benchmarks/results/eval.json and a table.
+# About 15 min; `python -m benchmarks.eval --quick` leaves out the denoise=vad stack.
 eval: install
 	$(BIN)/python -m benchmarks.eval
 

@@ -268,13 +268,14 @@ class Line:
 
 
 async def call(url: str, path: str | Path, realtime: bool = True, timeout_s: float = 120.0,
-               session_id: str | None = None) -> list[TurnResult]:
+               session_id: str | None = None, speak: bool = True) -> list[TurnResult]:
     """Stream a recording as a caller would and return every answered turn.
 
     The recording is sent in :data:`FRAME_MS` frames (at real time unless
     ``realtime`` is False), followed by silence until every started turn has ended,
     then the caller hangs up.  A dropped connection is reopened with the same session
-    id (:class:`Line`); turns open at the drop are not returned.
+    id (:class:`Line`); turns open at the drop are not returned.  With ``speak`` False
+    the replies come as text only (the start message's ``speak``).
 
     Raises:
         Refused: the server refused the session.
@@ -284,7 +285,7 @@ async def call(url: str, path: str | Path, realtime: bool = True, timeout_s: flo
     frame = rate * FRAME_MS // 1000
     silence = np.zeros(frame, dtype=np.int16).tobytes()
     async with aiohttp.ClientSession() as http:
-        start: dict[str, Any] = {"sample_rate": rate}
+        start: dict[str, Any] = {"sample_rate": rate, "speak": speak}
         if session_id:
             start["session_id"] = session_id
         receiver = Receiver()
