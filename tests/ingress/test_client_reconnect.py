@@ -3,7 +3,7 @@
 import pytest
 
 from schemas import SessionControl
-from voxbus.client import Line, Receiver, Refused, connect
+from voxbus.client import Line, Receiver, Refused, call, connect, write_wav
 
 
 async def test_a_dropped_line_resumes_the_same_session(serve):
@@ -27,3 +27,12 @@ async def test_a_refusal_is_not_retried(serve):
         await connect(client.session, str(client.make_url("/v1/stream")), {"sample_rate": 11025},
                       retry_for_s=30)
     assert refused.value.code == 4400
+
+
+async def test_a_call_without_speech_asks_for_text_replies(serve, tmp_path):
+    client, gateway = await serve()
+    path = tmp_path / "quiet.wav"
+    write_wav(path, b"\0" * 3200, 16000)
+    assert await call(str(client.make_url("/v1/stream")), path, realtime=False, speak=False) == []
+    starts = [r for r in gateway.records(SessionControl) if r.action == "start"]
+    assert [r.config["speak"] for r in starts] == [False]
