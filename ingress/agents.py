@@ -33,7 +33,7 @@ from aiohttp import web
 
 from ingress.edge import EdgeGuard, Rejection
 from ingress.follow import TopicFollower, started, stop_on_cleanup
-from schemas import Handoff, HandoffUpdate, Record, ReplyText, SchemaError, decode, encode
+from schemas import Handoff, HandoffUpdate, Record, ReplyText, SchemaError, decode
 from streams.settings import Settings
 from streams.topics import EGRESS, HANDOFFS, REPLIES
 
@@ -162,12 +162,6 @@ async def _session(request: web.Request) -> tuple[HandoffDesk, DeskSession]:
     return desk, session
 
 
-async def _produce(request: web.Request, topic: str, record: Record, partition: int | None = None) -> None:
-    producer = request.app[_GATEWAY].producer  # type: ignore[attr-defined]
-    key = record.session_id.encode()  # type: ignore[attr-defined]
-    await producer.send_and_wait(topic, encode(record), key=key, partition=partition)
-
-
 async def list_sessions(request: web.Request) -> web.Response:
     """``GET /v1/agent/sessions``: ``{"sessions": [...]}`` (503 when the topic cannot be read)."""
     _principal(request)
@@ -189,7 +183,7 @@ async def take(request: web.Request) -> web.Response:
         raise web.HTTPConflict(text=f"already taken by {session.agent}")
     update = HandoffUpdate(session_id=session.session_id, egress_partition=session.egress_partition,
                            kind="taken", agent=agent, ts=time.time())
-    await _produce(request, HANDOFFS.name, update)
+    await request.app[_GATEWAY].produce(HANDOFFS, update)  # type: ignore[attr-defined]
     desk.apply(update)
     return web.json_response({"session_id": session.session_id, "agent": agent})
 
@@ -213,9 +207,9 @@ async def reply(request: web.Request) -> web.Response:
                        marks={"agent.reply": now})
     update = HandoffUpdate(session_id=session.session_id, egress_partition=session.egress_partition,
                            kind="agent", turn_id=turn_id, text=text, agent=session.agent, ts=now)
-    await _produce(request, REPLIES.name, spoken)
-    await _produce(request, EGRESS.name, spoken, partition=session.egress_partition)
-    await _produce(request, HANDOFFS.name, update)
+    gateway = request.app[_GATEWAY]
+    for topic, record in ((REPLIES, spoken), (EGRESS, spoken), (HANDOFFS, update)):
+        await gateway.produce(topic, record)  # type: ignore[attr-defined]
     desk.apply(update)
     return web.json_response({"session_id": session.session_id, "turn_id": turn_id, "speak": session.speak})
 
@@ -230,7 +224,7 @@ def add_routes(app: web.Application, gateway: Any, guard: EdgeGuard) -> None:
 
     Args:
         app: the ingress application (not started yet).
-        gateway: the ingress's :class:`ingress.gateway.Gateway` (its producer and settings).
+        gateway: the ingress's :class:`ingress.gateway.Gateway` (``produce`` and ``settings``).
         guard: the ingress's edge guard (authentication).
     """
     app[DESK] = HandoffDesk(gateway.settings)

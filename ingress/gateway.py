@@ -16,7 +16,7 @@ from processors.runtime import STAGES
 from schemas import Record, SessionRecord, encode
 from streams.admin import ensure_topics
 from streams.settings import Settings
-from streams.topics import TopicSpec
+from streams.topics import EGRESS, TopicSpec
 
 log = logging.getLogger(__name__)
 
@@ -54,9 +54,14 @@ class Gateway:
         await self.producer.stop()
 
     async def produce(self, topic: TopicSpec, record: Record) -> None:
-        """Produce ``record`` keyed by its session and wait for the broker's acknowledgement."""
+        """Produce ``record`` keyed by its session and wait for the broker's acknowledgement.
+
+        A record for ``voxbus.egress`` goes to its session's ``egress_partition`` (the
+        replica holding the caller), as the stages produce it.
+        """
         key = record.session_id.encode() if isinstance(record, SessionRecord) else None
-        await self.producer.send_and_wait(topic.name, encode(record), key=key)
+        partition = record.egress_partition if topic is EGRESS and isinstance(record, SessionRecord) else None
+        await self.producer.send_and_wait(topic.name, encode(record), key=key, partition=partition)
 
     async def deliver(self, record: SessionRecord) -> None:
         """Hand an egress event to its session; count and drop it if that session is not connected here."""

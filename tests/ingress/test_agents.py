@@ -49,3 +49,35 @@ def test_an_agent_reply_to_a_typing_caller_ends_without_audio():
     turn.absorb(ReplyText(session_id="s1", turn_id="agent-1", index=0, text="Hi, Sam here.", final=True,
                           speak=False))
     assert turn.complete and turn.reply_text == "Hi, Sam here."
+
+
+async def test_the_api_needs_credentials_when_auth_is_on_and_speaks_for_the_agent(serve):
+    import asyncio
+
+    from ingress.agents import DESK
+    from schemas import ReplyText
+    from streams.topics import EGRESS, HANDOFFS, REPLIES
+
+    client, gateway = await serve(api_keys="alice=key-alice-0123456789")
+    desk = client.server.app[DESK]
+    desk.task = asyncio.create_task(asyncio.sleep(3600))  # as if following voxbus.handoffs
+    desk.caught_up.set()
+    desk.apply(Handoff(session_id="s1", egress_partition=3, turn_id="t1", reason="requested", summary="asked",
+                       speak=False, ts=1.0))
+    assert (await client.get("/v1/agent/sessions")).status == 401
+    assert (await client.post("/v1/agent/sessions/s1/take", json={})).status == 401
+    key = {"Authorization": "Bearer key-alice-0123456789"}
+    listed = await (await client.get("/v1/agent/sessions", headers=key)).json()
+    assert [s["session_id"] for s in listed["sessions"]] == ["s1"]
+    assert (await client.post("/v1/agent/sessions/nope/take", json={}, headers=key)).status == 404
+    taken = await client.post("/v1/agent/sessions/s1/take", json={"agent": "mallory"}, headers=key)
+    assert (await taken.json())["agent"] == "key:alice"  # the principal, not what the body claims
+    sent = await client.post("/v1/agent/sessions/s1/reply", json={"text": "Hello, Alice here."}, headers=key)
+    assert sent.status == 200
+    topics = [(topic, type(record).__name__) for topic, record in gateway.produced]
+    assert topics == [(HANDOFFS.name, "HandoffUpdate"), (REPLIES.name, "ReplyText"),
+                      (EGRESS.name, "ReplyText"), (HANDOFFS.name, "HandoffUpdate")]
+    [reply, _] = gateway.records(ReplyText)
+    assert (reply.egress_partition, reply.text, reply.speak, reply.final) == (3, "Hello, Alice here.", False,
+                                                                              True)
+    assert (await client.post("/v1/agent/sessions/s1/reply", json={"text": ""}, headers=key)).status == 400

@@ -122,3 +122,13 @@ async def test_a_spoken_request_for_a_person_is_handed_to_an_agent(stack, url):
         assert listed[caller.session_id]["lines"][-1] == {**listed[caller.session_id]["lines"][-1],
                                                           "role": "agent", "text": text}
     assert 'voxbus_handoffs_total{reason="requested"}' in metrics_of(stack, "workflow")
+
+
+async def test_an_angry_turn_is_handed_off(stack, url):
+    # two unanswered turns in a row: tests/processors/test_workflow.py (here each would cost an LLM call)
+    async with ScriptedCaller(url) as angry:
+        told = await typed(angry, "This is terrible, I hate this useless awful service!")
+        assert "connecting you with a person" in told["reply_text"], told
+    handoff = await read_topic(stack.bootstrap, HANDOFFS.name,
+                               lambda r: isinstance(r, Handoff) and r.session_id == angry.session_id)
+    assert handoff.reason == "negative_sentiment" and handoff.sentiment_score <= -0.5

@@ -197,3 +197,13 @@ def test_two_unanswered_turns_in_a_row_hand_off(tmp_path):
     call_id, source, choice = stage.follow_up(turn("what?"), DialogueState(misses=1), unanswered, None)
     assert (call_id, source, choice.tool, choice.arguments) == (
         "rules-1", "rules", "escalate_to_human", {"reason": "repeated_failure"})
+
+
+async def test_a_turn_without_a_relevant_passage_is_unanswered(tmp_path):
+    stage = Loop(tmp_path).generation
+    stage.settings = Settings(data_dir=tmp_path, llm_url="http://127.0.0.1:9/v1", llm_timeout_s=2)
+    stage.load()  # a client of a server that is not there: the mark is set before the LLM is asked
+    marks: dict[str, float] = {}
+    with pytest.raises(Exception, match="Connection"):
+        [s async for s in stage.answer(turn("what is the airspeed of a swallow?"), [], marks)]
+    assert "generation.unanswered" in marks
