@@ -237,7 +237,9 @@ class GenerationStage(Stage):
         Returns:
             ``(call id, source, choice)``, or None when the answer ends the turn.
         """
-        for call_id, name, arguments in (tool_calls.complete() if tool_calls is not None else []):
+        calls = tool_calls.complete() if tool_calls is not None else []
+        if calls:  # one tool per turn: the first the model called
+            call_id, name, arguments = calls[0]
             return call_id, "llm", ToolChoice(name, arguments)  # type: ignore[arg-type]
         if "generation.unanswered" in marks and state.misses + 1 >= self.settings.handoff_after_misses:
             return "rules-1", "rules", ToolChoice("escalate_to_human", {"reason": "repeated_failure"})

@@ -108,7 +108,3 @@ class WorkflowStore:
         cursor = self.db.execute("SELECT * FROM bookings WHERE session_id=? ORDER BY ts", (session_id,))
         names = [d[0] for d in cursor.description]
         return [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]
-
-    def close(self) -> None:
-        """Close the database."""
-        self.db.close()

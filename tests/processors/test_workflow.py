@@ -207,3 +207,14 @@ async def test_a_turn_without_a_relevant_passage_is_unanswered(tmp_path):
     with pytest.raises(Exception, match="Connection"):
         [s async for s in stage.answer(turn("what is the airspeed of a swallow?"), [], marks)]
     assert "generation.unanswered" in marks
+
+
+def test_a_tool_the_llm_called_ends_the_turn(tmp_path):
+    stage = Loop(tmp_path).generation
+    acc = ToolCallAccumulator()
+    fn = ChoiceDeltaToolCallFunction
+    acc.push([ChoiceDeltaToolCall(index=0, id="call_9", function=fn(name="check_order_status",
+                                                                    arguments='{"order_id": "12345678"}'))])
+    call_id, source, choice = stage.follow_up(turn("where is it?"), DialogueState(), {}, acc)
+    assert (call_id, source, choice.tool, choice.arguments) == ("call_9", "llm", "check_order_status",
+                                                                {"order_id": "12345678"})
