@@ -103,7 +103,7 @@ $(VLLM_MODEL)/config.json: $(VLLM_VENV)/.installed tests/vllm/convert_gguf.py
 # Quality report (benchmarks/eval.py): ASR WER clean/noisy of the full pipeline (real stacks, one
 # per denoise mode, clips streamed over the socket) vs offline Whisper, intent accuracy, retrieval
 # recall@3, grounded-answer rate, TTS round-trip WER -> benchmarks/results/eval.json and a table.
-# About 15 min; `python -m benchmarks.eval --quick` leaves out the denoise=vad stack.
+# About 11 min (675 s measured); `python -m benchmarks.eval --quick` leaves out the denoise=vad stack.
 eval: install
 	$(BIN)/python -m benchmarks.eval
 
