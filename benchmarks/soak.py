@@ -59,6 +59,9 @@ RESULTS = ROOT / "benchmarks" / "results"
 OUTCOMES = ("answered", "late", "error", "interrupted", "no_reply", "lost")
 MATCH_SLACK_SAMPLES = SAMPLE_RATE // 2
 """A turn id's start sample may precede the utterance's first speech sample by this much (padding)."""
+DRAIN_S = 65.0
+"""After the soak, how long a caller stays on the line for its turns still in flight (s): past the
+ingress's ``VOXBUS_TURN_TIMEOUT_S`` (60 s), after which every turn has a reply or an error."""
 INGRESS_COUNTERS = ("voxbus_ingress_shed_bytes_total", "voxbus_ingress_duplicate_events_total",
                     "voxbus_ingress_rejections_total", "voxbus_ingress_produce_failures_total")
 
@@ -106,6 +109,12 @@ class SoakCaller(SimulatedCaller):
     def _on_event(self, event: dict[str, Any]) -> None:
         self.log.events.append((time.monotonic(), event))
         super()._on_event(event)
+
+
+def open_turns(events: list[tuple[float, dict[str, Any]]]) -> set[str]:
+    """Turn ids whose speech started but whose ``turn_end`` has not arrived."""
+    started = {e["turn_id"] for _, e in events if e.get("type") == "speech_started"}
+    return started - {e["turn_id"] for _, e in events if e.get("type") == "turn_end"}
 
 
 def turn_start_sample(turn_id: str) -> int | None:
@@ -233,7 +242,9 @@ async def soak_caller(url: str, index: int, utterances: list[Utterance], end_at:
                 await caller.turn(utterance, result, timeout_s)
                 turn.span, turn.ended_at = caller.speech_span, time.monotonic()
                 number += 1
-            await caller.silence_for(2.0)  # late turn_end events
+            drain_until = time.monotonic() + DRAIN_S
+            while open_turns(record.events) and time.monotonic() < drain_until:
+                await caller.silence_for(0.5)  # stay on the line until every started turn has ended
             caller.attach_turn_ends([t.result for t in record.turns])
     except Exception as exc:  # noqa: BLE001 - a caller that fails is reported, the others go on
         record.failure = f"{type(exc).__name__}: {exc}"

@@ -1,7 +1,7 @@
 """The soak's accounting: every utterance gets one outcome, duplicates and RSS growth are counted right."""
 
 from benchmarks.caller import TurnResult
-from benchmarks.soak import SoakTurn, classify, duplicates, per_minute, rss_growth
+from benchmarks.soak import SoakTurn, classify, duplicates, open_turns, per_minute, rss_growth
 
 
 def turn(span=(16000, 40000), first_audio=None, timed_out=False, speech_end=100.0, started=90.0, ended=130.0):
@@ -52,3 +52,10 @@ def test_per_minute():
     [first, second] = per_minute(turns, t0=90.0)
     assert first["answered"] == 3 and first["v2v_p95_ms"] == 1000.0
     assert second["minute"] == 1 and second["lost"] == 1 and second["v2v_p95_ms"] is None
+
+
+def test_open_turns():
+    events = [(0.0, {"type": "speech_started", "turn_id": "a1-1"}),
+              (0.1, {"type": "speech_started", "turn_id": "a9-1"}),
+              (0.2, {"type": "turn_end", "turn_id": "a1-1"})]
+    assert open_turns(events) == {"a9-1"}
