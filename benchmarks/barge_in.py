@@ -10,7 +10,9 @@ speaks another recording over it.  Measured on the client's monotonic clock:
   audio queue, see ``ingress/protocol.py``);
 * **leaked audio**: bytes of the interrupted reply that arrive after that event (the
   issue's target: none);
-* the server's own ``barge_in_stop`` span from the interrupted turn's ``turn_end``.
+* the server's own ``barge_in_stop`` span from the interrupted turn's ``turn_end``: from the
+  online VAD's onset (which can precede the offline onset by up to ~150 ms, hence the odd
+  negative client figure) to the ``playback_stop`` sent.
 
 Target (issue 3): p95 stop latency <= 300 ms.  Writes ``benchmarks/results/barge_in.json``
 and ``barge_in.png``.  Run with ``make bench-barge-in`` (about 5 minutes).
@@ -96,7 +98,9 @@ async def trial(caller: BargeInCaller, question: Utterance, interruption: Uttera
     await caller.until(lambda e: e["type"] == "turn_end" and e["turn_id"] != replying and e.get("transcript"),
                        since, 30.0)
     await caller.silence_for(2.0)
-    out: dict[str, Any] = {"turn_id": replying, "delay_s": round(delay_s, 3), "stopped": stop is not None}
+    out: dict[str, Any] = {"turn_id": replying, "delay_s": round(delay_s, 3), "stopped": stop is not None,
+                           # a short reply can end before the interruption's onset: nothing to stop
+                           "reply_over": stop is None and end is not None and not end[1].get("interrupted")}
     if stop is not None:
         out["stop_ms"] = round((stop[0] - onset) * 1000, 1)
         out["leaked_bytes"] = sum(a.nbytes for a in caller.audio if a.turn_id == replying and a.at > stop[0])
@@ -170,6 +174,7 @@ def main(argv: list[str] | None = None) -> int:
     summary = {
         "trials": len(results),
         "stopped": len(stops),
+        "reply_over_before_onset": sum(bool(r.get("reply_over")) for r in results),
         "stop_ms": report.percentiles(stops),
         "server_barge_in_stop_ms": report.percentiles(server),
         "leaked_bytes_total": sum(r.get("leaked_bytes", 0) for r in results),
@@ -184,11 +189,14 @@ def main(argv: list[str] | None = None) -> int:
     if stops:
         plot(stops, args.out / "barge_in.png")
     s = summary["stop_ms"]
-    print("| barge-ins | stopped | p50 ms | p95 ms | p99 ms | leaked bytes | p95 <= 300 ms |")
-    print("|---:|---:|---:|---:|---:|---:|:---:|")
-    print(f"| {summary['trials']} | {summary['stopped']} | {s['p50']} | {s['p95']} | {s['p99']} | "
-          f"{summary['leaked_bytes_total']} | {'yes' if summary['p95_within_target'] else 'no'} |")
-    return 0 if summary["stopped"] == summary["trials"] else 1
+    server = summary["server_barge_in_stop_ms"]
+    print("| barge-ins | stopped | client p50 / p95 / p99 ms | server p50 / p95 ms | leaked bytes "
+          "| p95 <= 300 ms |")
+    print("|---:|---:|---|---|---:|:---:|")
+    print(f"| {summary['trials']} | {summary['stopped']} | {s['p50']} / {s['p95']} / {s['p99']} | "
+          f"{server['p50']} / {server['p95']} | {summary['leaked_bytes_total']} | "
+          f"{'yes' if summary['p95_within_target'] else 'no'} |")
+    return 0 if summary["stopped"] + summary["reply_over_before_onset"] == summary["trials"] else 1
 
 
 if __name__ == "__main__":
