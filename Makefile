@@ -9,7 +9,7 @@ export HF_HUB_OFFLINE := 1
 
 CHROMIUM := /usr/bin/chromium
 
-.PHONY: install run test lint bench bench-scale test-vllm vllm-opt-in eval clean chromium
+.PHONY: install run test lint bench bench-barge-in bench-scale soak test-vllm vllm-opt-in eval clean chromium
 
 install: $(VENV)/.installed
 
