@@ -185,7 +185,10 @@ class Settings(BaseSettings):
     )
     analytics_metrics_port: int = Field(
         default=0, ge=0,
-        description="Port of the analytics worker's /metrics; 0: VOXBUS_METRICS_BASE_PORT + 6.",
+        description=(
+            "Port of the analytics worker's /metrics; 0: the one after the stages' "
+            "(VOXBUS_METRICS_BASE_PORT + 7)."
+        ),
     )
     analytics_fetch_max_wait_ms: int = Field(
         default=200, ge=1,

@@ -179,6 +179,8 @@ async def test_the_analytics_worker_is_alive_and_dead_letters_garbage(calls, sta
     beats = await read_until(stack.bootstrap, [HEARTBEATS.name], lambda rs: any(
         isinstance(r, StageHeartbeat) and r.stage == "analytics" and r.ready for r in rs))
     assert beats
-    port = stack.analytics_metrics_port or stack.metrics_base_port + 6
+    from processors.analytics.stage import metrics_port
+
+    port = metrics_port(stack)
     body = urllib.request.urlopen(f"http://{stack.host}:{port}/metrics", timeout=5).read().decode()
     assert 'voxbus_stage_records_total{outcome="ok",stage="analytics"}' in body
