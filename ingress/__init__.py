@@ -1,0 +1,1 @@
+"""The ingress: caller WebSockets (browser, Twilio), edge security, egress routing, pages."""

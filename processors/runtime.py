@@ -28,7 +28,15 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from processors import metrics
 from processors.base import Emit, Stage
 from schemas import (
-    DeadLetter, ErrorEvent, Record, SchemaError, SessionRecord, StageHeartbeat, TurnCancel, decode, encode,
+    DeadLetter,
+    ErrorEvent,
+    Record,
+    SchemaError,
+    SessionRecord,
+    StageHeartbeat,
+    TurnCancel,
+    decode,
+    encode,
 )
 from streams.app import make_app
 from streams.settings import Settings, get_settings

@@ -1,15 +1,29 @@
 """Typed, versioned records of the voxbus bus, msgpack on the wire (:mod:`schemas.codec`)."""
 
 from schemas.analytics import (
-    EscalationCount, IntentCount, LatencyPercentiles, SentimentCount, TurnsPerMinute, WindowedRecord,
+    EscalationCount,
+    IntentCount,
+    LatencyPercentiles,
+    SentimentCount,
+    TurnsPerMinute,
+    WindowedRecord,
 )
 from schemas.audio import BUS_SAMPLE_RATE, AudioChunk, SessionControl, SynthAudio, Utterance
 from schemas.base import Record, SessionRecord
 from schemas.codec import SchemaError, decode, encode
 from schemas.events import DeadLetter, ErrorEvent, StageHeartbeat, TurnCancel, TurnRecord, VadEvent
 from schemas.text import Intent, IntentResult, Passage, ReplyText, RetrievalResult, Sentiment, Transcript
-from schemas.tools import Booking, ConversationLine, Handoff, HandoffReason, HandoffUpdate
-from schemas.tools import ToolCall, ToolName, ToolResult, ToolStatus
+from schemas.tools import (
+    Booking,
+    ConversationLine,
+    Handoff,
+    HandoffReason,
+    HandoffUpdate,
+    ToolCall,
+    ToolName,
+    ToolResult,
+    ToolStatus,
+)
 
 __all__ = [
     "BUS_SAMPLE_RATE",

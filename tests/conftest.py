@@ -32,7 +32,7 @@ def pytest_configure(config: pytest.Config) -> None:
 
 
 
-DIGITS = "zero one two three four five six seven eight nine".split()
+DIGITS = ["zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine"]
 
 
 def normalize(text: str) -> str:

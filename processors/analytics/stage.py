@@ -32,7 +32,14 @@ from prometheus_client import CONTENT_TYPE_LATEST, Counter, generate_latest
 
 from processors import metrics
 from processors.analytics.windows import (
-    METRICS, WINDOW_S, MemoryWindows, State, dimensions, fold, to_record, window_start,
+    METRICS,
+    WINDOW_S,
+    MemoryWindows,
+    State,
+    dimensions,
+    fold,
+    to_record,
+    window_start,
 )
 from processors.base import Emit, Stage
 from processors.runtime import HEARTBEAT_INTERVAL_S, STAGES, StageRunner

@@ -15,11 +15,20 @@ from dataclasses import dataclass
 from typing import Any
 
 from schemas import (
-    EscalationCount, IntentCount, LatencyPercentiles, SentimentCount, TurnRecord, TurnsPerMinute,
+    EscalationCount,
+    IntentCount,
+    LatencyPercentiles,
+    SentimentCount,
+    TurnRecord,
+    TurnsPerMinute,
     WindowedRecord,
 )
 from streams.topics import (
-    ANALYTICS_ESCALATIONS, ANALYTICS_INTENTS, ANALYTICS_LATENCY, ANALYTICS_SENTIMENT, ANALYTICS_TURNS,
+    ANALYTICS_ESCALATIONS,
+    ANALYTICS_INTENTS,
+    ANALYTICS_LATENCY,
+    ANALYTICS_SENTIMENT,
+    ANALYTICS_TURNS,
     TopicSpec,
 )
 

@@ -1,5 +1,7 @@
-"""Grounding on a small model: answer from the article when retrieval is sure, and never
-let a generated sentence state a number the retrieved facts do not contain.
+"""Grounding on a small model: read the article out, and check every generated number.
+
+When retrieval is sure, the answer is the article; otherwise no generated sentence may
+state a number the retrieved facts do not contain.
 
 SmolLM2-135M grounded only 1-2 of 5 answers when given the passages in its prompt
 (measured here), so the generation stage does not trust it with facts:

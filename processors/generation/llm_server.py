@@ -11,8 +11,8 @@ from __future__ import annotations
 import json
 import logging
 import subprocess
-import urllib.request
 import sys
+import urllib.request
 from pathlib import Path
 
 from processors.models import smollm2_gguf

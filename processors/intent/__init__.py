@@ -1,0 +1,1 @@
+"""The intent stage: intent by embedding kNN, sentiment by VADER."""

@@ -1,0 +1,1 @@
+"""The retrieval stage: knowledge-base passages from Qdrant."""

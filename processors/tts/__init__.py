@@ -1,0 +1,1 @@
+"""The tts stage: Piper synthesis per reply sentence."""

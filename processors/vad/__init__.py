@@ -1,0 +1,1 @@
+"""The vad stage: silero-vad endpointing and noise-floor-gated denoising."""

@@ -16,8 +16,16 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
 from processors.analytics.windows import window_start
 from schemas import (
-    DeadLetter, EscalationCount, IntentCount, LatencyPercentiles, SentimentCount, StageHeartbeat, TurnRecord,
-    TurnsPerMinute, WindowedRecord, decode,
+    DeadLetter,
+    EscalationCount,
+    IntentCount,
+    LatencyPercentiles,
+    SentimentCount,
+    StageHeartbeat,
+    TurnRecord,
+    TurnsPerMinute,
+    WindowedRecord,
+    decode,
 )
 from streams.topics import ANALYTICS_TOPICS, DEAD_LETTER, HEARTBEATS, TURNS
 from tests.conftest import DATA

@@ -14,16 +14,39 @@ from hypothesis import strategies as st
 from processors.analytics import io as analytics_io
 from processors.analytics.stage import AnalyticsRunner, AnalyticsStage, window_key
 from processors.analytics.windows import (
-    ESCALATIONS, LATENCY, WINDOW_S, add_sample, dimensions, percentile, window_start,
+    ESCALATIONS,
+    LATENCY,
+    WINDOW_S,
+    add_sample,
+    dimensions,
+    percentile,
+    window_start,
 )
 from schemas import (
-    DeadLetter, EscalationCount, IntentCount, LatencyPercentiles, SentimentCount, TurnRecord, TurnsPerMinute,
-    WindowedRecord, decode, encode,
+    DeadLetter,
+    EscalationCount,
+    IntentCount,
+    LatencyPercentiles,
+    SentimentCount,
+    TurnRecord,
+    TurnsPerMinute,
+    WindowedRecord,
+    decode,
+    encode,
 )
 from streams.settings import Settings
 from streams.topics import (
-    ALL_TOPICS, ANALYTICS_ESCALATIONS, ANALYTICS_INTENTS, ANALYTICS_LATENCY, ANALYTICS_SENTIMENT, ANALYTICS_TOPICS,
-    ANALYTICS_TURNS, ANALYTICS_WINDOWS, DEAD_LETTER, EGRESS, HEARTBEATS,
+    ALL_TOPICS,
+    ANALYTICS_ESCALATIONS,
+    ANALYTICS_INTENTS,
+    ANALYTICS_LATENCY,
+    ANALYTICS_SENTIMENT,
+    ANALYTICS_TOPICS,
+    ANALYTICS_TURNS,
+    ANALYTICS_WINDOWS,
+    DEAD_LETTER,
+    EGRESS,
+    HEARTBEATS,
 )
 
 T0 = 1_700_000_040.0  # a window start (a multiple of 60)

@@ -2,7 +2,7 @@
 
 import numpy as np
 
-from schemas import SessionControl, Utterance, VadEvent
+from schemas import SessionControl, VadEvent
 from tests.conftest import load_clip
 from tests.processors.conftest import chunks, collect, is_turn
 

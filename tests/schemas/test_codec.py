@@ -4,9 +4,29 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from schemas import (
-    EscalationCount, IntentCount, LatencyPercentiles, SentimentCount, TurnsPerMinute,
-    AudioChunk, DeadLetter, ErrorEvent, TurnCancel, VadEvent, IntentResult, Passage, ReplyText, RetrievalResult, SchemaError, SessionControl,
-    StageHeartbeat, SynthAudio, Transcript, TurnRecord, Utterance, decode, encode,
+    AudioChunk,
+    DeadLetter,
+    ErrorEvent,
+    EscalationCount,
+    IntentCount,
+    IntentResult,
+    LatencyPercentiles,
+    Passage,
+    ReplyText,
+    RetrievalResult,
+    SchemaError,
+    SentimentCount,
+    SessionControl,
+    StageHeartbeat,
+    SynthAudio,
+    Transcript,
+    TurnCancel,
+    TurnRecord,
+    TurnsPerMinute,
+    Utterance,
+    VadEvent,
+    decode,
+    encode,
 )
 from schemas.codec import REGISTRY
 from schemas.tools import Booking, ConversationLine, Handoff, HandoffUpdate, ToolCall, ToolResult
