@@ -192,6 +192,23 @@ class StageRunner:
                                                       ts=time.time(), ready=ready))
 
 
+def serve_liveness(app: faust.App, runner: StageRunner) -> None:
+    """Add a worker's liveness to ``app``: heartbeats and Prometheus metrics.
+
+    The runner's heartbeat goes to ``voxbus.heartbeats`` every :data:`HEARTBEAT_INTERVAL_S`;
+    ``/metrics`` is served on the app's web port.
+    """
+
+    @app.timer(HEARTBEAT_INTERVAL_S)
+    async def heartbeat() -> None:
+        await runner.heartbeat()
+
+    @app.page("/metrics")
+    async def prometheus(web: Any, request: Any) -> Any:
+        # aiohttp takes the charset apart from the media type
+        return web.bytes(generate_latest(), content_type=CONTENT_TYPE_LATEST.split(";")[0])
+
+
 def build(name: str, settings: Settings | None = None) -> tuple[faust.App, StageRunner]:
     """Build the faust App of stage ``name`` with its agent, heartbeat and /metrics.
 
@@ -234,15 +251,7 @@ def build(name: str, settings: Settings | None = None) -> tuple[faust.App, Stage
             async for event in stream.events():
                 await runner.on_control(event.message)
 
-    @app.timer(HEARTBEAT_INTERVAL_S)
-    async def heartbeat() -> None:
-        await runner.heartbeat()
-
-    @app.page("/metrics")
-    async def prometheus(web: Any, request: Any) -> Any:
-        # aiohttp takes the charset apart from the media type
-        return web.bytes(generate_latest(), content_type=CONTENT_TYPE_LATEST.split(";")[0])
-
+    serve_liveness(app, runner)
     return app, runner
 
 

@@ -28,7 +28,7 @@ from collections.abc import AsyncIterator
 from typing import Any, Protocol
 
 import faust
-from prometheus_client import CONTENT_TYPE_LATEST, Counter, generate_latest
+from prometheus_client import Counter
 
 from processors import metrics
 from processors.analytics.windows import (
@@ -42,7 +42,7 @@ from processors.analytics.windows import (
     window_start,
 )
 from processors.base import Emit, Stage
-from processors.runtime import HEARTBEAT_INTERVAL_S, STAGES, StageRunner
+from processors.runtime import STAGES, StageRunner, serve_liveness
 from schemas import Record, TurnRecord, WindowedRecord, encode
 from streams.admin import ensure_topics
 from streams.app import make_app
@@ -230,14 +230,7 @@ def build(settings: Settings | None = None) -> tuple[faust.App, AnalyticsRunner]
         async for event in stream.events():
             await runner.on_window(event.message)
 
-    @app.timer(HEARTBEAT_INTERVAL_S)
-    async def heartbeat() -> None:
-        await runner.heartbeat()
-
-    @app.page("/metrics")
-    async def prometheus(web: Any, request: Any) -> Any:
-        return web.bytes(generate_latest(), content_type=CONTENT_TYPE_LATEST.split(";")[0])
-
+    serve_liveness(app, runner)
     return app, runner
 
 
