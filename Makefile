@@ -116,3 +116,52 @@ soak: install
 
 clean:
 	rm -rf .voxbus .pytest_cache
+
+# --- the container image (Containerfile) -------------------------------------------------------
+# `make image` builds IMAGE, the one image every manifest (deploy/k8s) and compose.stack.yml
+# runs, with Debian's buildah: chroot isolation and vfs storage (no daemon, no overlay mounts),
+# from a Debian 12 root file system made by debootstrap and imported as BASE_IMAGE, so no image
+# registry is needed. Each stage of the Containerfile runs in one working container (buildah's
+# default, no per-instruction layers: with vfs every layer is a full copy). Elsewhere,
+# `docker build -f Containerfile -t $(IMAGE) .` builds the same image from Docker Hub's debian.
+# `make image-test` runs `voxbus worker intent` from the image (podman, host network) against a
+# voxbus started on this host and answers one typed turn through it (tests/deploy/test_image.py).
+IMAGE         ?= ghcr.io/voxbus/voxbus:0.1.0
+BASE_IMAGE    ?= localhost/voxbus-base:bookworm
+DEBIAN_MIRROR ?= http://deb.debian.org/debian
+IMAGE_CONTEXT ?= .
+IMAGE_WORK    := .voxbus/image
+BUILDAH       := buildah --storage-driver vfs
+PODMAN        := podman --storage-driver vfs
+
+.PHONY: image image-test image-tools image-base
+
+image-tools:
+	@command -v buildah >/dev/null && command -v podman >/dev/null && command -v debootstrap >/dev/null || { \
+	  if [ "$$(id -u)" != 0 ]; then \
+	    echo "error: the image needs Debian's buildah, podman and debootstrap; installing them needs root:" >&2; \
+	    echo "       run 'sudo apt-get install -y buildah podman debootstrap' (or 'make image' as root)" >&2; exit 1; fi; \
+	  apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q buildah podman debootstrap; }
+
+# Debian bookworm (minbase) with its updates and security suites, as one image layer.
+image-base: image-tools
+	@if $(BUILDAH) inspect --type image $(BASE_IMAGE) >/dev/null 2>&1; then echo "$(BASE_IMAGE): present"; else \
+	  set -e; rm -rf $(IMAGE_WORK); mkdir -p $(IMAGE_WORK); \
+	  debootstrap --variant=minbase bookworm $(IMAGE_WORK)/rootfs $(DEBIAN_MIRROR); \
+	  rm -f $(IMAGE_WORK)/rootfs/etc/apt/sources.list; \
+	  printf 'Types: deb\nURIs: %s\nSuites: bookworm bookworm-updates\nComponents: main\nSigned-By: /usr/share/keyrings/debian-archive-keyring.gpg\n\nTypes: deb\nURIs: %s-security\nSuites: bookworm-security\nComponents: main\nSigned-By: /usr/share/keyrings/debian-archive-keyring.gpg\n' \
+	    $(DEBIAN_MIRROR) $(DEBIAN_MIRROR) > $(IMAGE_WORK)/rootfs/etc/apt/sources.list.d/debian.sources; \
+	  chroot $(IMAGE_WORK)/rootfs apt-get clean; rm -rf $(IMAGE_WORK)/rootfs/var/lib/apt/lists/*; \
+	  tar -C $(IMAGE_WORK)/rootfs --numeric-owner -cf $(IMAGE_WORK)/rootfs.tar .; \
+	  ctr=$$($(BUILDAH) from scratch); $(BUILDAH) add $$ctr $(IMAGE_WORK)/rootfs.tar /; \
+	  $(BUILDAH) config --cmd /bin/bash --env PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin $$ctr; \
+	  $(BUILDAH) commit --rm $$ctr $(BASE_IMAGE); rm -rf $(IMAGE_WORK); fi
+
+image: image-base
+	$(BUILDAH) bud --isolation chroot --layers=false -f Containerfile -t $(IMAGE) \
+	  --build-arg BASE=$(BASE_IMAGE) --build-arg CMAKE_ARGS="$(CMAKE_ARGS)" $(IMAGE_CONTEXT)
+	$(BUILDAH) images $(IMAGE)
+
+image-test: install
+	$(PODMAN) image exists $(IMAGE) || { echo "error: no image $(IMAGE): run 'make image' first" >&2; exit 1; }
+	VOXBUS_TEST_IMAGE=$(IMAGE) VOXBUS_TEST_PODMAN="$(PODMAN)" $(BIN)/pytest -q -s tests/deploy/test_image.py
