@@ -7,7 +7,8 @@ agents' replies.  The ingress follows ``voxbus.handoffs`` with one consumer of i
 (every partition, no consumer group), started on the first request and reading back
 :data:`HORIZON_S`, so every replica shows every waiting session.
 
-API (JSON; behind the caller authentication when it is on, see :mod:`ingress.auth`):
+API (JSON; with authentication on, only for principals with the ``agent`` role (or
+``supervisor``): a caller's credential gets 403, see :mod:`ingress.auth`):
 
 * ``GET /v1/agent/sessions``: the handed-off sessions, waiting ones first;
 * ``POST /v1/agent/sessions/{session_id}/take`` ``{"agent": name}``: take a session
@@ -31,7 +32,8 @@ from typing import Any
 
 from aiohttp import web
 
-from ingress.edge import EdgeGuard, Rejection
+from ingress.auth import AGENT
+from ingress.edge import EdgeGuard
 from ingress.follow import TopicFollower, started, stop_on_cleanup
 from schemas import Handoff, HandoffUpdate, Record, ReplyText, SchemaError, decode
 from streams.settings import Settings
@@ -130,18 +132,15 @@ async def _desk(request: web.Request) -> HandoffDesk:
     return await started(request.app[DESK], request.app[_LOCK], catch_up=True)
 
 
-def _principal(request: web.Request) -> str | None:
-    """The caller's principal id when authentication is on, None when it is off.
+def _agent(request: web.Request) -> str | None:
+    """The agent's principal id when authentication is on, None when it is off.
 
     Raises:
         web.HTTPUnauthorized: authentication is on and the credentials are missing or refused.
+        web.HTTPForbidden: the principal has no ``agent`` role.
     """
-    guard = request.app[_GUARD]
-    try:
-        principal = guard.authenticate(request)
-    except Rejection as rejection:
-        raise web.HTTPUnauthorized(text=f"{rejection.reason}: {rejection}") from None
-    return None if principal is None or principal.kind == "anonymous" else principal.id
+    principal = request.app[_GUARD].authorize(request, AGENT)
+    return None if principal.kind == "anonymous" else principal.id
 
 
 async def _json(request: web.Request) -> dict[str, Any]:
@@ -164,7 +163,7 @@ async def _session(request: web.Request) -> tuple[HandoffDesk, DeskSession]:
 
 async def list_sessions(request: web.Request) -> web.Response:
     """``GET /v1/agent/sessions``: ``{"sessions": [...]}`` (503 when the topic cannot be read)."""
-    _principal(request)
+    _agent(request)
     try:
         desk = await _desk(request)
     except Exception as exc:
@@ -175,7 +174,7 @@ async def list_sessions(request: web.Request) -> web.Response:
 
 async def take(request: web.Request) -> web.Response:
     """``POST /v1/agent/sessions/{session_id}/take``: the agent takes the session."""
-    principal = _principal(request)
+    principal = _agent(request)
     body = await _json(request)
     agent = principal or str(body.get("agent") or "agent")[:128]
     desk, session = await _session(request)
@@ -190,7 +189,7 @@ async def take(request: web.Request) -> web.Response:
 
 async def reply(request: web.Request) -> web.Response:
     """``POST /v1/agent/sessions/{session_id}/reply``: say ``text`` to the caller (and speak it if spoken)."""
-    principal = _principal(request)
+    principal = _agent(request)
     body = await _json(request)
     text = str(body.get("text") or "").strip()
     if not text or len(text) > MAX_REPLY_CHARS:

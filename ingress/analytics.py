@@ -9,11 +9,11 @@ from memory, so a page refresh costs no broker read.
 Wiring (in :func:`ingress.server.make_app`)::
 
     from ingress.analytics import add_routes as add_analytics_routes
-    add_analytics_routes(app, app[GATEWAY])
+    add_analytics_routes(app, app[GATEWAY], app[GUARD])
 
 The endpoints serve aggregates only (no transcript, no audio); the escalation series
-lists session ids.  Like ``/metrics`` they are not behind the caller authentication:
-expose them to operators only.
+lists session ids, so with authentication on ``/v1/analytics`` needs the ``supervisor``
+role (a caller's or an agent's credential gets 403, see :mod:`ingress.auth`).
 """
 
 from __future__ import annotations
@@ -29,6 +29,8 @@ from typing import Any
 
 from aiohttp import web
 
+from ingress.auth import SUPERVISOR
+from ingress.edge import EdgeGuard
 from ingress.follow import CATCH_UP_WAIT_S, TopicFollower, started, stop_on_cleanup
 from ingress.turns import STAGE_SPANS
 from processors.analytics.windows import WINDOW_S
@@ -175,6 +177,7 @@ def summarize(records: Iterable[WindowedRecord], now: float, minutes: int) -> di
 
 VIEW = web.AppKey("analytics_view", AnalyticsView)
 _START_LOCK = web.AppKey("analytics_view_lock", asyncio.Lock)
+_GUARD = web.AppKey("analytics_guard", EdgeGuard)
 
 
 async def _view(app: web.Application) -> AnalyticsView:
@@ -185,8 +188,10 @@ async def _view(app: web.Application) -> AnalyticsView:
 async def analytics_api(request: web.Request) -> web.Response:
     """``GET /v1/analytics?minutes=60``: the analytics series (:func:`summarize`) as JSON.
 
-    503 when the analytics topics cannot be read (broker down, topics not created yet).
+    401 without valid credentials and 403 without the ``supervisor`` role (authentication
+    on); 503 when the analytics topics cannot be read (broker down, topics not created yet).
     """
+    request.app[_GUARD].authorize(request, SUPERVISOR)
     view = request.app[VIEW]
     try:
         minutes = int(request.query.get("minutes", view.settings.analytics_view_minutes))
@@ -210,16 +215,19 @@ async def analytics_page(request: web.Request) -> web.FileResponse:
     return web.FileResponse(PAGE, headers={"Cache-Control": "no-cache"})
 
 
-def add_routes(app: web.Application, gateway: Any) -> None:
+def add_routes(app: web.Application, gateway: Any, guard: EdgeGuard | None = None) -> None:
     """Add ``GET /analytics`` and ``GET /v1/analytics`` to the ingress ``app``.
 
     Args:
         app: the ingress application (not started yet).
         gateway: the ingress's :class:`ingress.gateway.Gateway` (only its ``settings``
             are used: the view has its own consumer).
+        guard: the ingress's edge guard (authentication and roles); defaults to one on
+            ``gateway.settings``.
     """
     app[VIEW] = AnalyticsView(gateway.settings)
     app[_START_LOCK] = asyncio.Lock()
+    app[_GUARD] = guard or EdgeGuard(gateway.settings)
 
     stop_on_cleanup(app, app[VIEW])
     app.router.add_get("/analytics", analytics_page)

@@ -22,7 +22,8 @@ class Chunker:
 
     def __init__(self, input_rate: int, chunk_ms: int) -> None:
         if input_rate not in SUPPORTED_RATES:
-            raise ProtocolError("bad_sample_rate", f"sample_rate {input_rate} Hz is not one of {SUPPORTED_RATES}")
+            raise ProtocolError("bad_sample_rate",
+                                f"sample_rate {input_rate} Hz is not one of {SUPPORTED_RATES}")
         self.chunk_samples = BUS_SAMPLE_RATE * chunk_ms // 1000
         self.resampler = (
             None if input_rate == BUS_SAMPLE_RATE

@@ -1,15 +1,22 @@
-"""Who is calling: API keys, JWTs (HS256 / RS256) and Twilio request signatures.
+"""Who is calling: API keys, JWTs (HS256 / RS256), their roles, and Twilio request signatures.
 
 Authentication is off while no key and no JWT setting is configured (every caller is
-``anonymous``), and on as soon as one is.  Credentials come, in this order, from the
-``Authorization: Bearer <key or JWT>`` header, or the ``api_key`` / ``access_token``
-query parameters (browsers cannot set headers on a WebSocket), or, for Twilio streams,
-the ``api_key`` / ``access_token`` custom parameters of the ``start`` message.
+``anonymous``, with every role: the local run), and on as soon as one is.  Credentials
+come, in this order, from the ``Authorization: Bearer <key or JWT>`` header, or the
+``api_key`` / ``access_token`` query parameters (browsers cannot set headers on a
+WebSocket), or, for Twilio streams, the ``api_key`` / ``access_token`` custom parameters
+of the ``start`` message.
 
 Twilio signs the requests it makes with ``X-Twilio-Signature``: base64 of the
 HMAC-SHA1, keyed by the account's auth token, of the full URL followed by every POST
 parameter (``name`` + ``value``) sorted by name.  A WebSocket handshake has no
 parameters, so its signature covers the ``wss://`` URL alone.
+
+Roles: every authenticated principal is a ``caller``; an ``agent`` may also use the
+agent console's API; a ``supervisor`` may do what an agent does and read the
+analytics.  An API key gets its role from a ``role:`` prefix of its name in
+``VOXBUS_API_KEYS`` (``agent:bob=KEY``); a JWT from its ``roles`` claim (a string or a
+list of strings) and its ``scope`` claim (space-separated), e.g. ``"scope": "agent"``.
 """
 
 from __future__ import annotations
@@ -18,9 +25,11 @@ import base64
 import hashlib
 import hmac
 import logging
+import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 import jwt
@@ -30,19 +39,32 @@ from streams.settings import Settings
 log = logging.getLogger(__name__)
 
 
+CALLER = "caller"
+AGENT = "agent"
+SUPERVISOR = "supervisor"
+ROLES = (CALLER, AGENT, SUPERVISOR)
+"""Roles, each including the rights of the ones before it."""
+
+
 @dataclass(frozen=True)
 class Principal:
     """An authenticated (or anonymous) caller.
 
     Attributes:
-        id: the identity sessions are bound to (``key:NAME``, ``jwt:SUB``, ``twilio``, ``anonymous``).
+        id: the identity sessions are bound to (``key:NAME``, ``jwt:SUB``, ``twilio:CALLSID``, ``anonymous``).
         kind: ``anonymous``, ``api_key``, ``jwt`` or ``twilio``.
         limit_key: what rate and concurrency limits count against (an anonymous caller's address).
+        role: one of :data:`ROLES`.
     """
 
     id: str
     kind: str
     limit_key: str
+    role: str = CALLER
+
+    def has_role(self, role: str) -> bool:
+        """True if the principal's role is ``role`` or one above it (a supervisor is also an agent)."""
+        return ROLES.index(self.role) >= ROLES.index(role)
 
 
 class AuthError(Exception):
@@ -53,9 +75,19 @@ class AuthError(Exception):
         self.reason = reason
 
 
-def _parse_keys(spec: str) -> dict[bytes, str]:
-    """``key`` or ``name=key`` entries -> {sha256(key): principal name}."""
-    keys: dict[bytes, str] = {}
+def parse_api_keys(spec: str) -> dict[bytes, tuple[str, str]]:
+    """Parse ``VOXBUS_API_KEYS``: comma-separated ``key``, ``name=key`` or ``role:name=key`` entries.
+
+    Args:
+        spec: the setting's value; ``role`` is one of :data:`ROLES` (default ``caller``).
+
+    Returns:
+        {sha256(key): (principal name, role)}; a key without a name is named by its hash.
+
+    Raises:
+        ValueError: an entry names an unknown role, or has an empty key.
+    """
+    keys: dict[bytes, tuple[str, str]] = {}
     for entry in (part.strip() for part in spec.split(",")):
         if not entry:
             continue
@@ -63,9 +95,34 @@ def _parse_keys(spec: str) -> dict[bytes, str]:
         if not sep:
             name, key = "", name
         key = key.strip()
+        if not key:
+            raise ValueError(f"VOXBUS_API_KEYS: the entry for {name.strip()!r} has an empty key")
+        role, colon, bare = name.strip().rpartition(":")
+        if not colon:
+            role = CALLER
+        elif role not in ROLES:
+            raise ValueError(f"VOXBUS_API_KEYS: unknown role {role!r} (roles: {', '.join(ROLES)})")
         digest = hashlib.sha256(key.encode()).digest()
-        keys[digest] = name.strip() or digest.hex()[:12]
+        keys[digest] = (bare.strip() or digest.hex()[:12], role)
     return keys
+
+
+def _jwt_role(claims: Mapping[str, Any]) -> str:
+    """The highest role named by the ``roles`` and ``scope`` claims (``caller`` when none).
+
+    Raises:
+        AuthError: a claim of the wrong type.
+    """
+    named: list[str] = []
+    roles = claims.get("roles", [])
+    scope = claims.get("scope", "")
+    if isinstance(roles, str):
+        roles = [roles]
+    if not (isinstance(roles, list) and all(isinstance(r, str) for r in roles) and isinstance(scope, str)):
+        raise AuthError("invalid_token", "'roles' must be a string or a list of strings, 'scope' a string")
+    named.extend(roles)
+    named.extend(scope.split())
+    return max((r for r in named if r in ROLES), key=ROLES.index, default=CALLER)
 
 
 def _load_pem(value: str) -> str:
@@ -82,7 +139,7 @@ class Authenticator:
     """
 
     def __init__(self, settings: Settings) -> None:
-        self.keys = _parse_keys(settings.api_keys)
+        self.keys = parse_api_keys(settings.api_keys)
         self.jwt_keys: dict[str, str] = {}
         if settings.jwt_secret:
             self.jwt_keys["HS256"] = settings.jwt_secret
@@ -105,22 +162,24 @@ class Authenticator:
             AuthError: authentication is on and the credential is missing, unknown, malformed or expired.
         """
         if not self.enabled:
-            return Principal("anonymous", "anonymous", f"anonymous@{remote}")
+            return Principal("anonymous", "anonymous", f"anonymous@{remote}", SUPERVISOR)
         if not credential:
             raise AuthError("missing_credentials", "an API key or a token is required")
         if credential.count(".") == 2 and self.jwt_keys:
             return self._verify_jwt(credential)
-        name = self.keys.get(hashlib.sha256(credential.encode()).digest())
-        if name is None:
+        found = self.keys.get(hashlib.sha256(credential.encode()).digest())
+        if found is None:
             raise AuthError("invalid_credentials", "unknown API key")
-        return Principal(f"key:{name}", "api_key", f"key:{name}")
+        name, role = found
+        return Principal(f"key:{name}", "api_key", f"key:{name}", role)
 
     def _verify_jwt(self, token: str) -> Principal:
         try:
-            algorithm = jwt.get_unverified_header(token).get("alg", "")
-            key = self.jwt_keys.get(algorithm)
-            if key is None:
-                raise AuthError("invalid_token", f"token algorithm {algorithm!r} is not accepted")
+            algorithm = jwt.get_unverified_header(token).get("alg")
+            if not isinstance(algorithm, str) or algorithm not in self.jwt_keys:
+                shown = algorithm if isinstance(algorithm, str) else type(algorithm).__name__
+                raise AuthError("invalid_token", f"token algorithm {shown[:20]!r} is not accepted")
+            key = self.jwt_keys[algorithm]
             claims = jwt.decode(
                 token, key, algorithms=[algorithm], issuer=self.issuer, audience=self.audience,
                 leeway=self.leeway,
@@ -130,8 +189,10 @@ class Authenticator:
             raise AuthError("expired_token", "the token has expired") from None
         except jwt.InvalidTokenError as exc:
             raise AuthError("invalid_token", f"invalid token: {exc}") from None
-        subject = str(claims["sub"])
-        return Principal(f"jwt:{subject}", "jwt", f"jwt:{subject}")
+        subject = claims["sub"]
+        if not isinstance(subject, str) or not subject.strip():
+            raise AuthError("invalid_token", "the token's 'sub' must be a non-empty string")
+        return Principal(f"jwt:{subject}", "jwt", f"jwt:{subject}", _jwt_role(claims))
 
 
 def credential_from(headers: Mapping[str, str], query: Mapping[str, str]) -> str | None:
@@ -191,3 +252,53 @@ def twilio_signature_valid(auth_token: str, signature: str, urls: Iterable[str],
         return False
     pairs = list(params)
     return any(hmac.compare_digest(twilio_signature(auth_token, url, pairs), signature) for url in urls)
+
+
+CALL_SID_PATTERN = r"CA[0-9a-fA-F]{32}"
+"""A Twilio call SID (``CA`` + 32 hex digits)."""
+
+
+class CallTokens:
+    """Short-lived tokens that bind a Twilio media stream to its call.
+
+    The TwiML webhook (signed by Twilio, so its ``CallSid`` is genuine) issues a token for
+    the call; Twilio hands it back as a ``<Parameter>`` of the stream's ``start`` message
+    (the WebSocket handshake's signature covers the URL only, so it can be replayed).
+    A token is ``callSid.expires.mac``: HMAC-SHA256, keyed by a key derived from the
+    Twilio auth token, of the call SID and the expiry (epoch s).  It is single-use
+    because a call's session can be opened once (an exclusive session,
+    :meth:`ingress.edge.EdgeGuard.admit`).
+
+    Args:
+        auth_token: the Twilio auth token.
+        ttl_s: how long a token is accepted after it was issued (s).
+    """
+
+    def __init__(self, auth_token: str, ttl_s: float) -> None:
+        self.key = hmac.new(auth_token.encode(), b"voxbus twilio stream token v1", hashlib.sha256).digest()
+        self.ttl_s = ttl_s
+
+    def _mac(self, call_sid: str, expires: int) -> str:
+        digest = hmac.new(self.key, f"{call_sid}.{expires}".encode(), hashlib.sha256).digest()
+        return base64.urlsafe_b64encode(digest).rstrip(b"=").decode()
+
+    def issue(self, call_sid: str, now: float | None = None) -> str:
+        """A token for ``call_sid``, valid for ``ttl_s`` from ``now`` (epoch s)."""
+        expires = int((time.time() if now is None else now) + self.ttl_s)
+        return f"{call_sid}.{expires}.{self._mac(call_sid, expires)}"
+
+    def verify(self, token: object, call_sid: str, now: float | None = None) -> None:
+        """Check that ``token`` was issued for ``call_sid`` and has not expired.
+
+        Raises:
+            AuthError: ``invalid_stream_token`` (not a token, another call's, forged) or
+                ``expired_stream_token``.
+        """
+        parts = token.split(".") if isinstance(token, str) else []
+        if len(parts) != 3 or not parts[1].isdigit():
+            raise AuthError("invalid_stream_token", "the stream token is malformed")
+        sid, expires, mac = parts[0], int(parts[1]), parts[2]
+        if not hmac.compare_digest(self._mac(sid, expires), mac) or not hmac.compare_digest(sid, call_sid):
+            raise AuthError("invalid_stream_token", "the stream token is not this call's")
+        if expires < (time.time() if now is None else now):
+            raise AuthError("expired_stream_token", "the stream token has expired")

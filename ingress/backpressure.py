@@ -24,7 +24,7 @@ import time
 from collections import deque
 from collections.abc import Awaitable, Callable
 
-from ingress.edge import Rejection
+from ingress.edge import CLOSE_TRY_AGAIN, Rejection
 from ingress.metrics import BUFFERED, LOST, SHED
 from schemas import AudioChunk, Record
 
@@ -36,7 +36,6 @@ ADMIT_BELOW = 0.5
 """New sessions are refused while the global audio buffer is fuller than this fraction."""
 DRAIN_TIMEOUT_S = 10.0
 """Longest a closing session waits for its buffered records to reach the broker (s)."""
-CLOSE_OVERLOADED = 1013
 """WebSocket close code "Try Again Later" (RFC 6455 registry): a session refused for load."""
 
 
@@ -77,7 +76,7 @@ class AudioBudget:
             Rejection: 1013 ``overloaded`` while the buffer is :attr:`saturated`.
         """
         if self.saturated:
-            raise Rejection(CLOSE_OVERLOADED, "overloaded",
+            raise Rejection(CLOSE_TRY_AGAIN, "overloaded",
                             f"{self.used} bytes of caller audio wait for the broker; try again later")
 
 

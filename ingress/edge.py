@@ -14,11 +14,20 @@ Close codes (also in README.md):
 4403   forbidden: an Origin not in ``VOXBUS_ALLOWED_ORIGINS``, or a session id that
        belongs to another principal
 4408   no start message in time, or no frame for ``VOXBUS_IDLE_TIMEOUT_S``
-4409   the session was resumed on a newer connection (the older one is closed)
+4409   the session was resumed on a newer connection (the older one is closed); a
+       second stream for a phone call that already has one (the new one is refused)
 4413   the session reached ``VOXBUS_MAX_SESSION_S``
 4429   too many sessions: per-minute rate or concurrent-session limit of the principal
-       (anonymous callers, per address, only with ``VOXBUS_LIMIT_ANONYMOUS``)
+       (anonymous callers, per address, only with ``VOXBUS_LIMIT_ANONYMOUS``); too many
+       sockets waiting for their start message, per principal or per address
+1013   try again later: the audio buffer is saturated, or session ownership
+       (:mod:`ingress.ownership`) is still loading and the start names a session id
 =====  ==========================================================================
+
+Session ownership: a session id is bound to the principal that opened it, here while
+the session is live and ``VOXBUS_SESSION_BINDING_TTL_S`` after, and on the bus
+(:class:`~ingress.ownership.SessionLedger`, every replica) for ``VOXBUS_MAX_SESSION_S``
++ ``VOXBUS_SESSION_BINDING_TTL_S`` after it was admitted.
 """
 
 from __future__ import annotations
@@ -26,15 +35,19 @@ from __future__ import annotations
 import contextlib
 import logging
 import time
-from collections import OrderedDict, defaultdict, deque
+from collections import Counter, OrderedDict, defaultdict, deque
+from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 
 from ingress import metrics
-from ingress.auth import Authenticator, AuthError, Principal, credential_from
+from ingress.auth import Authenticator, AuthError, CallTokens, Principal, credential_from
 from streams.settings import Settings
+
+if TYPE_CHECKING:
+    from ingress.ownership import SessionLedger
 
 log = logging.getLogger(__name__)
 
@@ -46,6 +59,7 @@ CLOSE_TIMEOUT = 4408
 CLOSE_REPLACED = 4409
 CLOSE_TOO_LONG = 4413
 CLOSE_LIMITED = 4429
+CLOSE_TRY_AGAIN = 1013
 MAX_BINDINGS = 100_000
 """Most session-id bindings of closed sessions remembered (oldest forgotten first)."""
 
@@ -110,14 +124,26 @@ class EdgeGuard:
 
     Args:
         settings: the ``VOXBUS_*`` edge settings.
+        ledger: the bindings of every replica (``voxbus.sessions``); None: this replica's only.
+
+    Raises:
+        ValueError: a Twilio auth token without a public URL (signatures cannot be checked
+            against the request's ``Host``, which the caller chooses), or a bad ``VOXBUS_API_KEYS``.
     """
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, ledger: SessionLedger | None = None) -> None:
+        if settings.twilio_auth_token and not settings.public_url:
+            raise ValueError("VOXBUS_TWILIO_AUTH_TOKEN is set but VOXBUS_PUBLIC_URL is not: Twilio "
+                             "signatures are checked against the public URL only; set it to https://<host>")
         self.settings = settings
+        self.ledger = ledger
         self.auth = Authenticator(settings)
+        self.call_tokens = (CallTokens(settings.twilio_auth_token, settings.twilio_stream_token_ttl_s)
+                            if settings.twilio_auth_token else None)
         origins = {o.strip().rstrip("/") for o in settings.allowed_origins.split(",") if o.strip()}
         self.origins = None if not origins or "*" in origins else origins
         self.starts: dict[str, deque[float]] = defaultdict(deque)
+        self.pending: Counter[str] = Counter()
         self.active: dict[str, dict[str, int]] = defaultdict(dict)
         self.bindings: OrderedDict[str, _Binding] = OrderedDict()
 
@@ -156,24 +182,109 @@ class EdgeGuard:
         except AuthError as exc:
             raise Rejection(CLOSE_UNAUTHENTICATED, "unauthenticated", f"{exc.reason}: {exc}") from None
 
+    def authorize(self, request: web.Request, role: str) -> Principal:
+        """The principal of an HTTP API request, if it has ``role`` (see :mod:`ingress.auth`).
+
+        Raises:
+            web.HTTPUnauthorized: credentials missing, unknown, malformed or expired (401).
+            web.HTTPForbidden: the principal lacks ``role`` (403), e.g. a caller's key on the agent API.
+        """
+        try:
+            principal = self.authenticate(request)
+        except Rejection as rejection:
+            raise web.HTTPUnauthorized(text=f"{rejection.reason}: {rejection}") from None
+        assert principal is not None
+        if not principal.has_role(role):
+            metrics.REJECTIONS.labels("role_forbidden").inc()
+            log.info("rejected %s: %s %s needs the %s role", principal.id, request.method, request.path, role)
+            raise web.HTTPForbidden(text=f"role_forbidden: this needs the {role} role")
+        return principal
+
     # -- how much ---------------------------------------------------------------------------
-    def admit(self, principal: Principal, session_id: str, now: float | None = None) -> Admission:
+    @contextlib.contextmanager
+    def awaiting_start(self, principal: Principal | None, peer: str) -> Iterator[None]:
+        """Count a socket waiting for its start message, per principal and per address.
+
+        Args:
+            principal: who the handshake authenticated; None: not known before the start
+                message (a phone call), counted per address only.
+            peer: the socket's address.
+
+        Raises:
+            Rejection: 4429 ``too_many_pending`` over ``max_pending_starts`` for the principal
+                (authenticated ones) or ``max_pending_starts_per_address`` for the address.
+        """
+        s = self.settings
+        keys = [(f"address:{peer}", s.max_pending_starts_per_address)]
+        if principal is not None and principal.kind != "anonymous":
+            keys.append((f"principal:{principal.limit_key}", s.max_pending_starts))
+        for key, limit in keys:
+            if limit and self.pending[key] >= limit:
+                raise Rejection(CLOSE_LIMITED, "too_many_pending",
+                                f"more than {limit} connections waiting for their start message")
+        self.pending.update(key for key, _ in keys)
+        try:
+            yield
+        finally:
+            self.pending.subtract(key for key, _ in keys)
+            for key, _ in keys:
+                if self.pending[key] <= 0:
+                    del self.pending[key]
+
+    async def claim(self, admission: Admission, egress_partition: int, exclusive: bool = False) -> None:
+        """Record the admitted session's owner on the bus before any of its records is produced.
+
+        Raises:
+            Rejection: 1013 ``ownership_unavailable`` (the broker did not take the binding;
+                the admission is released).
+        """
+        if self.ledger is None:
+            return
+        try:
+            await self.ledger.claim(admission.session_id, admission.principal.id, egress_partition, exclusive)
+        except Exception as exc:
+            self.release(admission)
+            log.warning("session %s: binding not stored: %s: %s", admission.session_id,
+                        type(exc).__name__, exc)
+            raise Rejection(CLOSE_TRY_AGAIN, "ownership_unavailable",
+                            "the session could not be registered: try again in a moment") from None
+
+    def admit(self, principal: Principal, session_id: str, now: float | None = None, named: bool = True,
+              exclusive: bool = False) -> Admission:
         """Admit one session of ``principal``: ownership, then rate, then concurrency.
 
-        A session id is bound to the principal that opened it, while it is live and for
-        ``session_binding_ttl_s`` after; the same principal may resume it (also from a
-        second socket: the older one is then replaced).
+        A session id is bound to the principal that opened it (see the module docstring);
+        the same principal may resume it (also from a second socket: the older one is
+        then replaced), unless the session is ``exclusive``.
+
+        Args:
+            principal: who opens the session.
+            session_id: the session.
+            now: monotonic time (s); tests pass their own.
+            named: the caller chose the id (a resume); False for an id the ingress generated.
+            exclusive: the session may not be resumed at all (a phone call: one stream per call).
 
         Raises:
             Rejection: 4403 ``session_forbidden`` (the id belongs to another principal);
+                4409 ``call_already_streaming`` (an exclusive session that exists);
+                1013 ``ownership_loading`` (a named id before the ledger has read the bus);
                 4429 ``rate_limited`` or ``too_many_sessions``.
         """
         now = time.monotonic() if now is None else now
         s = self.settings
         binding = self.bindings.get(session_id)
         bound = binding is not None and (binding.live or binding.expires > now)
-        if bound and binding.principal_id != principal.id:  # type: ignore[union-attr]
+        owner = bound and binding.principal_id  # type: ignore[union-attr]
+        if named and not owner and self.ledger is not None:
+            if not self.ledger.ready:
+                raise Rejection(CLOSE_TRY_AGAIN, "ownership_loading",
+                                "session ownership is still loading: try again in a moment")
+            on_bus = self.ledger.owner(session_id)
+            owner = on_bus.principal if on_bus is not None else ""
+        if owner and owner != principal.id:
             raise Rejection(CLOSE_FORBIDDEN, "session_forbidden", "the session id belongs to another caller")
+        if owner and exclusive:
+            raise Rejection(CLOSE_REPLACED, "call_already_streaming", "this call already has a stream")
         # authentication off (the local run): anonymous callers have no limits unless asked for
         unlimited = principal.kind == "anonymous" and not s.limit_anonymous
         key = "" if unlimited else principal.limit_key

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 
 from aiokafka import AIOKafkaProducer
@@ -11,6 +12,7 @@ from ingress import metrics
 from ingress.backpressure import AudioBudget
 from ingress.egress import EgressReader
 from ingress.health import StageMonitor
+from ingress.ownership import SessionLedger
 from ingress.turns import FinishedTurns
 from processors.runtime import STAGES
 from schemas import Record, SessionRecord, encode
@@ -20,13 +22,17 @@ from streams.topics import EGRESS, TopicSpec
 
 log = logging.getLogger(__name__)
 
+LEDGER_WAIT_S = 30.0
+"""Longest the ingress start waits for the session bindings to be read back (s)."""
+
 
 class Gateway:
     """Produce caller records, route egress events to sessions, watch stage liveness.
 
     ``sessions`` maps session id -> an object with ``async deliver(record)``; only
     the session's own events are delivered to it.  ``audio_budget`` bounds the caller
-    audio of all sessions waiting for the broker; ``finished`` remembers ended turns.
+    audio of all sessions waiting for the broker; ``finished`` remembers ended turns;
+    ``ledger`` knows who owns each session id, on every replica (``voxbus.sessions``).
     """
 
     def __init__(self, settings: Settings) -> None:
@@ -34,9 +40,14 @@ class Gateway:
         self.sessions: dict[str, object] = {}
         self.audio_budget = AudioBudget(settings.ingress_buffer_bytes)
         self.finished = FinishedTurns()
+        self.ledger = SessionLedger(settings, self.produce)
 
     async def start(self) -> None:
-        """Create missing topics, connect the producer, start reading egress and heartbeats."""
+        """Create missing topics, connect the producer, start reading egress, heartbeats and bindings.
+
+        The session bindings are read back for up to :data:`LEDGER_WAIT_S`; until they are,
+        sessions that name their id are refused with 1013 (:mod:`ingress.ownership`).
+        """
         settings = self.settings
         # acks=1 and no idempotence: the embedded broker (Tansu) fails InitProducerId.
         self.producer = AIOKafkaProducer(bootstrap_servers=settings.bootstrap, linger_ms=0,
@@ -47,10 +58,14 @@ class Gateway:
         await self.producer.start()
         await self.egress.start()
         await self.monitor.start()
+        await self.ledger.start()
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self.ledger.caught_up.wait(), LEDGER_WAIT_S)
 
     async def stop(self) -> None:
         """Close every Kafka client."""
-        await asyncio.gather(self.egress.stop(), self.monitor.stop(), return_exceptions=True)
+        await asyncio.gather(self.egress.stop(), self.monitor.stop(), self.ledger.stop(),
+                             return_exceptions=True)
         await self.producer.stop()
 
     async def produce(self, topic: TopicSpec, record: Record) -> None:

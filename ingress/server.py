@@ -17,6 +17,7 @@ import time
 import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 from aiohttp import WSMsgType, web
 from aiohttp.http_websocket import WSMessage
@@ -40,6 +41,8 @@ from ingress.edge import (
     reject,
 )
 from ingress.gateway import Gateway
+from ingress.logs import AccessLogger
+from ingress.logs import install as install_log_filter
 from ingress.protocol import ClientMessage, End, ProtocolError, Start, Text
 from ingress.session import CallerSession, protocol_error_event
 from ingress.transport import JsonTransport
@@ -132,21 +135,21 @@ async def stream(request: web.Request) -> web.WebSocketResponse:
     gateway, guard = request.app[GATEWAY], request.app[GUARD]
     settings = gateway.settings
     opened = time.monotonic()
-    ws = web.WebSocketResponse(max_msg_size=settings.max_frame_bytes, heartbeat=HEARTBEAT_S)
+    ws = _socket(settings)
     await ws.prepare(request)
     peer = peer_of(request)
     try:
         guard.check_origin(request)
         principal = guard.authenticate(request)
-    except Rejection as rejection:
-        await reject(ws, rejection, peer)
-        return ws
-    session = await _start(gateway, ws)
-    if session is None:
-        return ws
-    try:
+        assert principal is not None
+        with guard.awaiting_start(principal, peer):
+            started = await _start(gateway, ws)
+        if started is None:
+            return ws
+        session, named = started
         gateway.audio_budget.admit()
-        admission = guard.admit(principal, session.session_id)  # type: ignore[arg-type]
+        admission = guard.admit(principal, session.session_id, named=named)
+        await guard.claim(admission, session.partition)
     except Rejection as rejection:
         await reject(ws, rejection, peer)
         return ws
@@ -176,8 +179,16 @@ async def stream(request: web.Request) -> web.WebSocketResponse:
     return ws
 
 
-async def _start(gateway: Gateway, ws: web.WebSocketResponse) -> CallerSession | None:
-    """Read and validate the start message; reject the socket with 4400/4408 otherwise."""
+def _socket(settings: Settings) -> web.WebSocketResponse:
+    """A caller socket accepting frames of up to ``max_frame_bytes`` (aiohttp refuses its limit itself)."""
+    return web.WebSocketResponse(max_msg_size=settings.max_frame_bytes + 1, heartbeat=HEARTBEAT_S)
+
+
+async def _start(gateway: Gateway, ws: web.WebSocketResponse) -> tuple[CallerSession, bool] | None:
+    """Read and validate the start message: (session, whether the caller named its id).
+
+    Rejects the socket with 4400/4408 (and returns None) otherwise.
+    """
     try:
         msg = await ws.receive(timeout=START_TIMEOUT_S)
     except TimeoutError:
@@ -193,7 +204,8 @@ async def _start(gateway: Gateway, ws: web.WebSocketResponse) -> CallerSession |
         if not isinstance(start, Start):
             raise ProtocolError("expected_start", "the first frame must be a JSON start message")
         session_id = start.session_id or uuid.uuid4().hex
-        return CallerSession(gateway, JsonTransport(ws), session_id, start.sample_rate, start.speak)
+        session = CallerSession(gateway, JsonTransport(ws), session_id, start.sample_rate, start.speak)
+        return session, start.session_id is not None
     except ProtocolError as exc:
         await ws.send_str(json.dumps(protocol_error_event(exc)))
         await ws.close(code=CLOSE_BAD_REQUEST, message=exc.code.encode())
@@ -206,22 +218,27 @@ async def twilio_stream(request: web.Request) -> web.WebSocketResponse:
     gateway, guard = request.app[GATEWAY], request.app[GUARD]
     settings = gateway.settings
     opened = time.monotonic()
-    ws = web.WebSocketResponse(max_msg_size=settings.max_frame_bytes, heartbeat=HEARTBEAT_S)
+    ws = _socket(settings)
     await ws.prepare(request)
+    peer = peer_of(request)
     try:
         guard.check_origin(request)
-        principal = twilio.twilio_principal(request, guard)
-        start = await twilio.read_start(ws, START_TIMEOUT_S)
+        signed = twilio.check_signature(request, guard)
+        with guard.awaiting_start(None, peer):
+            start = await twilio.read_start(ws, START_TIMEOUT_S)
         if start is None:
             return ws
+        principal = twilio.call_principal(request, guard, start, signed)
         if principal is None:
             principal = guard.authenticate(request, extra=start.customParameters)
         assert principal is not None
-        session_id = twilio.session_id_for(start)
+        session_id = twilio.session_id_for(start, principal)
         transport = twilio.TwilioTransport(ws, start.streamSid)
         session = CallerSession(gateway, transport, session_id, twilio.TWILIO_RATE)
         gateway.audio_budget.admit()
-        admission = guard.admit(principal, session_id)
+        call = principal.kind == "twilio"
+        admission = guard.admit(principal, session_id, exclusive=call)
+        await guard.claim(admission, session.partition, exclusive=call)
     except Rejection as rejection:
         await twilio.reject_twilio(ws, rejection, request)
         return ws
@@ -229,7 +246,7 @@ async def twilio_stream(request: web.Request) -> web.WebSocketResponse:
     await attach(gateway, session)
     try:
         await session.open()
-        async for msg in frames(ws, settings, opened, peer_of(request)):
+        async for msg in frames(ws, settings, opened, peer):
             if msg.type != WSMsgType.TEXT:
                 continue
             try:
@@ -274,7 +291,7 @@ def make_app(settings: Settings | None = None, gateway: Gateway | None = None) -
     settings = settings or get_settings()
     app = web.Application()
     app[GATEWAY] = gateway or Gateway(settings)
-    app[GUARD] = EdgeGuard(settings)
+    app[GUARD] = EdgeGuard(settings, app[GATEWAY].ledger)
 
     async def lifecycle(app: web.Application) -> object:
         await app[GATEWAY].start()
@@ -288,18 +305,32 @@ def make_app(settings: Settings | None = None, gateway: Gateway | None = None) -
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/metrics", prometheus)
     app.router.add_get("/", index)
-    add_analytics_routes(app, app[GATEWAY])
+    add_analytics_routes(app, app[GATEWAY], app[GUARD])
     add_agent_routes(app, app[GATEWAY], app[GUARD])
     if STATIC.is_dir():
         app.router.add_static("/static", STATIC)
     return app
 
 
+def server_options(settings: Settings) -> dict[str, Any]:
+    """The aiohttp server's options: the scrubbed access log, and the idle-connection timeout.
+
+    A connection with no complete request (idle, or a half-open request) is closed after
+    ``http_keepalive_timeout_s`` (aiohttp's default holds it 75 s).
+    """
+    return {"access_log_class": AccessLogger, "keepalive_timeout": settings.http_keepalive_timeout_s}
+
+
 def run(settings: Settings | None = None) -> None:
-    """Serve the ingress on ``settings.host:settings.port`` until SIGINT/SIGTERM."""
+    """Serve the ingress on ``settings.host:settings.port`` until SIGINT/SIGTERM.
+
+    Raises:
+        ValueError: inconsistent edge settings (see :class:`~ingress.edge.EdgeGuard`).
+    """
     settings = settings or get_settings()
+    install_log_filter()
     web.run_app(make_app(settings), host=settings.host, port=settings.port, print=None,
-                shutdown_timeout=5.0, handle_signals=True)
+                shutdown_timeout=5.0, handle_signals=True, **server_options(settings))
 
 
-__all__ = ["make_app", "run"]
+__all__ = ["make_app", "run", "server_options"]

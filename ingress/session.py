@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections import deque
 from typing import TYPE_CHECKING, Any
 
 from ingress import metrics
@@ -77,6 +78,8 @@ class CallerSession:
         self.turns: dict[str, Turn] = {}
         self.cancelled: set[str] = set()
         self.partition = gateway.settings.ingress_slot
+        self.text_times: deque[float] = deque()
+        self.last_text_ms = 0
 
     # -- caller -> bus ------------------------------------------------------------------
     async def open(self) -> None:
@@ -112,9 +115,20 @@ class CallerSession:
         ))
 
     async def on_text(self, text: str) -> None:
-        """Start a text-channel turn: straight to ``voxbus.transcripts``, no vad/asr/tts."""
+        """Start a text-channel turn: straight to ``voxbus.transcripts``, no vad/asr/tts.
+
+        A turn with no reply after ``turn_timeout_s`` ends with ``turn_timeout``.
+
+        Raises:
+            ProtocolError: ``rate_limited`` (over ``text_turns_per_minute``) or ``too_many_turns``
+                (``max_pending_text_turns`` still unanswered): the turn is dropped, the session goes on.
+        """
+        if self.ended:
+            return
+        self._admit_text(time.monotonic())
         now = time.time()
-        turn_id = f"t{int(now * 1000)}"
+        self.last_text_ms = max(int(now * 1000), self.last_text_ms + 1)  # unique within the session
+        turn_id = f"t{self.last_text_ms}"
         transcript = Transcript(
             session_id=self.session_id, egress_partition=self.partition, turn_id=turn_id, text=text,
             source="text", speak=False, marks={"ingress.text": now},
@@ -122,12 +136,35 @@ class CallerSession:
         turn = self.turns[turn_id] = Turn(turn_id, source="text", speak=False)
         turn.absorb(transcript)
         await self.gateway.produce(TRANSCRIPTS, transcript)
+        self.watch_turn(turn)
+
+    def _admit_text(self, now: float) -> None:
+        """Count one text turn against the session's rate and its unanswered turns.
+
+        Raises:
+            ProtocolError: ``rate_limited`` or ``too_many_turns``.
+        """
+        settings = self.gateway.settings
+        times = self.text_times
+        while times and times[0] <= now - 60.0:
+            times.popleft()
+        if settings.text_turns_per_minute and len(times) >= settings.text_turns_per_minute:
+            raise ProtocolError("rate_limited",
+                                f"at most {settings.text_turns_per_minute} text turns a minute")
+        pending = sum(t.source == "text" and not t.complete for t in self.turns.values())
+        if settings.max_pending_text_turns and pending >= settings.max_pending_text_turns:
+            raise ProtocolError("too_many_turns",
+                                f"wait for an answer: {pending} text turns are still unanswered")
+        times.append(now)
 
     async def close(self) -> None:
-        """Flush the last audio and end the session on the bus (once)."""
+        """Flush the last audio, cancel unanswered text turns and end the session on the bus (once)."""
         if self.ended:
             return
         self.ended = True
+        for turn in list(self.turns.values()):
+            if turn.source == "text" and not turn.complete and turn.turn_id not in self.cancelled:
+                await self.cancel(turn, "hangup")
         now = time.time()
         for start_sample, pcm in self.chunker.flush():
             self._queue_chunk(start_sample, pcm, now)

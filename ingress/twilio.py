@@ -25,16 +25,16 @@ import json
 import logging
 import re
 import time
-from typing import Any
+from typing import Annotated, Any, Literal
 from xml.sax.saxutils import quoteattr
 
 import numpy as np
 import soxr
 from aiohttp import WSMsgType, web
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError
 
 from ingress import metrics
-from ingress.auth import Principal, twilio_signature_valid, twilio_url_candidates
+from ingress.auth import CALL_SID_PATTERN, AuthError, Principal, twilio_signature_valid, twilio_url_candidates
 from ingress.edge import (
     CLOSE_BAD_REQUEST,
     CLOSE_TIMEOUT,
@@ -54,8 +54,12 @@ TWILIO_RATE = 8000
 """Hz of Twilio's mu-law audio, both ways."""
 FRAME_BYTES = 160
 """Outbound ``media`` payload size: 20 ms of 8 kHz mu-law, as Twilio itself sends."""
-TWILIO_PRINCIPAL = Principal("twilio", "twilio", "twilio")
-"""Who a call with a valid ``X-Twilio-Signature`` is."""
+TOKEN_PARAMETER = "voxbus_token"
+"""The ``<Stream>``'s ``<Parameter>`` carrying the call's stream token (:class:`ingress.auth.CallTokens`)."""
+Sid = Annotated[str, StringConstraints(pattern=SESSION_ID_PATTERN)]
+"""A Twilio SID (``streamSid``, ``callSid``): 1-64 characters of ``[A-Za-z0-9_.:-]``."""
+DTMF_DIGIT = r"^[0-9*#A-Da-dw]$"
+"""A DTMF key, as Twilio reports it (0-9, ``*``, ``#``, A-D)."""
 
 
 class MediaFormat(BaseModel):
@@ -71,12 +75,78 @@ class StreamStart(BaseModel):
     """The ``start`` object of Twilio's ``start`` message."""
 
     model_config = ConfigDict(extra="allow")
-    streamSid: str  # noqa: N815
-    callSid: str = ""  # noqa: N815
-    accountSid: str = ""  # noqa: N815
+    streamSid: Sid  # noqa: N815
+    callSid: Sid | None = None  # noqa: N815
+    accountSid: Sid | None = None  # noqa: N815
     tracks: list[str] = Field(default_factory=lambda: ["inbound"])
     customParameters: dict[str, str] = Field(default_factory=dict)  # noqa: N815
     mediaFormat: MediaFormat  # noqa: N815
+
+
+class _Event(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+
+class _Media(_Event):
+    track: str = "inbound"
+    payload: str
+
+
+class MediaMessage(_Event):
+    """``media``: 20 ms of base64 mu-law caller audio."""
+
+    event: Literal["media"]
+    media: _Media
+
+
+class _Mark(_Event):
+    name: Annotated[str, StringConstraints(max_length=200)]
+
+
+class MarkMessage(_Event):
+    """``mark``: Twilio has played (or cleared) the audio before a mark we sent."""
+
+    event: Literal["mark"]
+    mark: _Mark
+
+
+class _Dtmf(_Event):
+    digit: Annotated[str, StringConstraints(pattern=DTMF_DIGIT)]
+
+
+class DtmfMessage(_Event):
+    """``dtmf``: the caller pressed a key."""
+
+    event: Literal["dtmf"]
+    dtmf: _Dtmf
+
+
+class StopMessage(_Event):
+    """``stop``: the call ended."""
+
+    event: Literal["stop"]
+
+
+MESSAGES: dict[str, type[_Event]] = {"media": MediaMessage, "mark": MarkMessage, "dtmf": DtmfMessage,
+                                     "stop": StopMessage}
+"""The messages a call acts on after ``start``, by ``event``; others (``connected``...) are ignored."""
+
+
+def parse_message(data: dict[str, Any]) -> _Event | None:
+    """The typed message of ``data``; None for an event the call ignores.
+
+    Raises:
+        ProtocolError: ``bad_message``: a field of the wrong type or format.
+    """
+    model = MESSAGES.get(data.get("event"))  # type: ignore[arg-type]
+    if model is None:
+        return None
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(map(str, first["loc"])) or "message"
+        raise ProtocolError("bad_message", f"{data['event']}: {where}: {first['msg']}") from None
 
 
 def mark_name(turn_id: str, epoch: int, offset: int) -> str:
@@ -205,7 +275,8 @@ async def read_start(ws: web.WebSocketResponse, timeout_s: float) -> StreamStart
         if event == "connected":
             continue
         if event != "start":
-            raise Rejection(CLOSE_BAD_REQUEST, "expected_start", f"expected connected/start, got {event!r}")
+            raise Rejection(CLOSE_BAD_REQUEST, "expected_start",
+                            f"expected connected/start, got {str(event)[:40]!r}")
         try:
             fields = {"streamSid": data.get("streamSid", ""), **data.get("start", {})}
             start = StreamStart.model_validate(fields)
@@ -214,77 +285,115 @@ async def read_start(ws: web.WebSocketResponse, timeout_s: float) -> StreamStart
         fmt = start.mediaFormat
         if (fmt.encoding.lower(), fmt.sampleRate, fmt.channels) != ("audio/x-mulaw", TWILIO_RATE, 1):
             raise Rejection(CLOSE_BAD_REQUEST, "bad_media_format",
-                            f"need audio/x-mulaw 8000 Hz mono, got {fmt.encoding} {fmt.sampleRate} Hz")
+                            f"need audio/x-mulaw 8000 Hz mono, got {fmt.encoding[:40]} {fmt.sampleRate} Hz")
         return start
 
 
-def twilio_principal(request: web.Request, guard: EdgeGuard) -> Principal | None:
-    """Who the handshake is from: Twilio (valid signature), a key/JWT holder, or None (look in ``start``).
+def check_signature(request: web.Request, guard: EdgeGuard) -> bool:
+    """True if the handshake carries a valid ``X-Twilio-Signature`` (of the public URL).
 
     Raises:
-        Rejection: 4401 a bad signature, or no signature where one is required.
+        Rejection: 4401 a bad signature, or none while a Twilio auth token is configured
+            and no key or JWT could stand in for it (authentication off).
     """
     settings = guard.settings
     token = settings.twilio_auth_token
-    if token:
-        signature = request.headers.get("X-Twilio-Signature", "")
-        if signature:
-            urls = twilio_url_candidates(settings.public_url, request.scheme, request.host, request.path_qs)
-            if twilio_signature_valid(token, signature, urls):
-                return TWILIO_PRINCIPAL
-            raise Rejection(CLOSE_UNAUTHENTICATED, "unauthenticated",
-                            "invalid_signature: bad X-Twilio-Signature")
-        if not guard.auth.enabled:
-            raise Rejection(CLOSE_UNAUTHENTICATED, "unauthenticated",
-                            "missing_signature: X-Twilio-Signature is required")
-    return guard.authenticate(request, optional=True)
+    if not token:
+        return False
+    signature = request.headers.get("X-Twilio-Signature", "")
+    if signature:
+        urls = twilio_url_candidates(settings.public_url, request.scheme, request.host, request.path_qs)
+        if twilio_signature_valid(token, signature, urls):
+            return True
+        raise Rejection(CLOSE_UNAUTHENTICATED, "unauthenticated", "invalid_signature: bad X-Twilio-Signature")
+    if not guard.auth.enabled:
+        raise Rejection(CLOSE_UNAUTHENTICATED, "unauthenticated",
+                        "missing_signature: X-Twilio-Signature is required")
+    return False
 
 
-def session_id_for(start: StreamStart) -> str:
-    """The session id of a call: the ``session_id`` custom parameter, else the ``callSid``.
+def call_principal(request: web.Request, guard: EdgeGuard, start: StreamStart,
+                   signed: bool) -> Principal | None:
+    """Who the stream is: its call (a valid stream token), or a key/JWT holder (a PBX).
+
+    Returns:
+        ``twilio:<callSid>`` for a stream with a valid token of its own call; None when the
+        stream is a key/JWT holder's (or anonymous: authentication off), see
+        :meth:`~ingress.edge.EdgeGuard.authenticate`.
+
+    Raises:
+        Rejection: 4401 a token that is forged, another call's or expired; a signed
+            stream without a token (while a Twilio auth token is configured).
+    """
+    token = start.customParameters.get(TOKEN_PARAMETER)
+    tokens = guard.call_tokens
+    if tokens is None or (token is None and not signed):
+        return None
+    if token is None:
+        raise Rejection(CLOSE_UNAUTHENTICATED, "unauthenticated",
+                        f"missing_stream_token: the stream needs its <Parameter name=\"{TOKEN_PARAMETER}\">")
+    try:
+        tokens.verify(token, start.callSid or "")
+    except AuthError as exc:
+        raise Rejection(CLOSE_UNAUTHENTICATED, "unauthenticated", f"{exc.reason}: {exc}") from None
+    return Principal(f"twilio:{start.callSid}", "twilio", "twilio")
+
+
+def session_id_for(start: StreamStart, principal: Principal) -> str:
+    """A call's session id: a Twilio call's ``callSid``; else the ``session_id`` parameter or ``callSid``.
 
     Raises:
         Rejection: 4400 when neither is a valid session id.
     """
-    session_id = start.customParameters.get("session_id") or start.callSid or start.streamSid
+    session_id = start.callSid or start.streamSid
+    if principal.kind != "twilio":
+        session_id = start.customParameters.get("session_id") or session_id
     if not re.fullmatch(SESSION_ID_PATTERN.strip("^$"), session_id):
         raise Rejection(CLOSE_BAD_REQUEST, "bad_session_id", "session_id/callSid is not a valid session id")
     return session_id
 
 
 async def handle_message(session: Any, transport: TwilioTransport, data: dict[str, Any]) -> bool:
-    """Apply one Twilio message to the session; return False on ``stop``."""
-    event = data.get("event")
-    if event == "media":
-        media = data.get("media") or {}
-        if media.get("track", "inbound") not in ("inbound", "inbound_track"):
+    """Apply one Twilio message to the session; return False on ``stop``.
+
+    Raises:
+        ProtocolError: a malformed message (``bad_message``, ``bad_payload``): dropped, the call goes on.
+    """
+    message = parse_message(data)
+    if isinstance(message, MediaMessage):
+        if message.media.track not in ("inbound", "inbound_track"):
             return True
         try:
-            payload = base64.b64decode(media.get("payload", ""), validate=True)
+            payload = base64.b64decode(message.media.payload, validate=True)
         except (binascii.Error, ValueError):
             raise ProtocolError("bad_payload", "media payload is not base64") from None
         if payload:
             await session.on_audio(ulaw_decode(payload).astype("<i2").tobytes())
-    elif event == "mark":
-        heard = transport.heard(str((data.get("mark") or {}).get("name", "")))
+    elif isinstance(message, MarkMessage):
+        heard = transport.heard(message.mark.name)
         if heard is not None:
             session.confirm_heard(*heard)
-    elif event == "dtmf":
-        digit = (data.get("dtmf") or {}).get("digit", "")
+    elif isinstance(message, DtmfMessage):
         metrics.DTMF.inc()
-        log.info("twilio stream %s: DTMF %s", transport.stream_sid, digit)
-    elif event == "stop":
+        log.info("twilio stream %s: DTMF %s", transport.stream_sid, message.dtmf.digit)
+    elif isinstance(message, StopMessage):
         return False
     return True
 
 
 async def twiml(request: web.Request) -> web.Response:
-    """Voice webhook: TwiML that connects the call to ``/v1/twilio`` (signature-checked when configured)."""
+    """Voice webhook: TwiML that connects the call to ``/v1/twilio``.
+
+    With a Twilio auth token configured, the request must carry Twilio's signature of the
+    public URL (403 otherwise) and a ``CallSid`` (400), and the ``<Stream>`` carries the
+    call's stream token as a ``<Parameter>``.
+    """
     from ingress.server import GUARD
 
     guard: EdgeGuard = request.app[GUARD]
     settings = guard.settings
     params = list((await request.post()).items()) if request.method == "POST" else []
+    parameter = ""
     if settings.twilio_auth_token:
         urls = twilio_url_candidates(settings.public_url, request.scheme, request.host, request.path_qs)
         signature = request.headers.get("X-Twilio-Signature", "")
@@ -293,12 +402,18 @@ async def twiml(request: web.Request) -> web.Response:
             metrics.REJECTIONS.labels("twiml_bad_signature").inc()
             log.info("rejected %s: TwiML webhook with a bad X-Twilio-Signature", peer_of(request))
             raise web.HTTPForbidden(text="invalid X-Twilio-Signature")
+        call_sid = str(dict(pairs).get("CallSid") or request.query.get("CallSid", ""))
+        if not re.fullmatch(CALL_SID_PATTERN, call_sid):
+            raise web.HTTPBadRequest(text="CallSid missing or malformed")
+        assert guard.call_tokens is not None
+        token = guard.call_tokens.issue(call_sid)
+        parameter = f"<Parameter name={quoteattr(TOKEN_PARAMETER)} value={quoteattr(token)} />"
     if settings.public_url:
         base = settings.public_url.rstrip("/").replace("https://", "wss://", 1).replace("http://", "ws://", 1)
     else:
         base = f"wss://{request.host}"
     body = ('<?xml version="1.0" encoding="UTF-8"?>\n<Response><Connect>'
-            f"<Stream url={quoteattr(base + '/v1/twilio')} /></Connect></Response>")
+            f"<Stream url={quoteattr(base + '/v1/twilio')}>{parameter}</Stream></Connect></Response>")
     return web.Response(text=body, content_type="text/xml")
 
 

@@ -254,6 +254,30 @@ class Settings(BaseSettings):
         default=3600.0, ge=0,
         description="How long a session id stays bound to its principal after the session closes (s).",
     )
+    text_turns_per_minute: int = Field(
+        default=20, ge=0,
+        description="Text turns a session may send per minute; more are dropped ('rate_limited'); 0: none.",
+    )
+    max_pending_text_turns: int = Field(
+        default=3, ge=0,
+        description="Unanswered text turns a session may have; more are dropped ('too_many_turns'); 0: any.",
+    )
+    max_pending_starts: int = Field(
+        default=16, ge=0,
+        description="Sockets a principal may hold open before their start message; more: 4429; 0: any.",
+    )
+    max_pending_starts_per_address: int = Field(
+        default=32, ge=0,
+        description="Sockets an IP address may hold open before their start message; more: 4429; 0: any.",
+    )
+    http_keepalive_timeout_s: float = Field(
+        default=15.0, gt=0,
+        description="An HTTP connection without a complete request (idle or half-open) is closed after (s).",
+    )
+    twilio_stream_token_ttl_s: float = Field(
+        default=60.0, gt=0,
+        description="Lifetime (s) of the single-use token the TwiML webhook gives a call's media stream.",
+    )
 
     # -- backpressure (ingress, see ingress/backpressure.py) ---------------------------------
     session_buffer_s: float = Field(

@@ -75,6 +75,9 @@ TOOL_RESULTS = TopicSpec("voxbus.tool-results", ("tool_result",), "partitions", 
                          "Tool outcomes (done, need_info, failed) and what to say, back to generation.")
 BOOKINGS = TopicSpec("voxbus.bookings", ("booking",), "partitions", 30 * DAY_MS,
                      "Booked appointments, as stored by the workflow stage.")
+SESSIONS = TopicSpec("voxbus.sessions", ("session_owner",), "partitions", DAY_MS,
+                     "Session id -> owning principal, written at admission, read back by every ingress at "
+                     "startup (retention must exceed VOXBUS_MAX_SESSION_S + VOXBUS_SESSION_BINDING_TTL_S).")
 HANDOFFS = TopicSpec("voxbus.handoffs", ("handoff", "handoff_update"), "partitions", 7 * DAY_MS,
                      "Sessions handed to a person (with a summary), their later caller turns and agent "
                      "replies; read by the agent console.")
@@ -103,5 +106,5 @@ ANALYTICS_TOPICS: tuple[TopicSpec, ...] = (
 ALL_TOPICS: tuple[TopicSpec, ...] = (
     AUDIO, UTTERANCES, TRANSCRIPTS, INTENTS, RETRIEVALS, REPLIES, CONTROL, EGRESS, TURNS, DEAD_LETTER, HEARTBEATS,
     ANALYTICS_WINDOWS, *ANALYTICS_TOPICS,
-    TOOL_CALLS, TOOL_RESULTS, BOOKINGS, HANDOFFS,
+    TOOL_CALLS, TOOL_RESULTS, BOOKINGS, HANDOFFS, SESSIONS,
 )

@@ -58,7 +58,7 @@ async def test_the_api_needs_credentials_when_auth_is_on_and_speaks_for_the_agen
     from schemas import ReplyText
     from streams.topics import EGRESS, HANDOFFS, REPLIES
 
-    client, gateway = await serve(api_keys="alice=key-alice-0123456789")
+    client, gateway = await serve(api_keys="agent:alice=key-alice-0123456789")
     desk = client.server.app[DESK]
     desk.task = asyncio.create_task(asyncio.sleep(3600))  # as if following voxbus.handoffs
     desk.caught_up.set()

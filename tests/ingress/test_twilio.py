@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
+import re
 import time
 import warnings
 
@@ -175,20 +176,149 @@ async def test_bad_start_is_4400(serve, first, reason):
     assert msg.type == aiohttp.WSMsgType.CLOSE and msg.data == 4400 and msg.extra.startswith(reason)
 
 
-async def test_signature_required_when_a_token_is_configured(serve):
-    client, gateway = await serve(twilio_auth_token=TOKEN)
-    url = f"wss://{client.host}:{client.port}/v1/twilio"
+PUBLIC = "https://voice.example.com"
+SIGNED = {"X-Twilio-Signature": twilio_signature(TOKEN, "wss://voice.example.com/v1/twilio")}
+
+
+async def stream_token(client, call_sid=CALL_SID) -> str:
+    """The stream token the signed TwiML webhook gives ``call_sid``."""
+    params = {"CallSid": call_sid, "From": "+15550100", "To": "+15550199"}
+    signature = twilio_signature(TOKEN, f"{PUBLIC}/v1/twilio/twiml", params.items())
+    response = await client.post("/v1/twilio/twiml", data=params, headers={"X-Twilio-Signature": signature})
+    assert response.status == 200
+    return re.search(r'<Parameter name="voxbus_token" value="([^"]+)" />', await response.text()).group(1)
+
+
+async def closed_with(ws) -> tuple[int, str]:
+    """Read until the server closes ``ws``: (close code, reason)."""
+    while True:
+        msg = await ws.receive(timeout=5)
+        if msg.type in (aiohttp.WSMsgType.CLOSE, aiohttp.WSMsgType.CLOSED, aiohttp.WSMsgType.CLOSING):
+            return ws.close_code, msg.extra or ""
+
+
+async def signed_call(client, token: str | None, headers=SIGNED) -> Phone:
+    phone = Phone(await client.ws_connect("/v1/twilio", headers=headers))
+    await phone.send({"event": "connected", "protocol": "Call", "version": "1.0.0"})
+    await phone.send(start_message({"voxbus_token": token} if token else {}))
+    return phone
+
+
+async def test_signature_and_stream_token_required_when_a_token_is_configured(serve):
+    client, gateway = await serve(twilio_auth_token=TOKEN, public_url=PUBLIC)
     bad = {"X-Twilio-Signature": "bm9wZQ=="}
     for headers, expected in [({}, "missing_signature"), (bad, "invalid_signature")]:
         ws = await client.ws_connect("/v1/twilio", headers=headers)
         msg = await ws.receive(timeout=5)
         assert msg.data == 4401 and expected in msg.extra
-    ws = await client.ws_connect("/v1/twilio", headers={"X-Twilio-Signature": twilio_signature(TOKEN, url)})
-    phone = Phone(ws)
-    await phone.send({"event": "connected", "protocol": "Call", "version": "1.0.0"})
+    # a valid handshake signature alone is replayable: the call's token is required too
+    phone = await signed_call(client, None)
+    assert await closed_with(phone.ws) == (4401, "unauthenticated: missing_stream_token: the stream needs its "
+                                                 '<Parameter name="voxbus_token">')
+    phone = await signed_call(client, await stream_token(client))
+    await wait_for(lambda: CALL_SID in gateway.sessions)
+    await phone.ws.close()
+
+
+def test_a_twilio_token_needs_the_public_url():
+    from ingress.server import make_app
+    from streams.settings import Settings
+    from tests.ingress.conftest import FakeGateway
+
+    settings = Settings(twilio_auth_token=TOKEN)
+    with pytest.raises(ValueError, match="VOXBUS_PUBLIC_URL"):
+        make_app(settings, FakeGateway(settings))  # type: ignore[arg-type]
+
+
+async def test_a_replayed_stream_cannot_take_over_the_call(serve):
+    client, gateway = await serve(twilio_auth_token=TOKEN, public_url=PUBLIC)
+    token = await stream_token(client)
+    victim = await signed_call(client, token)
+    await wait_for(lambda: CALL_SID in gateway.sessions)
+    session = gateway.sessions[CALL_SID]
+    # the same signature and token again (a replay), and the same call's token reissued: refused
+    for again in (token, await stream_token(client)):
+        attacker = await signed_call(client, again)
+        code, reason = await closed_with(attacker.ws)
+        assert (code, reason.split(":")[0]) == (4409, "call_already_streaming")
+    other_call = "CA" + "f" * 32
+    for forged in (await stream_token(client, other_call), token[:-4] + "AAAA", "CA.1.x"):
+        attacker = await signed_call(client, forged)
+        code, reason = await closed_with(attacker.ws)
+        assert code == 4401 and "invalid_stream_token" in reason
+    # the victim's stream is untouched: still the session, still heard
+    assert gateway.sessions[CALL_SID] is session and not victim.ws.closed
+    await victim.send(media(ulaw_encode(np.zeros(8000, np.int16)), 0))
+    await wait_for(lambda: gateway.records(AudioChunk, CALL_SID))
+    await victim.ws.close()
+
+
+async def test_an_expired_stream_token_is_refused(serve):
+    client, _ = await serve(twilio_auth_token=TOKEN, public_url=PUBLIC)
+    from ingress.auth import CallTokens
+
+    expired = CallTokens(TOKEN, 60.0).issue(CALL_SID, now=time.time() - 120)
+    code, reason = await closed_with((await signed_call(client, expired)).ws)
+    assert code == 4401 and "expired_stream_token" in reason
+
+
+async def test_a_signature_for_another_host_is_refused(serve):
+    """The Host header is the caller's: only the public URL's signature counts."""
+    client, gateway = await serve(twilio_auth_token=TOKEN, public_url=PUBLIC)
+    forged_host = {"Host": "attacker.example",
+                   "X-Twilio-Signature": twilio_signature(TOKEN, "wss://attacker.example/v1/twilio")}
+    ws = await client.ws_connect("/v1/twilio", headers=forged_host)
+    code, reason = await closed_with(ws)
+    assert code == 4401 and "invalid_signature" in reason
+    assert not gateway.produced
+
+
+async def test_a_second_stream_for_a_call_is_refused_after_an_ingress_restart(serve):
+    bus: list = []
+    client, gateway = await serve(bus, twilio_auth_token=TOKEN, public_url=PUBLIC)
+    token = await stream_token(client)
+    phone = await signed_call(client, token)
+    await wait_for(lambda: CALL_SID in gateway.sessions)
+    await client.close()  # the ingress restarts
+    client, gateway = await serve(bus, twilio_auth_token=TOKEN, public_url=PUBLIC)
+    code, reason = await closed_with((await signed_call(client, token)).ws)
+    assert (code, reason.split(":")[0]) == (4409, "call_already_streaming")
+    assert phone.ws.close_code != 4409  # the first stream was never replaced
+
+
+@pytest.mark.parametrize("message", [
+    {"event": "media", "media": {"payload": 12345}},
+    {"event": "media", "media": "AAAA"},
+    {"event": "media"},
+    {"event": "dtmf", "dtmf": "5"},
+    {"event": "dtmf", "dtmf": {"digit": "5\nINFO ingress.auth: admin logged in"}},
+    {"event": "dtmf", "dtmf": {"digit": ["5"]}},
+    {"event": "mark", "mark": ["a1000:0:100"]},
+    {"event": "mark", "mark": {"name": 7}},
+    {"event": "media", "media": {"payload": "not base64!"}},
+], ids=lambda m: json.dumps(m)[:60])
+async def test_a_malformed_message_is_dropped_and_the_call_goes_on(serve, message, caplog):
+    client, gateway = await serve()
+    phone = Phone(await client.ws_connect("/v1/twilio"))
     await phone.send(start_message())
     await wait_for(lambda: CALL_SID in gateway.sessions)
-    await ws.close()
+    await phone.send({"streamSid": STREAM_SID, **message})
+    await phone.send(media(ulaw_encode(np.zeros(8000, np.int16)), 0))  # one second of audio after it
+    await wait_for(lambda: sum(len(c.pcm) for c in gateway.records(AudioChunk)) >= 28000)
+    assert not phone.ws.closed and CALL_SID in gateway.sessions
+    assert [r.getMessage() for r in caplog.records if "dropped a message" in r.getMessage()]
+    await phone.ws.close()
+
+
+async def test_a_start_with_a_malformed_sid_is_4400(serve):
+    client, gateway = await serve()
+    ws = await client.ws_connect("/v1/twilio")
+    bad = start_message()
+    bad["start"]["streamSid"] = "MZ1\nforged log line"
+    await ws.send_str(json.dumps(bad))
+    msg = await ws.receive(timeout=5)
+    assert msg.data == 4400 and msg.extra.startswith("bad_message")
+    assert not gateway.produced
 
 
 async def test_api_key_in_custom_parameters(serve):
@@ -210,7 +340,12 @@ async def test_twiml_webhook(serve):
     signature = twilio_signature(TOKEN, "https://voice.example.com/v1/twilio/twiml", params.items())
     response = await client.post("/v1/twilio/twiml", data=params, headers={"X-Twilio-Signature": signature})
     assert response.status == 200 and response.content_type == "text/xml"
-    assert '<Connect><Stream url="wss://voice.example.com/v1/twilio" /></Connect>' in await response.text()
+    assert re.search(r'<Connect><Stream url="wss://voice.example.com/v1/twilio"><Parameter name="voxbus_token" '
+                     rf'value="{CALL_SID}\.\d+\.[\w-]+" /></Stream></Connect>', await response.text())
     response = await client.post("/v1/twilio/twiml", data={**params, "From": "+1999"},
                                  headers={"X-Twilio-Signature": signature})
     assert response.status == 403
+    no_call = {"From": "+15550100"}
+    signature = twilio_signature(TOKEN, "https://voice.example.com/v1/twilio/twiml", no_call.items())
+    response = await client.post("/v1/twilio/twiml", data=no_call, headers={"X-Twilio-Signature": signature})
+    assert response.status == 400

@@ -1,0 +1,120 @@
+"""Session ownership on the bus: who each session id belongs to, on every replica, after restarts.
+
+When the ingress admits a session it writes a :class:`~schemas.sessions.SessionOwner`
+to ``voxbus.sessions`` (keyed by session id) and waits for the broker's
+acknowledgement before the session's first record is produced.  Every replica follows
+that topic with a consumer of its own (every partition, no consumer group), reading
+back :attr:`SessionLedger.horizon_s` at startup, so a restarted ingress, or another
+replica, knows the owner of every session id still bound.
+
+Folding is first-owner-wins: while a binding has not expired, a record naming another
+principal does not change it (two replicas admitting the same id at once: the one
+whose record is first on the partition owns it).  Until the ledger has read the topic
+up to where it ended at startup (:attr:`SessionLedger.ready`), a ``start`` that names a
+session id is refused with 1013 (try again later): ownership is never guessed.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Awaitable, Callable, Iterable
+from dataclasses import dataclass
+from typing import Any
+
+from ingress.follow import TopicFollower
+from schemas import Record
+from schemas.codec import SchemaError
+from schemas.sessions import SessionOwner, decode_owner
+from streams.settings import Settings
+from streams.topics import SESSIONS, TopicSpec
+
+log = logging.getLogger(__name__)
+
+Produce = Callable[[TopicSpec, Record], Awaitable[None]]
+
+
+@dataclass
+class Owner:
+    """The principal a session id is bound to, until ``expires`` (epoch s)."""
+
+    principal: str
+    expires: float
+    exclusive: bool = False
+
+
+class SessionLedger(TopicFollower):
+    """The session id -> principal bindings of every replica, folded from ``voxbus.sessions``.
+
+    Args:
+        settings: ``max_session_s`` and ``session_binding_ttl_s`` (how long a binding lasts
+            after an admission: the longest session, then the binding's time to live).
+        produce: how records reach the bus (the gateway's ``produce``).
+    """
+
+    topics = (SESSIONS,)
+
+    def __init__(self, settings: Settings, produce: Produce) -> None:
+        super().__init__(settings)
+        self.produce = produce
+        self.owners: dict[str, Owner] = {}
+        self.horizon_s = settings.max_session_s + settings.session_binding_ttl_s
+        self.pruned = time.monotonic()
+
+    @property
+    def ready(self) -> bool:
+        """True once every binding that existed at startup has been read."""
+        return self.caught_up.is_set()
+
+    def since(self) -> float:
+        """The oldest admission whose binding may still hold."""
+        return time.time() - self.horizon_s
+
+    def absorb(self, messages: Iterable[Any]) -> None:
+        """Fold consumed records (undecodable ones are logged and skipped)."""
+        for message in messages:
+            try:
+                self.apply(decode_owner(message.value))
+            except SchemaError as exc:
+                log.warning("undecodable session binding at %s[%d]@%d: %s", message.topic, message.partition,
+                            message.offset, exc)
+
+    def apply(self, record: SessionOwner) -> None:
+        """Fold one binding: a live binding of another principal is kept (first owner wins)."""
+        current = self.owners.get(record.session_id)
+        if current is not None and current.expires > record.ts and current.principal != record.principal:
+            log.warning("session %s: binding to another principal ignored (already bound)", record.session_id)
+            return
+        if current is not None and current.principal == record.principal:
+            current.expires = max(current.expires, record.expires)
+            current.exclusive = current.exclusive or record.exclusive
+            return
+        self.owners[record.session_id] = Owner(record.principal, record.expires, record.exclusive)
+
+    def owner(self, session_id: str, now: float | None = None) -> Owner | None:
+        """The binding of ``session_id`` if it has not expired."""
+        found = self.owners.get(session_id)
+        if found is None or found.expires <= (time.time() if now is None else now):
+            return None
+        return found
+
+    async def claim(self, session_id: str, principal: str, egress_partition: int,
+                    exclusive: bool = False) -> None:
+        """Bind ``session_id`` to ``principal`` on the bus (waits for the broker's acknowledgement).
+
+        Raises:
+            aiokafka.errors.KafkaError: the broker did not take the record.
+        """
+        now = time.time()
+        record = SessionOwner(session_id=session_id, egress_partition=egress_partition, principal=principal,
+                              exclusive=exclusive, expires=now + self.horizon_s, ts=now)
+        await self.produce(SESSIONS, record)
+        self.apply(record)
+
+    def tick(self) -> None:
+        """Forget expired bindings about once a minute."""
+        if time.monotonic() - self.pruned > 60.0:
+            now = time.time()
+            for session_id in [s for s, o in self.owners.items() if o.expires <= now]:
+                del self.owners[session_id]
+            self.pruned = time.monotonic()

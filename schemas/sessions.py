@@ -1,0 +1,53 @@
+"""Session ownership: which principal a session id belongs to (topic ``voxbus.sessions``).
+
+Every ingress replica writes a :class:`SessionOwner` when it admits a session and reads
+the topic back at startup (:mod:`ingress.ownership`), so a session id stays bound to
+the principal that opened it across replicas and restarts.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+import msgpack
+from pydantic import StringConstraints, ValidationError
+
+from schemas.base import EpochSeconds, SessionRecord
+from schemas.codec import SchemaError
+
+PrincipalId = Annotated[str, StringConstraints(min_length=1, max_length=300)]
+"""A principal id as :class:`ingress.auth.Principal` names it (``key:NAME``, ``jwt:SUB``...)."""
+
+
+class SessionOwner(SessionRecord):
+    """The session ``session_id`` belongs to ``principal`` until ``expires``.
+
+    Attributes:
+        principal: the owner's principal id.
+        exclusive: True for a session that may not be resumed at all (a Twilio call).
+        expires: wall-clock end of the binding (epoch s): the admission time plus the
+            longest session plus the binding's time to live.
+        ts: when the session was admitted (epoch s).
+    """
+
+    type: Literal["session_owner"] = "session_owner"
+    principal: PrincipalId
+    exclusive: bool = False
+    expires: EpochSeconds
+    ts: EpochSeconds
+
+
+def decode_owner(data: bytes) -> SessionOwner:
+    """Decode one ``voxbus.sessions`` record (encoded with :func:`schemas.codec.encode`).
+
+    Raises:
+        SchemaError: not msgpack, not a ``session_owner`` record, or an unsupported version.
+    """
+    try:
+        fields = msgpack.unpackb(data, raw=False, strict_map_key=True)
+        record = SessionOwner.model_validate(fields)
+    except (ValueError, TypeError, ValidationError, msgpack.UnpackException) as exc:
+        raise SchemaError(f"invalid session_owner: {str(exc).splitlines()[0]}") from None
+    if record.v not in SessionOwner.VERSIONS:
+        raise SchemaError(f"session_owner version {record.v} unsupported")
+    return record
