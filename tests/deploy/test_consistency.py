@@ -16,7 +16,7 @@ import streams.topics
 from processors.runtime import STAGES
 from streams.app import group_id
 from streams.topics import ALL_TOPICS, EGRESS, TopicSpec
-from tests.deploy.conftest import ROOT, Render
+from tests.deploy.conftest import ROOT, Render, made_image
 
 NAMESPACE = "voxbus"
 KAFKA = "voxbus"
@@ -242,16 +242,36 @@ def test_ingress_reads_the_egress_partition_of_its_ordinal(render: Render, defau
 # -- settings and service wiring --------------------------------------------------------------
 
 
+PENDING_SETTINGS = frozenset({"VOXBUS_AGENT_PORT"})
+"""Settings the manifests set (issue 17: the agent console's own port) that streams/settings.py
+does not define yet. Remove each name once it is a setting (test_pending_settings_are_still_pending)."""
+
+
+def voxbus_variables(render: Render) -> set[str]:
+    """Every VOXBUS_* variable the ConfigMap or a container sets."""
+    names = {key for key in config(render) if key.startswith("VOXBUS_")}
+    for workload in workloads(render):
+        for main in pod_spec(workload)["containers"]:
+            names |= {e["name"] for e in main.get("env", []) if e["name"].startswith("VOXBUS_")}
+    return names
+
+
 def test_configmap_is_made_of_settings(render: Render) -> None:
     from streams.settings import Settings
 
-    data = config(render)
-    for key in data:
-        if key.startswith("VOXBUS_"):
-            assert key[len("VOXBUS_") :].lower() in Settings.model_fields, f"{key} is not a voxbus setting"
+    for key in voxbus_variables(render) - PENDING_SETTINGS:
+        assert key[len("VOXBUS_") :].lower() in Settings.model_fields, f"{key} is not a voxbus setting"
     Settings.model_validate(
-        {k[len("VOXBUS_") :].lower(): v for k, v in data.items() if k.startswith("VOXBUS_")}
+        {k[len("VOXBUS_") :].lower(): v for k, v in config(render).items() if k.startswith("VOXBUS_")}
     )
+
+
+def test_pending_settings_are_still_pending(renders) -> None:
+    from streams.settings import Settings
+
+    implemented = {key for key in PENDING_SETTINGS if key[len("VOXBUS_") :].lower() in Settings.model_fields}
+    assert not implemented, f"now settings: remove {sorted(implemented)} from PENDING_SETTINGS"
+    assert all(PENDING_SETTINGS <= voxbus_variables(render) for render in renders.values())
 
 
 def service_port(render: Render, url_host: str, port: int) -> dict[str, Any]:
@@ -269,7 +289,6 @@ def service_port(render: Render, url_host: str, port: int) -> dict[str, Any]:
 def test_stages_find_their_servers(render: Render) -> None:
     data = config(render)
     [listener] = render.get("Kafka", KAFKA)["spec"]["kafka"]["listeners"]
-    assert listener["tls"] is False, "voxbus's Kafka client speaks PLAINTEXT"
     assert data["VOXBUS_KAFKA_BOOTSTRAP"] == f"{KAFKA}-kafka-bootstrap:{listener['port']}"
     qdrant = urlsplit(data["VOXBUS_QDRANT_URL"])
     assert service_port(render, qdrant.hostname, qdrant.port)["metadata"]["name"] == "qdrant"
@@ -304,13 +323,18 @@ def test_every_object_in_the_namespace(render: Render) -> None:
 
 
 def test_one_voxbus_image(render: Render) -> None:
+    """Every voxbus container runs the image `make image` builds (name and tag)."""
+    image = made_image()
+    repository = image.rpartition(":")[0]
     images = {
         c["image"]
         for w in workloads(render)
-        for c in pod_spec(w)["containers"]
-        if c["image"].startswith("ghcr.io/voxbus/")
+        for c in pod_spec(w)["containers"] + pod_spec(w).get("initContainers", [])
+        if c["image"].startswith(repository.rpartition("/")[0] + "/")
     }
-    assert images == {"ghcr.io/voxbus/voxbus:0.1.0"}
+    assert images == {image}
+    voxbus = [w for w in workloads(render) if w["metadata"]["labels"]["app.kubernetes.io/name"].startswith("voxbus")]
+    assert voxbus and all(container(w)["image"] == image for w in voxbus)
 
 
 # -- availability and monitoring --------------------------------------------------------------
@@ -352,25 +376,25 @@ def test_services_select_pods(render: Render) -> None:
         assert any(selects(selector, labels) for labels in templates), service["metadata"]["name"]
 
 
-def test_only_the_ingress_is_open_to_everyone(render: Render) -> None:
+OPEN_NAMESPACES = (
+    {"kubernetes.io/metadata.name": "monitoring"},  # Prometheus
+    {"kubernetes.io/metadata.name": "keda"},  # KEDA's operator, on Kafka
+    {"kubernetes.io/metadata.name": "ingress-nginx"},  # the Ingress controller, on the callers' port
+    {"voxbus.io/agent-console": "allowed"},  # namespaces an operator opens the agent console to
+)
+
+
+def test_nothing_is_open_to_everyone(render: Render) -> None:
     policies = render.of_kind("NetworkPolicy")
     deny = [p for p in policies if p["spec"]["podSelector"] == {} and "ingress" not in p["spec"]]
     assert deny and deny[0]["spec"]["policyTypes"] == ["Ingress"]
     for policy in policies:
+        name = policy["metadata"]["name"]
         for rule in policy["spec"].get("ingress", []):
-            if "from" not in rule:  # open to any source
-                assert policy["spec"]["podSelector"]["matchLabels"] == {
-                    "app.kubernetes.io/name": "voxbus",
-                    "app.kubernetes.io/component": "ingress",
-                }
-                assert [p["port"] for p in rule["ports"]] == [int(config(render)["VOXBUS_PORT"])]
-            for peer in rule.get("from", []):
-                assert "ipBlock" not in peer
+            assert rule.get("from"), f"{name}: a rule without `from` admits every source"
+            for peer in rule["from"]:
+                assert "ipBlock" not in peer, name
                 namespaces = peer.get("namespaceSelector", {}).get("matchLabels", {})
-                assert namespaces in (
-                    {},
-                    {"kubernetes.io/metadata.name": "monitoring"},
-                    {"kubernetes.io/metadata.name": "keda"},
-                ), policy["metadata"]["name"]
                 if "namespaceSelector" in peer:
-                    assert namespaces, "an empty namespaceSelector opens to every namespace"
+                    assert namespaces in OPEN_NAMESPACES, name
+                    assert "podSelector" not in peer or peer["podSelector"], name
