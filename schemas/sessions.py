@@ -45,9 +45,13 @@ def decode_owner(data: bytes) -> SessionOwner:
     """
     try:
         fields = msgpack.unpackb(data, raw=False, strict_map_key=True)
+    except Exception as exc:  # msgpack raises several unrelated exception types
+        raise SchemaError(f"not msgpack: {type(exc).__name__}") from None
+    try:
         record = SessionOwner.model_validate(fields)
-    except (ValueError, TypeError, ValidationError, msgpack.UnpackException) as exc:
-        raise SchemaError(f"invalid session_owner: {str(exc).splitlines()[0]}") from None
+    except ValidationError as exc:
+        raise SchemaError(f"invalid session_owner: {exc.error_count()} errors, first at "
+                          f"{'.'.join(map(str, exc.errors()[0]['loc'])) or '<root>'}") from None
     if record.v not in SessionOwner.VERSIONS:
         raise SchemaError(f"session_owner version {record.v} unsupported")
     return record

@@ -213,8 +213,9 @@ async def test_signature_and_stream_token_required_when_a_token_is_configured(se
         assert msg.data == 4401 and expected in msg.extra
     # a valid handshake signature alone is replayable: the call's token is required too
     phone = await signed_call(client, None)
-    assert await closed_with(phone.ws) == (4401, "unauthenticated: missing_stream_token: the stream needs its "
-                                                 '<Parameter name="voxbus_token">')
+    code, reason = await closed_with(phone.ws)
+    assert (code, reason) == (4401, 'unauthenticated: missing_stream_token: the stream needs its <Parameter '
+                                    'name="voxbus_token">')
     phone = await signed_call(client, await stream_token(client))
     await wait_for(lambda: CALL_SID in gateway.sessions)
     await phone.ws.close()
@@ -340,8 +341,9 @@ async def test_twiml_webhook(serve):
     signature = twilio_signature(TOKEN, "https://voice.example.com/v1/twilio/twiml", params.items())
     response = await client.post("/v1/twilio/twiml", data=params, headers={"X-Twilio-Signature": signature})
     assert response.status == 200 and response.content_type == "text/xml"
-    assert re.search(r'<Connect><Stream url="wss://voice.example.com/v1/twilio"><Parameter name="voxbus_token" '
-                     rf'value="{CALL_SID}\.\d+\.[\w-]+" /></Stream></Connect>', await response.text())
+    assert re.search(r'<Connect><Stream url="wss://voice.example.com/v1/twilio"><Parameter '
+                     rf'name="voxbus_token" value="{CALL_SID}\.\d+\.[\w-]+" /></Stream></Connect>',
+                     await response.text())
     response = await client.post("/v1/twilio/twiml", data={**params, "From": "+1999"},
                                  headers={"X-Twilio-Signature": signature})
     assert response.status == 403
