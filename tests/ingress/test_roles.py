@@ -14,7 +14,6 @@ import pytest
 
 from ingress.agents import DESK
 from ingress.analytics import VIEW
-from ingress.auth import parse_api_keys
 from schemas import EscalationCount, Handoff, HandoffUpdate, ReplyText, encode
 from tests.ingress.test_edge import SECRET, session, token
 
@@ -118,6 +117,8 @@ async def test_an_empty_jwt_subject_is_refused(serve, subject):
 
 
 def test_api_key_roles_are_parsed_backward_compatibly():
+    from ingress.auth import parse_api_keys
+
     roles = dict(parse_api_keys("plain-key-0123456789, alice=key-a, agent:bob=key-b, supervisor:sue=key-c")
                  .values())
     assert (roles["alice"], roles["bob"], roles["sue"]) == ("caller", "agent", "supervisor")
