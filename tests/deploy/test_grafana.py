@@ -98,3 +98,46 @@ def test_layout(dashboard: dict) -> None:
         assert panel["targets"] and all(
             t["expr"].count("(") == t["expr"].count(")") for t in panel["targets"]
         )
+
+
+def faust_sensor_metrics() -> set[str]:
+    """Sample names of faust's Prometheus sensor with the prefix the dashboard expects ("faust")."""
+    from faust.sensors.prometheus import FaustMetrics
+    from prometheus_client import CollectorRegistry
+
+    registry = CollectorRegistry()
+    FaustMetrics.create(registry, "faust")
+    return {
+        f"{metric.name}{suffix}"
+        for metric in registry.collect()
+        for suffix in ("", "_total", "_bucket", "_count", "_sum")
+    }
+
+
+def test_faust_panels_use_the_sensors_metric_names(dashboard: dict) -> None:
+    exported = faust_sensor_metrics()
+    used = {name for expr in expressions(dashboard) for name in re.findall(r"\bfaust_[a-z_]+\b", expr)}
+    assert {
+        "faust_topic_partition_end_offset",
+        "faust_total_rebalances",
+        "faust_consumer_commit_latency_bucket",
+        "faust_producer_send_latency_bucket",
+    } <= used
+    assert used <= exported, sorted(used - exported)
+
+
+def test_keda_lag_panel_pairs_each_group_with_its_input_topic(dashboard: dict) -> None:
+    from processors.runtime import STAGES
+    from tests.deploy.test_consistency import stage_input
+
+    [panel] = [p for p in panels(dashboard) if "what KEDA scales on" in p["title"]]
+    [target] = panel["targets"]
+    pairs = set(re.findall(r'consumergroup="([^"]+)", topic="([^"]+)"', target["expr"]))
+    assert pairs == {(f"voxbus-{stage}", stage_input(stage).name) for stage in STAGES}
+
+
+def test_a_panel_per_turn_latency_span(dashboard: dict) -> None:
+    [span] = [v for v in dashboard["templating"]["list"] if v["name"] == "span"]
+    assert "voxbus_turn_stage_seconds" in span["definition"] and span["includeAll"]
+    [panel] = [p for p in panels(dashboard) if p.get("repeat") == "span"]
+    assert all('span=~"$span"' in t["expr"] for t in panel["targets"])

@@ -1,4 +1,4 @@
-"""Every rendered object validates against its published schema; so does compose.kafka.yml.
+"""Every rendered object validates against its published schema; so do the compose files.
 
 * Core kinds: ``kubernetes-validate`` in strict mode (unknown fields are errors), against the
   oldest Kubernetes the manifests support (1.30: preStop ``sleep``, the pod-index label), or
@@ -7,7 +7,8 @@
   deploy/schemas/crds (see its README for where each comes from), with ``jsonschema``, plus
   the API server's structural rule that an unknown field is pruned (here: an error, so a typo
   cannot vanish silently).
-* compose.kafka.yml: the Compose specification's JSON schema (deploy/schemas/compose-spec.json).
+* compose.kafka.yml and compose.stack.yml: the Compose specification's JSON schema
+  (deploy/schemas/compose-spec.json).
 """
 
 from __future__ import annotations
@@ -154,15 +155,14 @@ def test_stored_crd_schemas_are_sound(file: str) -> None:
     assert file in (SCHEMAS / "README.md").read_text()
 
 
-def test_compose_file_follows_the_compose_spec() -> None:
+@pytest.mark.parametrize("file", ["compose.kafka.yml", "compose.stack.yml"])
+def test_compose_files_follow_the_compose_spec(file: str) -> None:
     schema = json.loads((SCHEMAS / "compose-spec.json").read_text())
-    compose = yaml.safe_load((ROOT / "compose.kafka.yml").read_text())
+    compose = yaml.safe_load((ROOT / file).read_text())
     # The file's $schema is draft 2019-09 (written with a URI jsonschema does not recognise).
     validator = jsonschema.Draft201909Validator(schema)
     errors = [f"{e.message} at /{'/'.join(map(str, e.path))}" for e in validator.iter_errors(compose)]
     assert not errors, "\n".join(errors)
-    broken = {
-        **compose,
-        "services": {**compose["services"], "kafka": {**compose["services"]["kafka"], "portz": []}},
-    }
+    name, service = next(iter(compose["services"].items()))
+    broken = {**compose, "services": {**compose["services"], name: {**service, "portz": []}}}
     assert not validator.is_valid(broken)

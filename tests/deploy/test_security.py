@@ -22,7 +22,15 @@ import pytest
 
 import streams.topics
 from processors.runtime import STAGES
-from streams.topics import ANALYTICS_TOPICS, ANALYTICS_WINDOWS, CONTROL, DEAD_LETTER, EGRESS, HEARTBEATS, TURNS
+from streams.topics import (
+    ANALYTICS_TOPICS,
+    ANALYTICS_WINDOWS,
+    CONTROL,
+    DEAD_LETTER,
+    EGRESS,
+    HEARTBEATS,
+    TURNS,
+)
 from tests.deploy.conftest import ROOT, Render
 from tests.deploy.test_consistency import KAFKA, config, container, pod_spec, stage_input, workloads
 
@@ -119,7 +127,8 @@ def test_callers_reach_only_the_caller_paths_over_tls(render: Render) -> None:
 
 
 def test_paths_reaching_follows_the_ingress_path_rules() -> None:
-    rules = [{"http": {"paths": [{"path": "/", "pathType": "Exact"}, {"path": "/v1/twilio", "pathType": "Prefix"}]}}]
+    paths = [{"path": "/", "pathType": "Exact"}, {"path": "/v1/twilio", "pathType": "Prefix"}]
+    rules = [{"http": {"paths": paths}}]
     assert paths_reaching("/", rules) == ["/"]
     assert paths_reaching("/v1/twilio/twiml", rules) == ["/v1/twilio"]
     assert not paths_reaching("/v1/twiliox", rules)
@@ -171,7 +180,8 @@ def test_metrics_ports_admit_only_prometheus(render: Render) -> None:
     # the ingress serves /metrics on the callers' port: Prometheus and the Ingress controller,
     # which routes no /metrics (test_callers_reach_only_the_caller_paths_over_tls)
     ingress = render.get("StatefulSet", "voxbus-ingress")
-    peers = policy_peers(render, ingress["spec"]["template"]["metadata"]["labels"], int(config(render)["VOXBUS_PORT"]))
+    labels = ingress["spec"]["template"]["metadata"]["labels"]
+    peers = policy_peers(render, labels, int(config(render)["VOXBUS_PORT"]))
     assert {p["namespaceSelector"]["matchLabels"]["kubernetes.io/metadata.name"] for p in peers} == {
         "monitoring",
         "ingress-nginx",
@@ -193,7 +203,7 @@ def test_kafka_speaks_tls_with_scram_users_and_acls(render: Render) -> None:
     assert data["VOXBUS_KAFKA_SECURITY_PROTOCOL"] == "SASL_SSL"
     assert data["VOXBUS_KAFKA_SASL_MECHANISM"] == "SCRAM-SHA-512"
     cafile = data["VOXBUS_KAFKA_SSL_CAFILE"]
-    for name, workload in voxbus_workloads(render).items():
+    for workload in voxbus_workloads(render).values():
         main = container(workload)
         [mount] = [m for m in main["volumeMounts"] if cafile.startswith(m["mountPath"] + "/")]
         assert mount.get("readOnly") is True
@@ -224,10 +234,9 @@ def allows(user: dict[str, Any], kind: str, name: str, operation: str) -> bool:
         resource = acl["resource"]
         if resource["type"] != kind or acl.get("type", "allow") != "allow":
             continue
-        pattern = resource.get("patternType", "literal")
-        if pattern == "literal":
+        if resource.get("patternType", "literal") == "literal":
             hit = resource["name"] in (name, "*")
-        else:
+        else:  # prefix
             hit = name.startswith(resource["name"])
         if hit and (operation in acl["operations"] or "All" in acl["operations"]):
             return True
@@ -240,7 +249,10 @@ def test_allows_reads_literal_and_prefix_patterns() -> None:
             "authorization": {
                 "acls": [
                     {"resource": {"type": "topic", "name": "a.b"}, "operations": ["Read"]},
-                    {"resource": {"type": "topic", "name": "c.", "patternType": "prefix"}, "operations": ["All"]},
+                    {
+                        "resource": {"type": "topic", "name": "c.", "patternType": "prefix"},
+                        "operations": ["All"],
+                    },
                 ]
             }
         }
@@ -316,7 +328,7 @@ def test_stage_acls_follow_the_code(stage: str, renders) -> None:
         assert literal_topics(user) == reads | writes, f"{stage}: least privilege"
         for topic in streams.topics.ALL_TOPICS:
             if topic.name not in reads | writes:
-                assert not any(allows(user, "topic", topic.name, op) for op in ("Read", "Write")), (stage, topic)
+                assert not any(allows(user, "topic", topic.name, op) for op in ("Read", "Write")), topic
         assert allows(user, "group", f"voxbus-{stage}", "Read")
         assert not allows(user, "group", "voxbus-other", "Read")
         # faust declares its own topics (leader topic, changelogs) under the App id
