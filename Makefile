@@ -124,15 +124,21 @@ clean:
 # registry is needed. Each stage of the Containerfile runs in one working container (buildah's
 # default, no per-instruction layers: with vfs every layer is a full copy). Elsewhere,
 # `docker build -f Containerfile -t $(IMAGE) .` builds the same image from Docker Hub's debian.
-# `make image-test` runs `voxbus worker intent` from the image (podman, host network) against a
-# voxbus started on this host and answers one typed turn through it (tests/deploy/test_image.py).
+# `make image-test` runs `voxbus worker intent` from the image on the host network against a
+# voxbus started on this host and answers one typed turn through it (tests/deploy/test_image.py),
+# with `podman run`, or IMAGE_RUNNER=buildah: `buildah run --isolation chroot` (for hosts where
+# podman's OCI runtime cannot start a container; this development machine is one).
+# BUILD_CA: a CA bundle for pip inside the build, where a proxy re-signs TLS (here:
+# BUILD_CA=/etc/ssl/certs/ca-certificates.crt); it is mounted for the RUN steps only, never
+# written into the image.
 IMAGE         ?= ghcr.io/voxbus/voxbus:0.1.0
 BASE_IMAGE    ?= localhost/voxbus-base:bookworm
 DEBIAN_MIRROR ?= http://deb.debian.org/debian
 IMAGE_CONTEXT ?= .
 IMAGE_WORK    := .voxbus/image
 BUILDAH       := buildah --storage-driver vfs
-PODMAN        := podman --storage-driver vfs
+IMAGE_RUNNER  ?= podman
+BUILD_CA      ?=
 
 .PHONY: image image-test image-tools image-base
 
@@ -158,10 +164,14 @@ image-base: image-tools
 	  $(BUILDAH) commit --rm $$ctr $(BASE_IMAGE); rm -rf $(IMAGE_WORK); fi
 
 image: image-base
+	$(if $(BUILD_CA),mkdir -p $(IMAGE_WORK) && printf '[global]\ncert = /etc/voxbus-build-ca.pem\n' > $(IMAGE_WORK)/pip.conf)
 	$(BUILDAH) bud --isolation chroot --layers=false -f Containerfile -t $(IMAGE) \
-	  --build-arg BASE=$(BASE_IMAGE) --build-arg CMAKE_ARGS="$(CMAKE_ARGS)" $(IMAGE_CONTEXT)
+	  --build-arg BASE=$(BASE_IMAGE) --build-arg CMAKE_ARGS="$(CMAKE_ARGS)" \
+	  $(if $(BUILD_CA),--volume $(abspath $(BUILD_CA)):/etc/voxbus-build-ca.pem:ro --volume $(abspath $(IMAGE_WORK))/pip.conf:/etc/pip.conf:ro) \
+	  $(IMAGE_CONTEXT)
 	$(BUILDAH) images $(IMAGE)
 
 image-test: install
-	$(PODMAN) image exists $(IMAGE) || { echo "error: no image $(IMAGE): run 'make image' first" >&2; exit 1; }
-	VOXBUS_TEST_IMAGE=$(IMAGE) VOXBUS_TEST_PODMAN="$(PODMAN)" $(BIN)/pytest -q -s tests/deploy/test_image.py
+	@$(BUILDAH) inspect --type image $(IMAGE) >/dev/null 2>&1 || { echo "error: no image $(IMAGE): run 'make image' first" >&2; exit 1; }
+	VOXBUS_TEST_IMAGE=$(IMAGE) VOXBUS_TEST_RUNNER=$(IMAGE_RUNNER) VOXBUS_TEST_STORAGE=vfs \
+	  $(BIN)/pytest -q -s tests/deploy/test_image.py
