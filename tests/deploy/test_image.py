@@ -84,6 +84,20 @@ def test_runs_voxbus_as_the_pods_user(render: Render) -> None:
     assert "HF_HUB_OFFLINE=1" in CONTAINERFILE
 
 
+def test_image_environment_is_made_of_settings() -> None:
+    from streams.settings import Settings
+
+    names = re.findall(r"\bVOXBUS_([A-Z_]+)=", CONTAINERFILE)
+    assert {"DATA_DIR", "KB_DIR", "ORDERS_FIXTURE"} <= set(names)
+    for name in names:
+        assert name.lower() in Settings.model_fields, f"VOXBUS_{name} is not a voxbus setting"
+    # the knowledge base and the orders are copied to where the settings point
+    assert "cp -r /src/kb /opt/voxbus/share/voxbus/kb" in CONTAINERFILE
+    assert "VOXBUS_KB_DIR=/opt/voxbus/share/voxbus/kb" in CONTAINERFILE
+    assert "cp /src/data/orders.csv /opt/voxbus/share/voxbus/orders.csv" in CONTAINERFILE
+    assert "VOXBUS_ORDERS_FIXTURE=/opt/voxbus/share/voxbus/orders.csv" in CONTAINERFILE
+
+
 def test_build_context_holds_what_the_image_is_made_of() -> None:
     ignore = (ROOT / ".containerignore").read_text().split("\n")
     allowed = {line[1:].rstrip("/") for line in ignore if line.startswith("!")}
