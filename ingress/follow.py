@@ -17,7 +17,8 @@ from typing import Any, ClassVar, TypeVar
 from aiohttp import web
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
-from processors.analytics.io import consumer_for, topic_partitions
+from processors.analytics.io import consumer_for
+from streams.admin import topic_partitions
 from streams.settings import Settings
 from streams.topics import TopicSpec
 
@@ -72,7 +73,7 @@ class TopicFollower:
         consumer = consumer_for(self.settings)
         try:
             await consumer.start()
-            partitions = [tp for spec in self.topics for tp in await topic_partitions(consumer, spec.name)]
+            partitions = [tp for spec in self.topics for tp in await topic_partitions(self.settings, spec.name)]
             consumer.assign(partitions)
             await self._seek(consumer, partitions, self.since())
             self.end = await consumer.end_offsets(partitions)

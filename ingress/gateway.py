@@ -17,6 +17,7 @@ from ingress.turns import FinishedTurns
 from processors.runtime import STAGES
 from schemas import Record, SessionRecord, encode
 from streams.admin import ensure_topics
+from streams.clients import producer_kwargs
 from streams.settings import Settings
 from streams.topics import EGRESS, TopicSpec
 
@@ -49,9 +50,8 @@ class Gateway:
         sessions that name their id are refused with 1013 (:mod:`ingress.ownership`).
         """
         settings = self.settings
-        # acks=1 and no idempotence: the embedded broker (Tansu) fails InitProducerId.
-        self.producer = AIOKafkaProducer(bootstrap_servers=settings.bootstrap, linger_ms=0,
-                                         max_request_size=8 * 1024 * 1024)
+        # idempotent with acks=all on Kafka; acks=1 on Tansu, which fails InitProducerId
+        self.producer = AIOKafkaProducer(**producer_kwargs(settings, max_request_size=8 * 1024 * 1024))
         self.egress = EgressReader(settings, self.deliver)
         self.monitor = StageMonitor(settings, list(STAGES))
         await ensure_topics(settings)

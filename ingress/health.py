@@ -7,9 +7,11 @@ import contextlib
 import logging
 import time
 
-from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka import AIOKafkaConsumer
 
 from schemas import SchemaError, StageHeartbeat, decode
+from streams.admin import topic_partitions
+from streams.clients import consumer_kwargs, profile
 from streams.settings import Settings
 from streams.topics import HEARTBEATS
 
@@ -23,20 +25,19 @@ class StageMonitor:
     """Track the last heartbeat of every stage instance (no consumer group: every ingress reads all)."""
 
     def __init__(self, settings: Settings, stages: list[str]) -> None:
+        self.settings = settings
         self.stages = stages
         self.last: dict[str, dict[str, float]] = {stage: {} for stage in stages}
-        self.consumer = AIOKafkaConsumer(
-            bootstrap_servers=settings.bootstrap, enable_auto_commit=False,
-            fetch_max_wait_ms=max(settings.fetch_max_wait_ms, 100),
-        )
+        wait = max(profile(settings).fetch_max_wait_ms, 100)
+        self.consumer = AIOKafkaConsumer(**consumer_kwargs(settings, enable_auto_commit=False,
+                                                           fetch_max_wait_ms=wait))
         self.task: asyncio.Task[None] | None = None
         self.broker_seen = 0.0
 
     async def start(self) -> None:
         """Connect and follow the heartbeat topic from its end."""
         await self.consumer.start()
-        partitions = [TopicPartition(HEARTBEATS.name, p)
-                      for p in sorted(self.consumer.partitions_for_topic(HEARTBEATS.name) or {0})]
+        partitions = await topic_partitions(self.settings, HEARTBEATS.name)
         self.consumer.assign(partitions)
         await self.consumer.seek_to_end(*partitions)
         self.task = asyncio.create_task(self._run(), name="stage-monitor")
@@ -55,7 +56,8 @@ class StageMonitor:
     def status(self) -> dict[str, int]:
         """Live instances per stage."""
         now = time.time()
-        return {stage: sum(now - ts < STALE_AFTER_S for ts in seen.values()) for stage, seen in self.last.items()}
+        return {stage: sum(now - ts < STALE_AFTER_S for ts in seen.values())
+                for stage, seen in self.last.items()}
 
     def broker_up(self) -> bool:
         """True if the last fetch round-trip finished within :data:`STALE_AFTER_S`."""

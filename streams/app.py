@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import faust
 
+from streams.clients import faust_credentials, profile
 from streams.settings import Settings, get_settings
 
 
@@ -18,7 +19,8 @@ def make_app(stage: str, settings: Settings | None = None, *, web_port: int = 60
     Records are handed to agents as raw bytes: the stage runtime decodes them with
     :mod:`schemas.codec` so an undecodable record is dead-lettered, not dropped by a
     faust codec error.  The broker URL uses the ``voxbus://`` transport
-    (:mod:`streams.transport`) for a configurable fetch wait.
+    (:mod:`streams.transport`) for the broker's fetch wait and producer durability;
+    TLS/SASL and static membership come from :mod:`streams.clients`.
 
     Args:
         stage: stage name.
@@ -27,6 +29,7 @@ def make_app(stage: str, settings: Settings | None = None, *, web_port: int = 60
             ``settings.host``.
     """
     settings = settings or get_settings()
+    static = profile(settings).static_membership and settings.group_instance_id
     datadir = settings.data_dir / "faust"
     datadir.mkdir(parents=True, exist_ok=True)
     return faust.App(
@@ -38,6 +41,8 @@ def make_app(stage: str, settings: Settings | None = None, *, web_port: int = 60
         topic_replication_factor=settings.replication_factor,
         topic_allow_declare=True,
         consumer_auto_offset_reset="earliest",
+        consumer_group_instance_id=settings.group_instance_id if static else None,
+        broker_credentials=faust_credentials(settings),
         broker_session_timeout=settings.broker_session_timeout,
         broker_heartbeat_interval=settings.broker_heartbeat_interval,
         broker_rebalance_timeout=settings.broker_rebalance_timeout,

@@ -12,8 +12,11 @@ import functools
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, model_validator
+from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+KAFKA_VERSION = "4.4.0"
+"""Pinned Apache Kafka of the embedded broker (the newest ``kafka_2.13`` resolving from Maven Central)."""
 
 EMBEDDED_BOOTSTRAP = "127.0.0.1:19092"
 """Where the embedded broker listens when ``VOXBUS_KAFKA_BOOTSTRAP`` is not set."""
@@ -40,24 +43,59 @@ class Settings(BaseSettings):
     embedded_listen: str = Field(
         default=EMBEDDED_BOOTSTRAP, description="host:port of the embedded broker (when no bootstrap is set)."
     )
+    broker: Literal["auto", "kafka", "tansu"] = Field(
+        default="auto",
+        description=(
+            "The embedded broker: Apache Kafka (needs Java 17+), Tansu (no Java, memory only), or "
+            "'auto': Kafka when Java 17+ and its jars (or Maven) are here, else Tansu (streams/broker.py)."
+        ),
+    )
+    kafka_home: Path = Field(
+        default=Path.home() / ".cache" / "voxbus" / f"kafka-{KAFKA_VERSION}",
+        description="Cache folder of the embedded Apache Kafka's jars (fetched once with Maven).",
+    )
+    kafka_heap_mb: int = Field(default=384, ge=128, description="Heap of the embedded Apache Kafka (MiB).")
+    kafka_controller_port: int = Field(
+        default=0, ge=0, description="KRaft controller port of the embedded Kafka; 0: the broker port + 1."
+    )
+    kafka_log_level: str = Field(default="WARN", description="log4j level of the embedded Kafka's log.")
     broker_session_timeout: float = Field(
         default=3.0,
         description=(
-            "Consumer-group session timeout (s). The embedded broker (Tansu) holds a "
-            "JoinGroup for half of it, so short is fast to start; Apache Kafka rejects "
-            "values under group.min.session.timeout.ms (6 s by default): use >= 6 there."
+            "Consumer-group session timeout (s): a member silent this long is dropped. The embedded "
+            "brokers accept 3 s (Tansu holds a JoinGroup for half of it; the embedded Kafka sets "
+            "group.min.session.timeout.ms=1000). Against an external broker the default is 10 s "
+            "(Kafka rejects values under its group.min.session.timeout.ms, 6 s by default)."
         ),
     )
     broker_heartbeat_interval: float = Field(default=0.5, description="Consumer heartbeat (s).")
     broker_rebalance_timeout: float = Field(default=3.0, description="Rebalance timeout (s).")
     fetch_max_wait_ms: int = Field(
-        default=40,
+        default=0, ge=0,
         description=(
-            "Longest a fetch waits for data (ms). Tansu answers an empty fetch by sleeping half of "
-            "it, so per-hop latency is about U(0, wait/2): at 40 ms, p50 12 / p99 25 ms "
-            "(benchmarks/hops.py), and idle polling costs 0.49 cores for the whole stack against "
-            "1.15 at 10 ms, which made a 1-caller turn 1.1 s slower on 2 cores (benchmarks/latency.py)."
+            "Longest a fetch waits for data (ms); 0: the broker's default (streams/clients.py): 500 on "
+            "Apache Kafka, which answers a fetch as soon as a record arrives (long polling), 40 on "
+            "Tansu, which answers an empty fetch by sleeping half the wait (benchmarks/hops.py)."
         ),
+    )
+    group_instance_id: str = Field(
+        default="",
+        description=(
+            "Static group membership (KIP-345, Apache Kafka only): a stable, unique id of this "
+            "worker replica (e.g. the pod name), so a restarted worker gets its partitions back "
+            "without a rebalance. Empty: dynamic membership. `voxbus up` sets <stage>-<replica>."
+        ),
+    )
+    kafka_security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = Field(
+        default="PLAINTEXT", description="How every client connects to the broker (the embedded ones: PLAINTEXT)."
+    )
+    kafka_sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] = Field(
+        default="SCRAM-SHA-512", description="SASL mechanism (Strimzi KafkaUser: SCRAM-SHA-512)."
+    )
+    kafka_sasl_username: str = Field(default="", description="SASL user of this process (one per stage).")
+    kafka_sasl_password: SecretStr = Field(default=SecretStr(""), description="SASL password (never logged).")
+    kafka_ssl_cafile: str = Field(
+        default="", description="CA bundle (PEM) that signed the broker's TLS certificate; empty: the system's."
     )
     partitions: int = Field(default=8, ge=1, description="Partitions of each pipeline topic.")
     egress_partitions: int = Field(
@@ -193,8 +231,8 @@ class Settings(BaseSettings):
     analytics_fetch_max_wait_ms: int = Field(
         default=200, ge=1,
         description=(
-            "VOXBUS_FETCH_MAX_WAIT_MS of the analytics worker: it reads 16+ partitions and needs no "
-            "10 ms hops, and a short fetch wait on idle partitions costs CPU (Tansu: ~10 % of a core)."
+            "Shortest fetch wait (ms) of the analytics worker: it reads 16+ partitions and needs no "
+            "fast hops; on Tansu a short wait on idle partitions costs CPU (~10 % of a core at 40 ms)."
         ),
     )
     analytics_view_minutes: int = Field(

@@ -56,15 +56,25 @@ def up(
 
     settings = get_settings()
     supervisor = Supervisor(settings)
+    started, stop = threading.Event(), threading.Event()
+
+    def on_signal(*_: object) -> None:
+        if started.is_set():
+            stop.set()  # up and watching: leave the watch loop
+        else:
+            raise KeyboardInterrupt  # still starting: abandon start(), then stop what did start
+
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, on_signal)
     try:
         with console.status("starting broker, LLM server, stages and ingress…"):
             supervisor.start()
+        started.set()
         console.print(f"[bold green]voxbus is up[/]: open http://{settings.host}:{settings.port}/ "
                       f"or run: voxbus call tests/data/jfk.wav   (Ctrl-C stops; logs in {supervisor.logs})")
-        stop = threading.Event()
-        for signum in (signal.SIGINT, signal.SIGTERM):
-            signal.signal(signum, lambda *_: stop.set())
         supervisor.watch(stop)
+    except KeyboardInterrupt:
+        pass
     finally:
         console.print("stopping…")
         supervisor.stop()
@@ -93,14 +103,28 @@ def ingress(bootstrap: Bootstrap = None,
 
 
 @app.command()
-def broker() -> None:
-    """Run the embedded broker (Tansu, memory only) alone, until Ctrl-C."""
-    _configure()
-    from streams.broker import start_embedded_broker, stop_process
+def broker(
+    kafka: Annotated[bool, typer.Option("--kafka", help="Apache Kafka (needs Java 17+).")] = False,
+    tansu: Annotated[bool, typer.Option("--tansu", help="Tansu (no Java; memory only).")] = False,
+    fetch: Annotated[bool, typer.Option("--fetch", help="Only fetch Kafka's jars with Maven, then exit.")] = False,
+) -> None:
+    """Run the embedded broker alone until Ctrl-C: Apache Kafka when Java 17+ is here, else Tansu."""
+    if kafka and tansu:
+        raise typer.BadParameter("--kafka or --tansu, not both")
+    _configure(broker="kafka" if kafka else "tansu" if tansu else None)
+    from streams import kafka_server
+    from streams.broker import broker_kind, start_embedded_broker, stop_process
     from streams.settings import get_settings
 
-    proc = start_embedded_broker(get_settings().bootstrap)
-    console.print(f"embedded broker on {get_settings().bootstrap} (memory only: a restart loses everything)")
+    settings = get_settings()
+    if fetch:
+        console.print(f"Apache Kafka {kafka_server.KAFKA_VERSION} jars in {kafka_server.fetch_jars(settings.kafka_home)}")
+        return
+    kind = broker_kind(settings)
+    proc = start_embedded_broker(settings.bootstrap, kind=kind, data_dir=settings.data_dir / "kafka",
+                                 settings=settings)
+    where = f"storage in {settings.data_dir / 'kafka'}" if kind == "kafka" else "memory only: a restart loses everything"
+    console.print(f"embedded broker ({'Apache Kafka' if kind == 'kafka' else 'Tansu'}) on {settings.bootstrap} ({where})")
     try:
         signal.sigwait({signal.SIGINT, signal.SIGTERM})
     finally:

@@ -2,7 +2,10 @@
 
 Each stage runs in its own process with its own consumer group, exactly as Kubernetes
 runs it (``voxbus worker STAGE``).  A child that exits unexpectedly is restarted
-with exponential backoff; Ctrl-C stops everything in reverse order.
+with exponential backoff; Ctrl-C stops everything in reverse order.  The embedded
+broker's kind is resolved once here (:func:`streams.broker.broker_kind`) and passed to
+every child as ``VOXBUS_BROKER``; on Apache Kafka each worker replica gets a stable
+``VOXBUS_GROUP_INSTANCE_ID`` (static membership), kept across its restarts.
 """
 
 from __future__ import annotations
@@ -22,7 +25,7 @@ from pathlib import Path
 from processors.generation.llm_server import embedded_url, start_llm_server, warm_up
 from processors.runtime import STAGES
 from streams.admin import ensure_topics
-from streams.broker import start_embedded_broker, stop_process
+from streams.broker import broker_kind, start_embedded_broker, stop_process
 from streams.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -70,6 +73,11 @@ def wait_http(url: str, timeout_s: float, ok: tuple[int, ...] = (200,)) -> bool:
     return False
 
 
+def _member(stage: str, replica: int) -> dict[str, str]:
+    """The environment giving replica ``replica`` of ``stage`` its stable group instance id."""
+    return {"VOXBUS_GROUP_INSTANCE_ID": f"{stage}-{replica}"}
+
+
 class Supervisor:
     """Start, watch and stop the processes of a local voxbus."""
 
@@ -91,16 +99,19 @@ class Supervisor:
         """
         s = self.settings
         if s.embedded_broker:
-            self.broker = start_embedded_broker(s.bootstrap, str(self.logs / "broker.log"))
+            self.env["VOXBUS_BROKER"] = broker_kind(s)
+            self.broker = start_embedded_broker(s.bootstrap, str(self.logs / "broker.log"), kind=broker_kind(s),
+                                                data_dir=s.data_dir / "kafka", settings=s)
         asyncio.run(ensure_topics(s))
         if not s.llm_url:
             self.llm = start_llm_server(s, self.logs / "llm.log")
         python = [sys.executable, "-m", "voxbus"]
         self.children = [
-            Child(stage, [*python, "worker", stage], self.logs / f"{stage}.log") for stage in STAGES
+            Child(stage, [*python, "worker", stage], self.logs / f"{stage}.log", env=_member(stage, 0))
+            for stage in STAGES
         ]
         self.children.append(Child("analytics", [*python, "analytics", "worker"],
-                                   self.logs / "analytics.log"))
+                                   self.logs / "analytics.log", env=_member("analytics", 0)))
         self.children.append(Child("ingress", [*python, "ingress"], self.logs / "ingress.log"))
         for child in self.children:
             child.start(self.env)
@@ -108,8 +119,11 @@ class Supervisor:
             if not wait_http(f"{embedded_url(s)}/models", 120):
                 raise RuntimeError(f"the LLM server did not start; see {self.logs / 'llm.log'}")
             warm_up(embedded_url(s))
-        if not wait_http(f"http://{s.host}:{s.port}/healthz", READY_TIMEOUT_S):
-            raise RuntimeError(f"voxbus did not become healthy in {READY_TIMEOUT_S:.0f} s; see {self.logs}")
+        deadline = time.monotonic() + READY_TIMEOUT_S
+        while not wait_http(f"http://{s.host}:{s.port}/healthz", 2.0):
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"voxbus did not become healthy in {READY_TIMEOUT_S:.0f} s; see {self.logs}")
+            self.restart_exited()  # a child that died while starting is restarted, as later
 
     def add_replica(self, stage: str) -> Child:
         """Start one more ``voxbus worker STAGE`` process: another member of the stage's consumer group.
@@ -129,7 +143,8 @@ class Supervisor:
         replica = sum(child.argv[-2:] == ["worker", stage] for child in self.children)
         child = Child(f"{stage}#{replica}", [sys.executable, "-m", "voxbus", "worker", stage],
                       self.logs / f"{stage}-{replica}.log",
-                      env={"VOXBUS_METRICS_BASE_PORT": str(self.settings.metrics_base_port + 10 * replica)})
+                      env={"VOXBUS_METRICS_BASE_PORT": str(self.settings.metrics_base_port + 10 * replica),
+                           **_member(stage, replica)})
         child.start(self.env)
         self.children.append(child)
         return child
@@ -155,17 +170,21 @@ class Supervisor:
                 child.proc.kill()
         return child.proc.wait()
 
+    def restart_exited(self) -> None:
+        """Restart each child that has exited, once its backoff (1 s doubling to 30 s) has passed."""
+        for child in self.children:
+            if child.proc is not None and child.proc.poll() is not None:
+                delay = min(30.0, 2.0 ** child.restarts)
+                if time.monotonic() - child.started > delay:
+                    log.warning("%s exited with %s; restarting (log: %s)", child.name,
+                                child.proc.returncode, child.log_path)
+                    child.restarts += 1
+                    child.start(self.env)
+
     def watch(self, stop: threading.Event) -> None:
-        """Restart children that exit (exponential backoff from 1 s to 30 s) until ``stop`` is set."""
+        """Restart children that exit (:meth:`restart_exited`) until ``stop`` is set."""
         while not stop.is_set():
-            for child in self.children:
-                if child.proc is not None and child.proc.poll() is not None and not stop.is_set():
-                    delay = min(30.0, 2.0 ** child.restarts)
-                    if time.monotonic() - child.started > delay:
-                        log.warning("%s exited with %s; restarting (log: %s)", child.name,
-                                    child.proc.returncode, child.log_path)
-                        child.restarts += 1
-                        child.start(self.env)
+            self.restart_exited()
             stop.wait(0.5)
 
     def stop(self) -> None:

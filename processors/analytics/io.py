@@ -6,7 +6,6 @@ nothing and never disturb the stages' groups.
 
 from __future__ import annotations
 
-import asyncio
 import json
 import os
 import tempfile
@@ -15,14 +14,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka import AIOKafkaConsumer
 from aiokafka.structs import ConsumerRecord
 
 from schemas import Record, SchemaError, decode
+from streams.admin import topic_partitions
+from streams.clients import consumer_kwargs, profile
 from streams.settings import Settings
 from streams.topics import ALL_TOPICS
 
-METADATA_TIMEOUT_S = 10.0
 """Longest wait for a topic's partitions to appear in the broker's metadata."""
 EXPORT_BATCH_ROWS = 20_000
 """Rows held in memory before a batch is written out (as its own row group)."""
@@ -57,29 +57,11 @@ def _decode(message: ConsumerRecord) -> Read:
         return Read(message, None, str(exc))
 
 
-async def topic_partitions(consumer: AIOKafkaConsumer, topic: str,
-                           timeout_s: float = METADATA_TIMEOUT_S) -> list[TopicPartition]:
-    """Every partition of ``topic``.
-
-    Raises:
-        LookupError: the broker does not know the topic after ``timeout_s``.
-    """
-    deadline = asyncio.get_running_loop().time() + timeout_s
-    while True:
-        partitions = consumer.partitions_for_topic(topic)
-        if partitions:
-            return [TopicPartition(topic, p) for p in sorted(partitions)]
-        if asyncio.get_running_loop().time() > deadline:
-            raise LookupError(f"topic {topic!r} does not exist")
-        await consumer.topics()  # refreshes the metadata of every topic
-        await asyncio.sleep(0.2)
-
-
 def consumer_for(settings: Settings) -> AIOKafkaConsumer:
     """A consumer with no group (manual assignment, nothing committed)."""
-    return AIOKafkaConsumer(bootstrap_servers=settings.bootstrap, enable_auto_commit=False, group_id=None,
-                            fetch_max_wait_ms=max(settings.fetch_max_wait_ms, 100),
-                            max_partition_fetch_bytes=8 * 1024 * 1024)
+    wait = max(profile(settings).fetch_max_wait_ms, 100)
+    return AIOKafkaConsumer(**consumer_kwargs(settings, enable_auto_commit=False, group_id=None,
+                                              fetch_max_wait_ms=wait, max_partition_fetch_bytes=8 * 1024 * 1024))
 
 
 async def read_topic(settings: Settings, topic: str, *, from_beginning: bool = True,
@@ -99,7 +81,7 @@ async def read_topic(settings: Settings, topic: str, *, from_beginning: bool = T
     consumer = consumer_for(settings)
     await consumer.start()
     try:
-        partitions = await topic_partitions(consumer, topic)
+        partitions = await topic_partitions(settings, topic)
         consumer.assign(partitions)
         if from_beginning:
             await consumer.seek_to_beginning(*partitions)

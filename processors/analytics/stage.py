@@ -46,6 +46,7 @@ from processors.runtime import STAGES, StageRunner, serve_liveness
 from schemas import Record, TurnRecord, WindowedRecord, encode
 from streams.admin import ensure_topics
 from streams.app import make_app
+from streams.clients import profile
 from streams.settings import Settings, get_settings
 from streams.topics import ANALYTICS_WINDOWS, EGRESS, TURNS, TopicSpec
 
@@ -237,12 +238,14 @@ def build(settings: Settings | None = None) -> tuple[faust.App, AnalyticsRunner]
 def run_worker() -> None:
     """Run the analytics worker until SIGINT/SIGTERM (creating missing topics first).
 
-    Its consumer waits ``VOXBUS_ANALYTICS_FETCH_MAX_WAIT_MS`` per fetch, not the
-    pipeline's 10 ms: a window update a fraction of a second later is fine, an idle
-    worker polling 16 partitions every 10 ms is not.
+    Its consumer waits at least ``VOXBUS_ANALYTICS_FETCH_MAX_WAIT_MS`` per fetch, not the
+    pipeline's 40 ms on Tansu: a window update a fraction of a second later is fine, an
+    idle worker polling 16 partitions every 40 ms is not.
     """
     # a longer fetch wait for this worker only (streams.transport reads it from the settings)
-    os.environ["VOXBUS_FETCH_MAX_WAIT_MS"] = str(get_settings().analytics_fetch_max_wait_ms)
+    settings = get_settings()
+    wait = max(profile(settings).fetch_max_wait_ms, settings.analytics_fetch_max_wait_ms)
+    os.environ["VOXBUS_FETCH_MAX_WAIT_MS"] = str(wait)
     get_settings.cache_clear()
     settings = get_settings()
     loop = asyncio.new_event_loop()

@@ -1,0 +1,113 @@
+"""Kafka client options per broker: every aiokafka client and faust App of voxbus takes them from here.
+
+What differs between brokers is measured (``benchmarks/hops.py``, README "The broker"):
+
+* **Fetch wait.**  Apache Kafka long-polls: with ``fetch.min.bytes=1`` a fetch is
+  answered as soon as a record arrives, so the wait only bounds how often an idle
+  consumer asks: 500 ms gives hop p50 1.0 / p99 5 ms at 10 sessions and an idle
+  consumer costs the broker nothing measurable, where 40 ms cost 0.11 cores per
+  consumer.  Tansu answers an empty fetch by sleeping half the wait, so there the
+  wait *is* the hop latency: 40 ms (p50 12 / p99 25 ms).
+* **Producer durability.**  On Kafka producers are idempotent with ``acks=all``
+  (no duplicate or reordered record after a retry); Tansu fails ``InitProducerId``,
+  so there they are ``acks=1`` without idempotence (at-least-once, with the
+  idempotent consumers of the stages).
+* **Static membership.**  On Kafka a worker with ``VOXBUS_GROUP_INSTANCE_ID`` keeps
+  its partitions across a restart without a rebalance (KIP-345); Tansu ignores it.
+* **Group timeouts.**  An external Kafka gets Kafka-legal timeouts (10 s session, 3 s
+  heartbeat) unless configured; the embedded brokers accept the short ones (3 s /
+  0.5 s: a dead member is noticed in seconds; the embedded Kafka lowers
+  ``group.min.session.timeout.ms`` to 1 s for this).
+"""
+
+from __future__ import annotations
+
+import functools
+import ssl
+from dataclasses import dataclass
+from typing import Any
+
+from streams.settings import Settings
+
+FETCH_WAIT_MS = {"kafka": 500, "external": 500, "tansu": 40}
+"""Default fetch wait (ms) per broker kind; see the module docstring for the measurements."""
+
+
+@dataclass(frozen=True)
+class BrokerProfile:
+    """The client options of one broker kind.
+
+    Attributes:
+        kind: ``"kafka"`` (embedded Apache Kafka), ``"tansu"`` or ``"external"``.
+        fetch_max_wait_ms: longest a fetch waits on the broker for data (ms).
+        idempotent: producers use ``enable_idempotence`` and ``acks=all``.
+        static_membership: ``group.instance.id`` is honoured.
+    """
+
+    kind: str
+    fetch_max_wait_ms: int
+    idempotent: bool
+    static_membership: bool
+
+
+def profile(settings: Settings) -> BrokerProfile:
+    """The :class:`BrokerProfile` of the broker ``settings`` point at (``VOXBUS_FETCH_MAX_WAIT_MS`` overrides)."""
+    from streams.broker import broker_kind
+
+    kind = broker_kind(settings)
+    tansu = kind == "tansu"
+    return BrokerProfile(kind=kind, fetch_max_wait_ms=settings.fetch_max_wait_ms or FETCH_WAIT_MS[kind],
+                         idempotent=not tansu, static_membership=not tansu)
+
+
+@functools.cache
+def _ssl_context(cafile: str) -> ssl.SSLContext:
+    from aiokafka.helpers import create_ssl_context
+
+    return create_ssl_context(cafile=cafile or None)
+
+
+def security_kwargs(settings: Settings) -> dict[str, Any]:
+    """The aiokafka TLS and SASL arguments for ``VOXBUS_KAFKA_SECURITY_PROTOCOL`` and friends.
+
+    Raises:
+        ValueError: SASL is configured without a user name or password.
+    """
+    protocol = settings.kafka_security_protocol
+    out: dict[str, Any] = {"security_protocol": protocol}
+    if protocol in ("SSL", "SASL_SSL"):
+        out["ssl_context"] = _ssl_context(settings.kafka_ssl_cafile)
+    if protocol.startswith("SASL_"):
+        password = settings.kafka_sasl_password.get_secret_value()
+        if not settings.kafka_sasl_username or not password:
+            raise ValueError(f"{protocol} needs VOXBUS_KAFKA_SASL_USERNAME and VOXBUS_KAFKA_SASL_PASSWORD")
+        out.update(sasl_mechanism=settings.kafka_sasl_mechanism, sasl_plain_username=settings.kafka_sasl_username,
+                   sasl_plain_password=password)
+    return out
+
+
+def consumer_kwargs(settings: Settings, **overrides: Any) -> dict[str, Any]:
+    """Arguments of an ``AIOKafkaConsumer`` on this broker (bootstrap, fetch wait, security), then ``overrides``."""
+    return {"bootstrap_servers": settings.bootstrap, "fetch_max_wait_ms": profile(settings).fetch_max_wait_ms,
+            **security_kwargs(settings), **overrides}
+
+
+def producer_kwargs(settings: Settings, **overrides: Any) -> dict[str, Any]:
+    """Arguments of an ``AIOKafkaProducer`` on this broker (idempotent ``acks=all`` on Kafka), then ``overrides``."""
+    durable = {"acks": "all", "enable_idempotence": True} if profile(settings).idempotent else {"acks": 1}
+    return {"bootstrap_servers": settings.bootstrap, "linger_ms": 0, **durable, **security_kwargs(settings),
+            **overrides}
+
+
+def faust_credentials(settings: Settings) -> Any:
+    """The faust ``broker_credentials`` for the same TLS/SASL settings as :func:`security_kwargs` (None: plaintext)."""
+    import faust
+
+    auth = security_kwargs(settings)
+    protocol = auth["security_protocol"]
+    if protocol == "PLAINTEXT":
+        return None
+    if protocol == "SSL":
+        return faust.SSLCredentials(auth["ssl_context"])
+    return faust.SASLCredentials(username=auth["sasl_plain_username"], password=auth["sasl_plain_password"],
+                                 ssl_context=auth.get("ssl_context"), mechanism=auth["sasl_mechanism"])
