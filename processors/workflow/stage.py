@@ -20,8 +20,8 @@ class WorkflowStage(Stage):
     :class:`schemas.ToolResult` to ``voxbus.tool-results`` (the generation stage speaks
     it), each new :class:`Booking` to ``voxbus.bookings`` and each :class:`Handoff` to
     ``voxbus.handoffs``.  A redelivered call (same session, turn and call id) is
-    answered from the store's call log: its result is produced again, its booking and
-    hand-off are not.
+    answered from the store's call log: its result, booking and hand-off are produced
+    again (not booked again), so a worker that died before producing them loses nothing.
     """
 
     name = "workflow"

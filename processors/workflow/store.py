@@ -6,11 +6,14 @@
 * ``calls``: every executed tool call, keyed ``(session_id, turn_id, call_id)``, with
   its encoded :class:`schemas.ToolResult`: a redelivered call returns the stored
   result instead of running again (a booking is never made twice);
+* ``call_records``: the records the call publishes (its :class:`schemas.Booking` or
+  :class:`schemas.Handoff`), encoded, in order: a call redelivered because the worker
+  died between this write and the produce publishes them again;
 * ``bookings``: one row per booked appointment, keyed by confirmation number;
 * ``orders``: the sample orders, loaded from ``VOXBUS_ORDERS_FIXTURE`` (CSV with
   ``order_id,status,item,detail``) when the table is empty.
 
-Writes of one call (its booking and its ``calls`` row) are one transaction.
+Writes of one call (its booking, its ``calls`` row and its records) are one transaction.
 """
 
 from __future__ import annotations
@@ -20,7 +23,7 @@ import sqlite3
 import time
 from pathlib import Path
 
-from schemas import Booking, ToolCall, ToolResult, decode, encode
+from schemas import Booking, Record, ToolCall, ToolResult, decode, encode
 from streams.settings import Settings
 
 SCHEMA = """
@@ -28,6 +31,11 @@ CREATE TABLE IF NOT EXISTS calls (
     session_id TEXT NOT NULL, turn_id TEXT NOT NULL, call_id TEXT NOT NULL,
     tool TEXT NOT NULL, result BLOB NOT NULL, ts REAL NOT NULL,
     PRIMARY KEY (session_id, turn_id, call_id)
+);
+CREATE TABLE IF NOT EXISTS call_records (
+    session_id TEXT NOT NULL, turn_id TEXT NOT NULL, call_id TEXT NOT NULL, n INTEGER NOT NULL,
+    record BLOB NOT NULL,
+    PRIMARY KEY (session_id, turn_id, call_id, n)
 );
 CREATE TABLE IF NOT EXISTS bookings (
     confirmation TEXT PRIMARY KEY, session_id TEXT NOT NULL, turn_id TEXT NOT NULL, call_id TEXT NOT NULL,
@@ -75,19 +83,31 @@ class WorkflowStore:
                     csv.DictReader(rows),
                 )
 
-    def executed(self, call: ToolCall) -> ToolResult | None:
-        """The stored result of ``call`` if it already ran."""
-        row = self.db.execute(
-            "SELECT result FROM calls WHERE session_id=? AND turn_id=? AND call_id=?",
-            (call.session_id, call.turn_id, call.call_id),
-        ).fetchone()
-        return decode(row[0], ToolResult) if row else None
+    def executed(self, call: ToolCall) -> tuple[ToolResult, list[Record]] | None:
+        """The stored result of ``call`` and the records it published, if it already ran.
 
-    def record(self, call: ToolCall, result: ToolResult, booking: Booking | None = None) -> None:
-        """Store ``result`` of ``call`` (and its ``booking``) in one transaction."""
+        Raises:
+            schemas.SchemaError: a stored record no longer decodes.
+        """
+        key = (call.session_id, call.turn_id, call.call_id)
+        row = self.db.execute("SELECT result FROM calls WHERE session_id=? AND turn_id=? AND call_id=?",
+                              key).fetchone()
+        if row is None:
+            return None
+        records = self.db.execute(
+            "SELECT record FROM call_records WHERE session_id=? AND turn_id=? AND call_id=? ORDER BY n", key,
+        ).fetchall()
+        return decode(row[0], ToolResult), [decode(blob) for (blob,) in records]
+
+    def record(self, call: ToolCall, result: ToolResult, published: list[Record]) -> None:
+        """Store ``result`` of ``call`` and the records it publishes (a booking: also in ``bookings``).
+
+        One transaction: a crash leaves either all of it or none.
+        """
+        key = (call.session_id, call.turn_id, call.call_id)
         with self.db:
             self.db.execute("BEGIN")
-            if booking is not None:
+            for booking in (r for r in published if isinstance(r, Booking)):
                 self.db.execute(
                     "INSERT INTO bookings VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
                     (booking.confirmation, booking.session_id, booking.turn_id, booking.call_id, booking.name,
@@ -95,8 +115,10 @@ class WorkflowStore:
                 )
             self.db.execute(
                 "INSERT INTO calls VALUES (?, ?, ?, ?, ?, ?)",
-                (call.session_id, call.turn_id, call.call_id, call.tool, encode(result), time.time()),
+                (*key, call.tool, encode(result), time.time()),
             )
+            self.db.executemany("INSERT INTO call_records VALUES (?, ?, ?, ?, ?)",
+                                [(*key, n, encode(r)) for n, r in enumerate(published)])
 
     def order(self, order_id: str) -> tuple[str, str, str] | None:
         """``(status, item, detail)`` of an order, or None if unknown."""

@@ -101,7 +101,11 @@ def escalate_to_human(call: ToolCall) -> tuple[ToolResult, Handoff]:
 
 
 def execute(call: ToolCall, store: WorkflowStore) -> tuple[ToolResult, list[Record]]:
-    """Run ``call`` once: a redelivered call returns its stored result and nothing to publish again.
+    """Run ``call`` once: a redelivered call returns its stored result and records.
+
+    The records are published again on redelivery (the worker may have died between the
+    store's write and the produce); their consumers are idempotent (a booking is keyed by
+    its confirmation number, a hand-off by its session), and the booking is not made twice.
 
     Returns:
         (the result, records to publish: a :class:`Booking` or a :class:`Handoff`).
@@ -111,8 +115,7 @@ def execute(call: ToolCall, store: WorkflowStore) -> tuple[ToolResult, list[Reco
     """
     done = store.executed(call)
     if done is not None:
-        return done, []
-    booking: Booking | None = None
+        return done
     published: list[Record] = []
     if call.tool == "book_appointment":
         result, booking = book_appointment(call)
@@ -122,6 +125,6 @@ def execute(call: ToolCall, store: WorkflowStore) -> tuple[ToolResult, list[Reco
     else:
         result, handoff = escalate_to_human(call)
         published = [handoff]
-    store.record(call, result, booking)
+    store.record(call, result, published)
     return result, published
 

@@ -22,7 +22,7 @@ from processors.generation.tools import ToolCallAccumulator
 from processors.workflow.stage import WorkflowStage
 from processors.workflow.store import WorkflowStore, db_path
 from processors.workflow.tools import execute
-from schemas import Booking, Handoff, HandoffUpdate, ReplyText, RetrievalResult, ToolCall
+from schemas import Booking, Handoff, HandoffUpdate, ReplyText, RetrievalResult, ToolCall, ToolResult
 from streams.settings import Settings
 from streams.topics import BOOKINGS, EGRESS, HANDOFFS, TOOL_CALLS, TOOL_RESULTS
 
@@ -100,11 +100,33 @@ def test_booking_asks_for_what_is_missing_then_books_once(tmp_path):
     assert result.status == "done" and isinstance(booking, Booking)
     assert result.say == (f"Booked: screen repair on Tuesday at 3 PM for Alice. Your confirmation number is "
                           f"{booking.confirmation}.")
-    again, republished = execute(full, store)  # a redelivered call
-    assert again == result and republished == []
+    again, republished = execute(full, store)  # a redelivered call: not booked twice
+    assert again == result
     db = sqlite3.connect(tmp_path / "w.sqlite")
     rows = db.execute("SELECT name, service, day, time FROM bookings").fetchall()
     assert rows == [("Alice", "screen repair", "Tuesday", "3 PM")]
+
+
+SLOTS = {"service": "screen repair", "day": "Tuesday", "time": "3 PM", "name": "Alice"}
+
+
+@pytest.mark.parametrize(("tool", "arguments", "kind"), [
+    ("book_appointment", SLOTS, Booking),
+    ("escalate_to_human", {"reason": "requested"}, Handoff),
+])
+async def test_a_call_redelivered_after_a_crash_produces_its_records_again(tmp_path, tool, arguments, kind):
+    """The worker died after the SQLite write and before the produce: the redelivery produces them."""
+    settings = Settings(data_dir=tmp_path)
+    crashed = WorkflowStage(settings)
+    crashed.load()
+    redelivered = call(tool, arguments)
+    first = [emit async for emit in crashed.handle(redelivered)]  # stored; the worker dies before producing
+    restarted = WorkflowStage(settings)
+    restarted.load()
+    again = [emit async for emit in restarted.handle(redelivered)]
+    assert [(e.topic, e.record) for e in again] == [(e.topic, e.record) for e in first]
+    assert [type(e.record) for e in again] == [kind, ToolResult]
+    assert len(restarted.store.bookings("s1")) == (kind is Booking), "booked once"
 
 
 def test_order_status_from_the_fixture(tmp_path):
