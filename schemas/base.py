@@ -2,16 +2,28 @@
 
 Every record is a frozen pydantic model with two wire fields besides its own:
 ``type`` (a literal tag that names the schema, used by :mod:`schemas.codec` to pick the
-class when decoding) and ``v`` (the schema version).  Unknown fields are rejected, so
-a producer that drifts from the schema is caught at the first consumer instead of
-being silently ignored.
+class when decoding) and ``v`` (the schema version).
+
+Compatibility rule (rolling upgrades: for a while, releases N and N+1 run side by side):
+
+* **Compatible, same** ``v``: adding a field with a default, to a record or to a value
+  nested in one (:class:`Part`).  A consumer one release behind ignores the field (the
+  decoder drops fields it does not know); a consumer one release ahead reads the
+  default from a producer one release behind.
+* **Incompatible, a new** ``v``: anything else (removing or renaming a field, changing its
+  type, meaning or bounds, adding a required field, adding a value to a closed set such
+  as an intent).  Release N lists the new version in :attr:`Record.VERSIONS` and reads
+  both; only release N+1 writes it.  A version a consumer does not list is dead-lettered.
+* **Strict encode**: building a record (or a :class:`Part`) with a field it does not have
+  raises, so a producer's misspelt field fails in its own code and tests instead of being
+  dropped by every consumer.  Only :func:`schemas.codec.decode` is tolerant.
 """
 
 from __future__ import annotations
 
 from typing import Annotated, ClassVar
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationInfo, model_validator
 
 SESSION_ID_PATTERN = r"^[A-Za-z0-9_.:-]{1,64}$"
 
@@ -35,14 +47,34 @@ last record of a turn carries the timeline needed to compute per-stage latency.
 """
 
 
-class Record(BaseModel):
-    """A versioned, typed record.
+TOLERANT = "tolerant"
+"""Validation context key: when true, fields a model does not know are dropped (decoding)."""
 
-    Subclasses declare ``type: Literal["..."]`` and set :attr:`VERSIONS`, the schema
-    versions this code can read.
+
+class Part(BaseModel):
+    """A frozen model of the bus: strict when built, tolerant of unknown fields when decoded.
+
+    Unknown fields raise, except under the validation context ``{TOLERANT: True}``
+    (:func:`schemas.codec.decode`), where they are dropped, at every nesting level.
     """
 
     model_config = ConfigDict(extra="forbid", frozen=True, strict=False)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _drop_unknown(cls, data: object, info: ValidationInfo) -> object:
+        """Drop the keys of ``data`` that are not fields, when decoding a newer producer's record."""
+        if isinstance(data, dict) and info.context and info.context.get(TOLERANT):
+            return {key: value for key, value in data.items() if key in cls.model_fields}
+        return data
+
+
+class Record(Part):
+    """A versioned, typed record.
+
+    Subclasses declare ``type: Literal["..."]`` and set :attr:`VERSIONS`, the schema
+    versions this code can read (see the compatibility rule above).
+    """
 
     VERSIONS: ClassVar[frozenset[int]] = frozenset({1})
     v: int = 1

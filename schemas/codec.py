@@ -3,7 +3,9 @@
 A record is encoded as a msgpack map of its fields (``bytes`` as msgpack bin, so PCM
 travels without base64).  Decoding validates the map against the class named by its
 ``type`` field and rejects unknown versions, so a stage never acts on a malformed
-record: it gets a :class:`SchemaError` and dead-letters the input.
+record: it gets a :class:`SchemaError` and dead-letters the input.  Fields the class does
+not know (a newer producer's) are dropped, and missing fields with a default (an older
+producer's) take it: the compatibility rule of :mod:`schemas.base`.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ from pydantic import ValidationError
 
 from schemas.analytics import EscalationCount, IntentCount, LatencyPercentiles, SentimentCount, TurnsPerMinute
 from schemas.audio import AudioChunk, SessionControl, SynthAudio, Utterance
-from schemas.base import Record
+from schemas.base import TOLERANT, Record
 from schemas.events import DeadLetter, ErrorEvent, StageHeartbeat, TurnCancel, TurnRecord, VadEvent
 from schemas.text import IntentResult, ReplyText, RetrievalResult, Transcript
 from schemas.tools import Booking, Handoff, HandoffUpdate, ToolCall, ToolResult
@@ -78,11 +80,12 @@ def decode(data: bytes, *expected: type[R]) -> R:
         *expected: accepted record classes; none means any registered class.
 
     Returns:
-        The record, an instance of one of ``expected``.
+        The record, an instance of one of ``expected``; fields it does not know are dropped.
 
     Raises:
         SchemaError: not msgpack, not a map, unknown ``type``, unsupported version,
-            a type outside ``expected``, or a field that fails validation.
+            a type outside ``expected``, a missing required field, or a field that fails
+            validation.
     """
     if not isinstance(data, bytes | bytearray | memoryview):
         raise SchemaError(f"record value must be bytes, got {type(data).__name__}")
@@ -105,7 +108,7 @@ def decode(data: bytes, *expected: type[R]) -> R:
     if version not in cls.VERSIONS:
         raise SchemaError(f"{tag} version {version!r} unsupported (supported {sorted(cls.VERSIONS)})")
     try:
-        return cls.model_validate(fields)  # type: ignore[return-value]
+        return cls.model_validate(fields, context={TOLERANT: True})  # type: ignore[return-value]
     except ValidationError as exc:
         raise SchemaError(f"invalid {tag}: {_summarize(exc)}") from None
 

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 
-from schemas.base import Marks, SessionRecord, TurnId
+from schemas.base import Marks, Part, SessionRecord, TurnId
 
 Intent = Literal[
     "billing",
@@ -79,7 +79,7 @@ class IntentResult(TurnText):
     sentiment_score: float = Field(ge=-1.0, le=1.0)
 
 
-class Passage(BaseModel):
+class Passage(Part):
     """One knowledge-base passage.
 
     Attributes:
@@ -88,8 +88,6 @@ class Passage(BaseModel):
         title: article title.
         score: cosine similarity to the query in [-1, 1].
     """
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
 
     text: str
     source: str

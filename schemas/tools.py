@@ -12,9 +12,9 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 
-from schemas.base import EpochSeconds, Marks, SessionRecord, TurnId
+from schemas.base import EpochSeconds, Marks, Part, SessionRecord, TurnId
 
 ToolName = Literal["book_appointment", "check_order_status", "escalate_to_human"]
 """The tools the workflow stage executes (JSON schemas: :mod:`processors.generation.tools`)."""
@@ -28,7 +28,7 @@ HandoffReason = Literal["requested", "repeated_failure", "negative_sentiment"]
 unanswered turns in a row, or a sentiment score at or below the threshold."""
 
 
-class ConversationLine(BaseModel):
+class ConversationLine(Part):
     """One line of a conversation transcript.
 
     Attributes:
@@ -36,8 +36,6 @@ class ConversationLine(BaseModel):
         text: what was said.
         turn_id: the turn it belongs to.
     """
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
 
     role: Literal["caller", "assistant", "agent"]
     text: str = Field(max_length=4000)
