@@ -22,6 +22,11 @@ log = logging.getLogger(__name__)
 SESSION_EXPIRY_S = 600.0
 """A session with no record for this long (s) is forgotten: longer than the ingress's
 idle timeout (``VOXBUS_IDLE_TIMEOUT_S``, 120 s), after which the ingress has closed it."""
+MAX_FILLED_GAP_S = 1.0
+"""Longest gap (s) in a session's audio heard as silence (chunks shed or lost: the endpointer
+hears the pause).  A longer gap, such as the minutes since sample 0 of a call a restarted
+worker joins at its committed offset, is skipped: speech in progress ends at the gap and the
+timeline jumps, so the work stays that of the audio received."""
 
 
 def turn_id(start_sample: int, epoch: int) -> str:
@@ -70,7 +75,8 @@ class VadStage(Stage):
     one, at sample 0): a newer epoch resets the session's state, records of an older
     one are dropped, and turn ids (``a<start_sample>-<epoch>``) stay unique across
     connections.  A session with no record for :data:`SESSION_EXPIRY_S` (its ingress
-    died and the caller never came back) is forgotten.
+    died and the caller never came back) is forgotten.  A gap in a session's audio of up
+    to :data:`MAX_FILLED_GAP_S` is heard as silence; a longer one is skipped.
     """
 
     name = "vad"
@@ -144,6 +150,9 @@ class VadStage(Stage):
         if record.seq < session.next_seq:
             return  # a redelivered chunk: already endpointed
         session.egress_partition = record.egress_partition
+        if record.start_sample - session.next_sample > MAX_FILLED_GAP_S * BUS_SAMPLE_RATE:
+            for emit in self.skip_gap(record.session_id, session, record.start_sample):
+                yield emit
         for event in self.feed(session, record):
             for emit in self.on_event(record.session_id, session, event):
                 yield emit
@@ -168,6 +177,22 @@ class VadStage(Stage):
         emits = [Emit(EGRESS, vad_event)]
         if kept:
             emits.insert(0, self.utterance(session_id, session, event))
+        return emits
+
+    def skip_gap(self, session_id: str, session: Session, resume_sample: int) -> list[Emit]:
+        """Jump the session's timeline to ``resume_sample``, ending any speech at the gap.
+
+        Returns:
+            The outputs of the utterance in progress, ended at the gap (as at a hang-up).
+        """
+        log.info("session %s: %.1f s of audio missing; skipped, not zero-filled", session_id,
+                 (resume_sample - session.next_sample) / BUS_SAMPLE_RATE)
+        end = session.endpointer.flush(session.next_sample)
+        emits = self.on_event(session_id, session, end) if end is not None else []
+        session.vad = VadState()
+        session.audio = np.zeros(0, dtype=np.int16)
+        session.pending = np.zeros(0, dtype=np.float32)
+        session.audio_start = session.next_sample = resume_sample
         return emits
 
     def feed(self, session: Session, chunk: AudioChunk) -> list[SpeechStart | SpeechPause | SpeechEnd]:
