@@ -60,6 +60,9 @@ SOCKET_CASES = [
     ("session id too long", [start(session_id="s" * 65)], "bad_message", 4400),
     ("empty session id", [start(session_id="")], "bad_message", 4400),
     ("huge frame", [START, b"\0" * (300 * 1024)], None, 1009),
+    ("a frame one sample over 256 KiB", [START, b"\0" * (256 * 1024 + 2)], None, 1009),
+    # the README's "up to 256 KiB" includes 256 KiB (2.7 s at 48 kHz: within the session's audio buffer)
+    ("a frame of exactly 256 KiB", [start(sample_rate=48000), b"\0" * (256 * 1024)], None, None),
     ("zero-length audio", [START, b""], "empty_frame", None),
     ("odd-length audio", [START, b"\0" * 321], "odd_length", None),
     ("a text file as binary", [START, TEXT_FILE], "odd_length", None),

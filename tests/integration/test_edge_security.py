@@ -152,3 +152,33 @@ async def test_abuse_is_refused_and_the_ingress_keeps_serving(edge):
     end = next(e for e in events if e["type"] == "turn_end")
     assert end["intent"] == "billing" and end["reply_text"].strip()
     await alice.close()
+
+
+async def test_session_ownership_survives_a_restart_and_holds_across_replicas(stack):
+    """Issue 13, finding 2, on the real broker: bindings on voxbus.sessions, read by every replica."""
+    async def replica(slot: int) -> TestServer:
+        server = TestServer(make_app(Settings(api_keys=KEYS, ingress_slot=slot)), host="127.0.0.1")
+        await server.start_server()
+        return server
+
+    first, other = await replica(2), await replica(3)
+    alice = bearer("alice-key-0123456789")
+    async with aiohttp.ClientSession() as http:
+        closed, _, events = await attempt(http, f"ws://127.0.0.1:{first.port}", alice)
+        assert closed is None and events[0]["type"] == "ready"
+        session_id = events[0]["session_id"]
+        resume = {**START, "session_id": session_id}
+        await asyncio.sleep(2.0)  # the other replica's ledger follows voxbus.sessions live
+        closed, message, _ = await attempt(http, f"ws://127.0.0.1:{other.port}",
+                                           bearer("mallory-key-0123456789"), start=resume)
+        assert closed == 4403 and message.startswith("session_forbidden"), (closed, message)
+        await first.close()  # the ingress restarts: its memory is gone
+        first = await replica(2)
+        closed, message, _ = await attempt(http, f"ws://127.0.0.1:{first.port}",
+                                           bearer("mallory-key-0123456789"), start=resume)
+        assert closed == 4403 and message.startswith("session_forbidden"), (closed, message)
+        for server in (first, other):  # the owner resumes on either
+            closed, _, events = await attempt(http, f"ws://127.0.0.1:{server.port}", alice, start=resume)
+            assert closed is None and events[0]["session_id"] == session_id
+    await first.close()
+    await other.close()
