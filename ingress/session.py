@@ -111,7 +111,7 @@ class CallerSession:
         self.seq += 1
         return self.outbox.put(AudioChunk(
             session_id=self.session_id, egress_partition=self.partition, epoch=self.epoch, seq=self.seq - 1,
-            start_sample=start_sample, pcm=pcm, recv_ts=recv_ts,
+            start_sample=start_sample, pcm=pcm, recv_ts=recv_ts, speak=self.speak,
         ))
 
     async def on_text(self, text: str) -> None:

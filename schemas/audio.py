@@ -41,6 +41,9 @@ class AudioChunk(SessionRecord):
         sample_rate: Hz; always :data:`BUS_SAMPLE_RATE` on the bus.
         pcm: PCM16LE mono bytes, ``len(pcm) // 2`` samples.
         recv_ts: wall-clock time (epoch s) the ingress received the chunk's last byte.
+        speak: whether replies to this audio are synthesized: False for a voice session
+            that asked for text replies only.  On every chunk, not only on the session's
+            start, because a restarted vad worker joins a call at its committed offset.
     """
 
     type: Literal["audio_chunk"] = "audio_chunk"
@@ -52,6 +55,7 @@ class AudioChunk(SessionRecord):
     sample_rate: Literal[16000] = BUS_SAMPLE_RATE
     pcm: bytes
     recv_ts: EpochSeconds
+    speak: bool = True
 
     _check_pcm = field_validator("pcm")(_even_pcm)
 
@@ -72,7 +76,8 @@ class SessionControl(SessionRecord):
             records of an older epoch are stale.
         action: ``start`` (first record of a connection), ``config`` (settings change)
             or ``end`` (the caller hung up; stages flush and drop session state).
-        config: free-form per-session settings (e.g. ``{"speak": False}``).
+        config: free-form per-session settings as the caller asked (e.g. ``{"speak": False}``),
+            for the log; the stages act on the records' own fields (``AudioChunk.speak``).
         ts: wall-clock time (epoch s) of the action at the ingress.
     """
 
@@ -100,6 +105,7 @@ class Utterance(SessionRecord):
             the turn is confirmed: the asr stage may decode it ahead and must not emit for
             it; the confirmed utterance (same turn id and bounds) follows unless the caller
             goes on speaking.
+        speak: whether the reply is synthesized (the audio chunks' ``speak``).
     """
 
     type: Literal["utterance"] = "utterance"
@@ -110,6 +116,7 @@ class Utterance(SessionRecord):
     pcm: bytes
     speech_end_ts: EpochSeconds
     speculative: bool = False
+    speak: bool = True
     marks: Marks = Field(default_factory=dict)
 
     _check_pcm = field_validator("pcm")(_even_pcm)

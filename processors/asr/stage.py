@@ -112,6 +112,7 @@ class AsrStage(Stage):
                 avg_logprob=result.avg_logprob,
                 no_speech_prob=result.no_speech_prob,
                 audio_seconds=(utterance.end_sample - utterance.start_sample) / utterance.sample_rate,
+                speak=utterance.speak,
                 marks={**utterance.marks, **marks},
             )
             if transcript.text:

@@ -52,6 +52,7 @@ class Session:
     pending: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.float32))
     arrivals: deque[tuple[int, float]] = field(default_factory=lambda: deque(maxlen=4096))
     egress_partition: int = 0
+    speak: bool = True
     epoch: int = 0
     last_seen: float = field(default_factory=time.monotonic)
 
@@ -149,7 +150,7 @@ class VadStage(Stage):
         assert isinstance(record, AudioChunk)
         if record.seq < session.next_seq:
             return  # a redelivered chunk: already endpointed
-        session.egress_partition = record.egress_partition
+        session.egress_partition, session.speak = record.egress_partition, record.speak
         if record.start_sample - session.next_sample > MAX_FILLED_GAP_S * BUS_SAMPLE_RATE:
             for emit in self.skip_gap(record.session_id, session, record.start_sample):
                 yield emit
@@ -250,5 +251,6 @@ class VadStage(Stage):
             pcm=pcm.astype("<i2").tobytes(),
             speech_end_ts=speech_end_ts,
             speculative=speculative,
+            speak=session.speak,
             marks={"vad.speech_end": speech_end_ts, "vad.emit": time.time()},
         ))

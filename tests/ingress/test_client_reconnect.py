@@ -2,7 +2,7 @@
 
 import pytest
 
-from schemas import SessionControl
+from schemas import AudioChunk, SessionControl
 from voxbus.client import Line, Receiver, Refused, call, connect, write_wav
 
 
@@ -29,10 +29,14 @@ async def test_a_refusal_is_not_retried(serve):
     assert refused.value.code == 4400
 
 
-async def test_a_call_without_speech_asks_for_text_replies(serve, tmp_path):
+async def test_a_call_for_text_replies_marks_every_audio_chunk_not_to_be_spoken(serve, tmp_path):
+    """The vad stage reads ``speak`` from each chunk (it may join the call after its start record)."""
     client, gateway = await serve()
     path = tmp_path / "quiet.wav"
-    write_wav(path, b"\0" * 3200, 16000)
+    write_wav(path, b"\0" * 6400, 16000)
     assert await call(str(client.make_url("/v1/stream")), path, realtime=False, speak=False) == []
-    starts = [r for r in gateway.records(SessionControl) if r.action == "start"]
-    assert [r.config["speak"] for r in starts] == [False]
+    sent = gateway.records(AudioChunk)
+    assert sent and [c.speak for c in sent] == [False] * len(sent)
+    assert await call(str(client.make_url("/v1/stream")), path, realtime=False) == []
+    spoken = gateway.records(AudioChunk)[len(sent):]
+    assert spoken and all(c.speak for c in spoken)
