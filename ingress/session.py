@@ -158,13 +158,14 @@ class CallerSession:
         times.append(now)
 
     async def close(self) -> None:
-        """Flush the last audio, cancel unanswered text turns and end the session on the bus (once)."""
+        """Flush the last audio, end the session on the bus and cancel its unanswered text turns (once).
+
+        A cancellation the broker does not take is logged: the stages then answer the turn
+        to no one, as before the hang-up was known.
+        """
         if self.ended:
             return
         self.ended = True
-        for turn in list(self.turns.values()):
-            if turn.source == "text" and not turn.complete and turn.turn_id not in self.cancelled:
-                await self.cancel(turn, "hangup")
         now = time.time()
         for start_sample, pcm in self.chunker.flush():
             self._queue_chunk(start_sample, pcm, now)
@@ -173,6 +174,13 @@ class CallerSession:
             ts=now,
         ))
         await self.outbox.close()
+        for turn in list(self.turns.values()):
+            if turn.source == "text" and not turn.complete and turn.turn_id not in self.cancelled:
+                try:
+                    await self.cancel(turn, "hangup")
+                except Exception as exc:  # the broker is unreachable: the session is over either way
+                    log.warning("session %s: cancelling turn %s failed: %s: %s", self.session_id,
+                                turn.turn_id, type(exc).__name__, exc)
 
     # -- bus -> caller ------------------------------------------------------------------
     async def deliver(self, event: SessionRecord) -> None:

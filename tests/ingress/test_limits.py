@@ -8,7 +8,7 @@ import time
 
 import aiohttp
 
-from schemas import AudioChunk, ReplyText, Transcript, TurnCancel
+from schemas import AudioChunk, ReplyText, SessionControl, Transcript, TurnCancel
 from tests.ingress.test_edge import KEYS, START, session
 from tests.ingress.test_twilio import wait_for
 
@@ -121,3 +121,22 @@ async def test_a_half_open_http_request_is_closed_after_the_keepalive_timeout(se
     assert await asyncio.wait_for(reader.read(), 5) == b""  # closed by the server
     assert time.monotonic() - started < 3
     writer.close()
+
+
+async def test_a_hang_up_ends_the_session_even_if_the_broker_refuses_the_cancellations(serve):
+    client, gateway = await serve()
+    events, _, _, ws = await session(client, hold=True)
+    sid = events[0]["session_id"]
+    await text(ws, "are you there?")
+    await wait_for(lambda: gateway.records(Transcript, sid))
+    produce = gateway.produce
+
+    async def refusing_cancellations(topic, record):
+        if isinstance(record, TurnCancel):
+            raise ConnectionError("broker unreachable")
+        await produce(topic, record)
+
+    gateway.produce = refusing_cancellations
+    await ws.close()
+    await wait_for(lambda: [r.action for r in gateway.records(SessionControl, sid)] == ["start", "end"])
+    await wait_for(lambda: sid not in gateway.sessions)
