@@ -231,7 +231,7 @@ class EdgeGuard:
                 if self.pending[key] <= 0:
                     del self.pending[key]
 
-    async def claim(self, admission: Admission, egress_partition: int, exclusive: bool = False) -> None:
+    async def claim(self, admission: Admission, egress_partition: int) -> None:
         """Record the admitted session's owner on the bus before any of its records is produced.
 
         Raises:
@@ -241,7 +241,7 @@ class EdgeGuard:
         if self.ledger is None:
             return
         try:
-            await self.ledger.claim(admission.session_id, admission.principal.id, egress_partition, exclusive)
+            await self.ledger.claim(admission.session_id, admission.principal.id, egress_partition)
         except Exception as exc:
             self.release(admission)
             log.warning("session %s: binding not stored: %s: %s", admission.session_id,

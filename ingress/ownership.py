@@ -40,7 +40,6 @@ class Owner:
 
     principal: str
     expires: float
-    exclusive: bool = False
 
 
 class SessionLedger(TopicFollower):
@@ -87,9 +86,8 @@ class SessionLedger(TopicFollower):
             return
         if current is not None and current.principal == record.principal:
             current.expires = max(current.expires, record.expires)
-            current.exclusive = current.exclusive or record.exclusive
             return
-        self.owners[record.session_id] = Owner(record.principal, record.expires, record.exclusive)
+        self.owners[record.session_id] = Owner(record.principal, record.expires)
 
     def owner(self, session_id: str, now: float | None = None) -> Owner | None:
         """The binding of ``session_id`` if it has not expired."""
@@ -98,8 +96,7 @@ class SessionLedger(TopicFollower):
             return None
         return found
 
-    async def claim(self, session_id: str, principal: str, egress_partition: int,
-                    exclusive: bool = False) -> None:
+    async def claim(self, session_id: str, principal: str, egress_partition: int) -> None:
         """Bind ``session_id`` to ``principal`` on the bus (waits for the broker's acknowledgement).
 
         Raises:
@@ -107,7 +104,7 @@ class SessionLedger(TopicFollower):
         """
         now = time.time()
         record = SessionOwner(session_id=session_id, egress_partition=egress_partition, principal=principal,
-                              exclusive=exclusive, expires=now + self.horizon_s, ts=now)
+                              expires=now + self.horizon_s, ts=now)
         await self.produce(SESSIONS, record)
         self.apply(record)
 

@@ -228,7 +228,7 @@ async def twilio_stream(request: web.Request) -> web.WebSocketResponse:
             start = await twilio.read_start(ws, START_TIMEOUT_S)
         if start is None:
             return ws
-        principal = twilio.call_principal(request, guard, start, signed)
+        principal = twilio.call_principal(guard, start, signed)
         if principal is None:
             principal = guard.authenticate(request, extra=start.customParameters)
         assert principal is not None
@@ -238,7 +238,7 @@ async def twilio_stream(request: web.Request) -> web.WebSocketResponse:
         gateway.audio_budget.admit()
         call = principal.kind == "twilio"
         admission = guard.admit(principal, session_id, exclusive=call)
-        await guard.claim(admission, session.partition, exclusive=call)
+        await guard.claim(admission, session.partition)
     except Rejection as rejection:
         await twilio.reject_twilio(ws, rejection, request)
         return ws

@@ -312,8 +312,7 @@ def check_signature(request: web.Request, guard: EdgeGuard) -> bool:
     return False
 
 
-def call_principal(request: web.Request, guard: EdgeGuard, start: StreamStart,
-                   signed: bool) -> Principal | None:
+def call_principal(guard: EdgeGuard, start: StreamStart, signed: bool) -> Principal | None:
     """Who the stream is: its call (a valid stream token), or a key/JWT holder (a PBX).
 
     Returns:

@@ -24,7 +24,6 @@ class SessionOwner(SessionRecord):
 
     Attributes:
         principal: the owner's principal id.
-        exclusive: True for a session that may not be resumed at all (a Twilio call).
         expires: wall-clock end of the binding (epoch s): the admission time plus the
             longest session plus the binding's time to live.
         ts: when the session was admitted (epoch s).
@@ -32,7 +31,6 @@ class SessionOwner(SessionRecord):
 
     type: Literal["session_owner"] = "session_owner"
     principal: PrincipalId
-    exclusive: bool = False
     expires: EpochSeconds
     ts: EpochSeconds
 

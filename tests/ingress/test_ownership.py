@@ -79,6 +79,6 @@ def test_the_ledger_folds_first_owner_wins_and_expires():
 
 
 def test_a_session_owner_record_round_trips():
-    record = SessionOwner(session_id="s1", egress_partition=2, principal="jwt:carol", exclusive=True,
+    record = SessionOwner(session_id="s1", egress_partition=2, principal="jwt:carol",
                           expires=2.0, ts=1.0)
     assert decode_owner(encode(record)) == record
