@@ -9,7 +9,8 @@ export HF_HUB_OFFLINE := 1
 
 CHROMIUM := /usr/bin/chromium
 
-.PHONY: install run test lint bench bench-barge-in bench-scale soak test-vllm vllm-opt-in eval clean chromium
+.PHONY: install run test lint bench bench-barge-in bench-scale soak test-vllm vllm-opt-in eval clean chromium \
+	llama-server
 
 install: $(VENV)/.installed
 
@@ -41,8 +42,12 @@ $(CHROMIUM):
 	apt-get update -q
 	DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium
 
+# The whole suite on the default embedded broker (Apache Kafka when Java 17+ is here), then the
+# pipeline and the bad-input matrix again on Tansu, the no-Java fallback, so both stay working.
 test: install chromium
 	$(BIN)/pytest -q
+	VOXBUS_BROKER=tansu $(BIN)/pytest -q -p no:cacheprovider tests/integration/test_pipeline.py \
+	  tests/integration/test_bad_input.py
 
 lint: install
 	$(BIN)/ruff check .
@@ -54,8 +59,27 @@ lint: install
 PIPECAT_VENV    := benchmarks/.venv-pipecat
 PIPECAT_VERSION ?= 1.14.0
 
-bench: install $(PIPECAT_VENV)/.installed
+bench: install $(PIPECAT_VENV)/.installed $(LLAMA_SERVER)
 	$(BIN)/python -m benchmarks.latency $(BENCH_ARGS)
+
+# llama.cpp's own llama-server (continuous batching over --parallel slots), built from the llama.cpp
+# source vendored in the llama-cpp-python sdist of the installed version; the embedded LLM uses it when
+# present (processors/generation/llm_server.py). About 10 minutes on 2 cores; `make test` does not need it.
+LLAMA_SERVER := $(HOME)/.cache/voxbus/llama.cpp/llama-server
+LLAMA_SRC    := .voxbus/llama.cpp-src
+
+llama-server: $(LLAMA_SERVER)
+
+$(LLAMA_SERVER): | install
+	rm -rf $(LLAMA_SRC) && mkdir -p $(LLAMA_SRC)
+	$(BIN)/pip download -q --no-deps --no-binary :all: -d $(LLAMA_SRC) \
+	  "llama-cpp-python==$$($(BIN)/python -c 'import importlib.metadata as m; print(m.version("llama-cpp-python"))')"
+	tar xzf $(LLAMA_SRC)/llama_cpp_python-*.tar.gz -C $(LLAMA_SRC)
+	cmake -S $(LLAMA_SRC)/llama_cpp_python-*/vendor/llama.cpp -B $(LLAMA_SRC)/build $(CMAKE_ARGS) \
+	  -DCMAKE_BUILD_TYPE=Release -DBUILD_SHARED_LIBS=OFF -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=OFF \
+	  -DLLAMA_BUILD_SERVER=ON -DLLAMA_OPENSSL=OFF
+	cmake --build $(LLAMA_SRC)/build --target llama-server -j $$(nproc)
+	install -D $(LLAMA_SRC)/build/bin/llama-server $@
 
 # Barge-in: caller speech onset to playback stop, p95 target 300 ms (benchmarks/barge_in.py):
 # writes benchmarks/results/barge_in.{json,png}. About 5 minutes.

@@ -52,6 +52,9 @@ class Stage(abc.ABC):
     batch_setting: ClassVar[str] = ""
     """The :class:`Settings` field with the most records handed to :meth:`handle_batch`
     at once; empty: one record at a time."""
+    concurrency_setting: ClassVar[str] = ""
+    """The :class:`Settings` field with the most input records handled at once, each
+    session's in order (:class:`processors.lanes.SessionLanes`); empty: one at a time."""
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings

@@ -27,6 +27,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from processors import metrics
 from processors.base import Emit, Stage
+from processors.lanes import SessionLanes
 from schemas import (
     DeadLetter,
     ErrorEvent,
@@ -209,6 +210,26 @@ def serve_liveness(app: faust.App, runner: StageRunner) -> None:
         return web.bytes(generate_latest(), content_type=CONTENT_TYPE_LATEST.split(";")[0])
 
 
+async def run_in_lanes(stream: faust.Stream, runner: StageRunner, limit: int) -> None:
+    """Handle ``stream``'s records up to ``limit`` at once, each session's in order.
+
+    Acks are manual: a record is acked when its handling (and every produce) is done,
+    and faust commits a partition's offset only up to its lowest unacked record, so a
+    crash redelivers every record not finished yet (at-least-once, as sequentially).
+    The table writes of a record's task go to its own partition's changelog: the task
+    is created while faust's current event is that record.
+    """
+    lanes = SessionLanes(limit)
+    manual = stream.noack()
+    async for event in manual.events():
+        async def work(event: Any = event) -> None:
+            await runner.on_message(event.message)
+            await manual.ack(event)
+
+        key = event.message.key.decode(errors="replace") if isinstance(event.message.key, bytes) else ""
+        await lanes.submit(key, work)
+
+
 def build(name: str, settings: Settings | None = None) -> tuple[faust.App, StageRunner]:
     """Build the faust App of stage ``name`` with its agent, heartbeat and /metrics.
 
@@ -223,9 +244,13 @@ def build(name: str, settings: Settings | None = None) -> tuple[faust.App, Stage
     source = app.topic(stage.input.name, value_serializer="raw", key_serializer="raw")
 
     batch_size = int(getattr(settings, stage.batch_setting)) if stage.batch_setting else 1
+    concurrency = int(getattr(settings, stage.concurrency_setting)) if stage.concurrency_setting else 1
 
     @app.agent(source, name=f"voxbus-{name}.process")
     async def process(stream: faust.Stream) -> None:
+        if concurrency > 1:
+            await run_in_lanes(stream, runner, concurrency)
+            return
         if batch_size <= 1:
             async for event in stream.events():
                 await runner.on_message(event.message)

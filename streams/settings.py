@@ -119,6 +119,35 @@ class Settings(BaseSettings):
             "utterance, so the asr stage decodes while the end of the turn is being confirmed; 0: off."
         ),
     )
+    vad_turn_model: Literal["smart-turn", "off"] = Field(
+        default="smart-turn",
+        description=(
+            "End-of-turn decision: 'smart-turn' (Smart Turn v3.2, an audio classifier, judges each "
+            "pause of vad_turn_pause_ms; an incomplete turn waits up to vad_max_silence_ms) or "
+            "'off' (silence only: vad_min_silence_ms ends every turn)."
+        ),
+    )
+    vad_turn_pause_ms: int = Field(
+        default=200, ge=0,
+        description=(
+            "Silence (ms, at least the speech pad) at which the turn model judges the turn "
+            "(pipecat's VAD stop_secs with Smart Turn: 0.2 s)."
+        ),
+    )
+    vad_max_silence_ms: int = Field(
+        default=3000, ge=0,
+        description=(
+            "Silence (ms) that ends a turn the model judged incomplete (pipecat's Smart Turn "
+            "stop_secs default: 3 s)."
+        ),
+    )
+    vad_batch_size: int = Field(
+        default=32, ge=1, le=256,
+        description=(
+            "Most audio records the vad stage takes at once; sessions pausing among them share "
+            "one turn-model call."
+        ),
+    )
     denoise: Literal["auto", "vad", "off"] = Field(
         default="auto",
         description=(
@@ -172,11 +201,30 @@ class Settings(BaseSettings):
     llm_model: str = Field(default="", description="Model name sent to the LLM server.")
     llm_api_key: str = "not-needed"
     llm_port: int = 18081
+    llm_server_bin: Path = Field(
+        default=Path.home() / ".cache" / "voxbus" / "llama.cpp" / "llama-server",
+        description=(
+            "llama.cpp's own llama-server (`make llama-server` builds it from the llama.cpp source in "
+            "the llama-cpp-python sdist). When it exists the embedded LLM is llama-server with "
+            "continuous batching of VOXBUS_LLM_PARALLEL requests; else llama-cpp-python's server, "
+            "which decodes one request at a time."
+        ),
+    )
+    llm_parallel: int = Field(
+        default=8, ge=1, le=64, description="Requests llama-server decodes together (its --parallel slots)."
+    )
     llm_threads: int = 2
     llm_max_tokens: int = 64
     llm_temperature: float = 0.2
     llm_timeout_s: float = 20.0
     history_turns: int = 4
+    generation_concurrency: int = Field(
+        default=8, ge=1, le=64,
+        description=(
+            "Turns (of different sessions; each session's in order) one generation worker streams at "
+            "once. An LLM server that batches (llama-server --parallel, vLLM) decodes them together."
+        ),
+    )
     grounding_direct_score: float = Field(
         default=0.6,
         description="Best-passage cosine at or above which the answer is read from the article, no LLM.",

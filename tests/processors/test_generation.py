@@ -64,3 +64,25 @@ def test_a_long_first_clause_is_released_early():
     assert speech_units(text) == [*sentences, rest]
     assert speech_units("Hi, there. Fine.") == ["Hi, there. Fine."]  # short clauses wait for the sentence
     assert stream(SentenceAggregator(first_clause=False), text)[0] == [text.split(" Bring")[0]]
+
+
+def test_a_turn_written_after_a_tool_result_keeps_that_result():
+    """Lost update (issue 16 hole 2): a turn streams while its session's tool result is spoken."""
+    from collections import defaultdict
+
+    from processors.generation.dialogue import DialogueState
+    from processors.generation.stage import GenerationStage
+    from streams.settings import Settings
+
+    stage = GenerationStage(Settings())
+    stage.history = defaultdict(list)
+    stage.history["s"] = [{"turn_id": "t1", "user": "book a repair", "assistant": "", "tool": "rules-1",
+                           "said": 0, "state": DialogueState().as_dict()}]
+    turn = RetrievalResult(session_id="s", turn_id="t2", text="and my bill?", intent="billing",
+                           confidence=0.9, sentiment="neutral", sentiment_score=0.0, passages=[])
+    # t2 started streaming with the history above; meanwhile t1's result was spoken:
+    stage.history["s"] = [{**stage.history["s"][0], "assistant": "Booked.", "result": "ok"}]
+    stage.remember(turn, "On the 15th.", DialogueState())
+    entries = {e["turn_id"]: e for e in stage.history["s"]}
+    assert entries["t1"]["result"] == "ok" and entries["t1"]["assistant"] == "Booked."
+    assert entries["t2"]["assistant"] == "On the 15th."
