@@ -51,9 +51,13 @@ async def test_kill_9_mid_call_still_answers_once(stack, supervisor, url, stage,
         answered_at = next(t for t, e in caller.events if e is end)
         events = [e for _, e in caller.events if e.get("turn_id") == end["turn_id"]]
         errors = [e for _, e in caller.events if e["type"] == "error"]
-        assert end["reply_text"] or errors, events
+        assert not errors, f"the crash reached the caller: {errors}"
+        assert end["transcript"] and end["reply_text"], f"the turn was not answered: {events}"
         sentences = [(e["index"], e["text"]) for e in events if e["type"] == "reply_text"]
         assert len(sentences) == len(set(sentences)), f"duplicate reply sentences: {sentences}"
+        assert any(e["type"] == "reply_text" and e.get("final") for e in events), "no final sentence"
+        audio = [e for e in events if e["type"] == "reply_audio"]
+        assert audio and sum(e["bytes"] for e in audio) > 0, "the reply was not spoken"
         turn_ends = [e for e in events if e["type"] == "turn_end"]
         assert len(turn_ends) == 1
         print(f"\n{stage} killed at '{moment}': answered {answered_at - killed_at:.1f} s after the kill; "
