@@ -225,7 +225,7 @@ def run_voxbus(args: argparse.Namespace, utterances: list[Utterance], extra_env:
             if index == 0 and args.idle > 0:
                 meta["idle"] = measure_idle("voxbus", roots, args.idle)
             results, meta[str(callers)] = run_level("voxbus", url, roots, callers, args, utterances, 22050)
-            marks = asyncio.run(read_turn_marks(settings.bootstrap))
+            marks = asyncio.run(read_turn_marks(settings))
             for r in results:
                 r.marks = marks.get((r.session_id or "", r.turn_id or ""), {})
             log(f"voxbus: stage marks of {sum(bool(r.marks) for r in results)} turns from voxbus.turns")
@@ -247,12 +247,14 @@ def run_pipecat(args: argparse.Namespace, utterances: list[Utterance], extra_env
     turns_by: dict[str, list[TurnResult]] = {}
     meta: dict[str, Any] = {}
     command: list[str] = []
+    understanding, understanding_port = start_understanding(data_dir / "logs" / "understanding.log")
     try:
         for index, callers in enumerate(args.callers):
-            bot, port, command = start_pipecat(settings, data_dir / "logs" / f"pipecat-{callers}.log")
+            bot, port, command = start_pipecat(settings, data_dir / "logs" / f"pipecat-{callers}.log",
+                                               understanding_port)
             try:
                 url = f"ws://127.0.0.1:{port}/ws"
-                roots = {"bot": bot.pid, "llm": llm.llm.pid}
+                roots = {"bot": bot.pid, "llm": llm.llm.pid, "understanding": understanding.pid}
                 warm_up("pipecat", url, args, utterances, 22050)
                 if index == 0 and args.idle > 0:
                     meta["idle"] = measure_idle("pipecat", roots, args.idle)
@@ -262,6 +264,7 @@ def run_pipecat(args: argparse.Namespace, utterances: list[Utterance], extra_env
                 stop(bot)
             settle("pipecat", {"llm": llm.llm.pid}, 0.0, args.settle)
     finally:
+        stop(understanding)
         llm.stop()
     return turns_by, meta, command, settings
 
@@ -279,19 +282,20 @@ def settle(system: str, roots: dict[str, int], idle_cores: float | None, limit_s
     log(f"{system}: settled for {time.monotonic() - started:.0f} s")
 
 
-async def read_turn_marks(bootstrap: str) -> dict[tuple[str, str], dict[str, float]]:
+async def read_turn_marks(settings: Any) -> dict[tuple[str, str], dict[str, float]]:
     """Stage marks of every turn on ``voxbus.turns``, keyed by (session id, turn id)."""
-    from aiokafka import AIOKafkaConsumer, TopicPartition
+    from aiokafka import AIOKafkaConsumer
 
     from schemas import TurnRecord, decode
+    from streams.admin import topic_partitions
     from streams.topics import TURNS
 
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False, fetch_max_wait_ms=10)
+    consumer = AIOKafkaConsumer(bootstrap_servers=settings.bootstrap, enable_auto_commit=False,
+                                fetch_max_wait_ms=10)
     await consumer.start()
     marks: dict[tuple[str, str], dict[str, float]] = {}
     try:
-        numbers = sorted(consumer.partitions_for_topic(TURNS.name) or [])
-        parts = [TopicPartition(TURNS.name, p) for p in numbers]
+        parts = await topic_partitions(settings, TURNS.name)
         consumer.assign(parts)
         await consumer.seek_to_beginning(*parts)
         end = await consumer.end_offsets(parts)
@@ -315,11 +319,11 @@ def start_voxbus(data_dir: Path, llm_only: bool = False,
 
     With ``llm_only``, start only its LLM server (for a Pipecat-only run).
 
-    The LLM server (llama-cpp-python's, started by voxbus's own code) gets
-    ``INTERRUPT_REQUESTS=false`` from the environment: by default it ends a streaming
-    answer early as soon as another request waits, which cuts Pipecat's concurrent
+    The LLM server is voxbus's embedded one for both systems: llama.cpp's llama-server
+    with continuous batching (``make bench`` builds it).  Were it llama-cpp-python's, it
+    gets ``INTERRUPT_REQUESTS=false`` from the environment: by default that server ends a
+    streaming answer early as soon as another request waits, which cuts concurrent
     sessions' answers short ("You're" and nothing more); with it, requests queue.
-    voxbus's generation stage sends one request at a time, so nothing changes for it.
     """
     os.environ["INTERRUPT_REQUESTS"] = "false"
     metrics_base = free_port_range(8)
@@ -387,8 +391,8 @@ def voxbus_roots(supervisor: Any) -> dict[str, int]:
     return roots
 
 
-def pipecat_command(settings: Any, port: int) -> list[str]:
-    """The Pipecat bot's command line: voxbus's models and settings, voxbus's LLM server."""
+def pipecat_command(settings: Any, port: int, understanding_port: int) -> list[str]:
+    """The Pipecat bot's command line: voxbus's models, settings, LLM server and per-turn prompts."""
     from processors.generation.llm_server import MODEL_ALIAS, embedded_url
     from processors.generation.prompt import SYSTEM_PROMPT
     from processors.models import piper_voice, whisper_model_dir
@@ -404,6 +408,7 @@ def pipecat_command(settings: Any, port: int) -> list[str]:
         "--llm-max-tokens", str(settings.llm_max_tokens),
         "--llm-temperature", str(settings.llm_temperature),
         "--system-prompt", SYSTEM_PROMPT,
+        "--understanding-url", f"http://127.0.0.1:{understanding_port}/prompt",
         "--vad-threshold", str(settings.vad_threshold),
         "--vad-start-secs", "0",
         "--vad-stop-secs", str(vad_stop_secs(settings.vad_min_silence_ms)),
@@ -411,11 +416,24 @@ def pipecat_command(settings: Any, port: int) -> list[str]:
     ]
 
 
-def start_pipecat(settings: Any, log_path: Path) -> tuple[subprocess.Popen[bytes], int, list[str]]:
+def start_understanding(log_path: Path) -> tuple[subprocess.Popen[bytes], int]:
+    """voxbus's intent + retrieval + prompt service for the Pipecat bot (benchmarks/understanding.py)."""
+    port = free_port()
+    out = open(log_path, "ab")  # noqa: SIM115 - owned by the child
+    proc = subprocess.Popen([sys.executable, "-m", "benchmarks.understanding", "--port", str(port)],
+                            stdout=out, stderr=subprocess.STDOUT, cwd=ROOT, start_new_session=True)
+    if not wait_http(f"http://127.0.0.1:{port}/healthz", 180):
+        stop(proc)
+        raise RuntimeError(f"the understanding service did not start; see {log_path}")
+    return proc, port
+
+
+def start_pipecat(settings: Any, log_path: Path, understanding_port: int
+                  ) -> tuple[subprocess.Popen[bytes], int, list[str]]:
     if not PIPECAT_PYTHON.exists():
         raise SystemExit(f"{PIPECAT_PYTHON} is missing: `make bench` creates benchmarks/.venv-pipecat")
     port = free_port()
-    command = pipecat_command(settings, port)
+    command = pipecat_command(settings, port, understanding_port)
     env = {k: v for k, v in os.environ.items() if not k.startswith("VOXBUS_") and k != "PYTHONPATH"}
     out = open(log_path, "ab")  # noqa: SIM115 - owned by the child
     proc = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT, env=env, cwd=ROOT,
@@ -569,7 +587,11 @@ def main(argv: list[str] | None = None) -> int:
             "frame_ms": 20, "voice_to_voice": "client clock: first reply audio byte received minus the send "
             "time of the frame holding the utterance's last speech sample (silero-vad, computed offline)",
             "cpu": "utime+stime over each run of voxbus (stages, ingress, broker, LLM server) or "
-            "Pipecat (bot process, the same LLM server), divided by answered turns",
+            "Pipecat (bot process, voxbus's understanding service, the same LLM server), divided by "
+            "answered turns",
+            "identical_work": "Pipecat's system prompt per turn is voxbus's: intent, sentiment, retrieval "
+            "(same embedder, same Qdrant collection), grounding filter and template "
+            "(benchmarks/understanding.py)",
             "vad_min_silence_ms": settings.vad_min_silence_ms,
             "pipecat_vad_stop_secs": vad_stop_secs(settings.vad_min_silence_ms),
             "vad_threshold": settings.vad_threshold,

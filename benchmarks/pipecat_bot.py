@@ -9,6 +9,8 @@ Per WebSocket connection (``/ws``), one pipeline::
     FastAPIWebsocketTransport in (raw PCM16 16 kHz)
       -> WhisperSTTService (faster-whisper tiny.en int8, segmented on VAD stop)
       -> user aggregator (SileroVADAnalyzer; VAD-only end of turn, no Smart Turn)
+      -> VoxbusPrompt (with --understanding-url: the system prompt voxbus would build for
+         the turn, from voxbus's intent, sentiment and retrieval, benchmarks/understanding.py)
       -> OpenAILLMService (the llama.cpp server voxbus started, model "voxbus-llm")
       -> PiperTTSService (en_US-joe-medium, in process)
       -> FastAPIWebsocketTransport out (raw PCM16 at Piper's 22050 Hz)
@@ -31,6 +33,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import pipecat.services.piper.tts as pipecat_piper
 import uvicorn
 from fastapi import FastAPI, WebSocket
@@ -42,11 +45,13 @@ from pipecat.frames.frames import (
     Frame,
     InputAudioRawFrame,
     InterruptionFrame,
+    LLMContextFrame,
     OutputAudioRawFrame,
 )
 from pipecat.pipeline.pipeline import Pipeline
 from pipecat.pipeline.worker import PipelineParams, PipelineWorker
 from pipecat.processors.aggregators.llm_context import LLMContext
+from pipecat.processors.frame_processor import FrameDirection, FrameProcessor
 from pipecat.processors.aggregators.llm_response_universal import (
     LLMContextAggregatorPair,
     LLMUserAggregatorParams,
@@ -83,6 +88,38 @@ class RawPCMSerializer(FrameSerializer):
         if isinstance(data, bytes) and data:
             return InputAudioRawFrame(audio=data, sample_rate=self.in_rate, num_channels=1)
         return None  # text messages from the caller are not part of this protocol
+
+
+class VoxbusPrompt(FrameProcessor):
+    """Before each LLM call, set the system prompt to the one voxbus builds for the caller's turn.
+
+    The prompt comes from voxbus's understanding service (intent, sentiment, retrieval
+    from the same Qdrant collection with the same embedder, the same grounding filter
+    and prompt template), so both systems send the LLM the same kind of request.
+    """
+
+    def __init__(self, url: str) -> None:
+        super().__init__()
+        self.url = url
+        self.session: aiohttp.ClientSession | None = None
+
+    async def process_frame(self, frame: Frame, direction: FrameDirection) -> None:
+        await super().process_frame(frame, direction)
+        if isinstance(frame, LLMContextFrame) and direction == FrameDirection.DOWNSTREAM:
+            messages = list(frame.context.get_messages())
+            users = [m for m in messages if m.get("role") == "user" and isinstance(m.get("content"), str)]
+            if users:
+                self.session = self.session or aiohttp.ClientSession()
+                async with self.session.post(self.url, json={"text": users[-1]["content"]}) as response:
+                    system = (await response.json())["system"]
+                rest = [m for m in messages if m.get("role") != "system"]
+                frame.context.set_messages([{"role": "system", "content": system}, *rest])
+        await self.push_frame(frame, direction)
+
+    async def cleanup(self) -> None:
+        await super().cleanup()
+        if self.session is not None:
+            await self.session.close()
 
 
 class SharedWhisperSTTService(WhisperSTTService):
@@ -139,6 +176,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--llm-max-tokens", type=int, default=96)
     p.add_argument("--llm-temperature", type=float, default=0.2)
     p.add_argument("--system-prompt", required=True)
+    p.add_argument("--understanding-url", default="",
+                   help="voxbus's understanding service (POST /prompt): the per-turn system prompt")
     p.add_argument("--vad-threshold", type=float, default=0.5)
     p.add_argument("--vad-start-secs", type=float, default=0.0)
     p.add_argument("--vad-stop-secs", type=float, default=0.4)
@@ -199,8 +238,9 @@ async def run_bot(websocket: WebSocket, args: argparse.Namespace) -> None:
                                             empty_user_turn=None,
                                             user_turn_stop_timeout=args.user_turn_stop_timeout),
     )
+    prompt = [VoxbusPrompt(args.understanding_url)] if args.understanding_url else []
     pipeline = Pipeline([
-        transport.input(), stt, aggregators.user(), llm, tts, transport.output(), aggregators.assistant(),
+        transport.input(), stt, aggregators.user(), *prompt, llm, tts, transport.output(), aggregators.assistant(),
     ])
     worker = PipelineWorker(
         pipeline,
