@@ -1,7 +1,8 @@
 """``make bench-scale``: throughput of 1 vs 2 replicas of a stage on a backlog, and the rebalance pause.
 
-For each scenario (the asr stage with ``VOXBUS_WHISPER_THREADS`` 2 and 1, and the
-stateless intent stage) a fresh embedded broker (Tansu, :mod:`streams.broker`) gets the
+For each embedded broker (Apache Kafka and Tansu, ``--broker``) and scenario (the asr
+stage with ``VOXBUS_WHISPER_THREADS`` 2 and 1, and the stateless intent stage) a fresh
+embedded broker (:mod:`streams.broker`) gets the
 declared topics, and the stage runs as real ``voxbus worker STAGE`` processes started by
 :meth:`voxbus.supervisor.Supervisor.add_replica`, members of the consumer group
 ``voxbus-<stage>``.  Each backlog is N records keyed by N distinct session ids, so the
@@ -398,7 +399,7 @@ def plot(results: list[dict[str, Any]], path: Path) -> None:
     x = np.arange(len(results))
     bars.bar(x - 0.2, [r["one"]["records_per_s"] for r in results], 0.4, label="1 replica")
     bars.bar(x + 0.2, [r["two"]["records_per_s"] for r in results], 0.4, label="2 replicas")
-    bars.set_xticks(x, [f"{r['scenario']}\nx{r['scaling']}" for r in results], fontsize=8)
+    bars.set_xticks(x, [f"{r.get('broker', '')}\n{r['scenario']}\nx{r['scaling']}" for r in results], fontsize=7)
     bars.set_ylabel("records/s (backlog drained)")
     bars.set_yscale("log")
     bars.set_title("Throughput, 2 cores")
@@ -414,7 +415,7 @@ def plot(results: list[dict[str, Any]], path: Path) -> None:
         ax.set_ylim(0, max(1, int((times <= right).sum() * 1.05)))
         ax.set_xlabel("s since the backlog was produced")
         ax.set_ylabel("outputs")
-        ax.set_title(f"{r['scenario']}: 2nd replica joins\npause {r['add']['rebalance_pause_s']} s",
+        ax.set_title(f"{r.get('broker', '')} {r['scenario']}: 2nd replica joins\npause {r['add']['rebalance_pause_s']} s",
                      fontsize=9)
         ax.legend(fontsize=7)
     fig.tight_layout()
@@ -423,20 +424,23 @@ def plot(results: list[dict[str, Any]], path: Path) -> None:
 
 def main(utterances: int = 40, transcripts: int = 600,
          scenario: list[str] = typer.Option(list(SCENARIOS)),  # noqa: B008
+         broker: list[str] = typer.Option(["kafka", "tansu"]),  # noqa: B008
          quiet_wait: float = 60.0) -> None:
-    """Run the scenarios; print and save the results."""
+    """Run the scenarios on each embedded broker; print and save the results."""
     sizes = {"asr": utterances, "intent": transcripts}
     results = []
-    for name in scenario:
-        stage, env = SCENARIOS[name]
-        results.append(asyncio.run(run_scenario(name, stage, env, sizes, quiet_wait)))
+    for kind in broker:
+        for name in scenario:
+            stage, env = SCENARIOS[name]
+            result = asyncio.run(run_scenario(name, stage, {**env, "VOXBUS_BROKER": kind}, sizes, quiet_wait))
+            results.append({"broker": kind, **result})
     RESULTS.mkdir(exist_ok=True)
     summary = {"machine": {"cores": os.cpu_count()}, "git": git_state(), "scenarios": results}
     (RESULTS / "scale.json").write_text(json.dumps(summary, indent=2))
     plot(results, RESULTS / "scale.png")
     for r in results:
         add, remove = r["add"], r["remove"]
-        print(f"{r['scenario']:8s} 1 replica {r['one']['records_per_s']:7.2f}/s  2 replicas "
+        print(f"{r['broker']:6s} {r['scenario']:8s} 1 replica {r['one']['records_per_s']:7.2f}/s  2 replicas "
               f"{r['two']['records_per_s']:7.2f}/s  scaling x{r['scaling']}  "
               f"join pause {add['rebalance_pause_s']} s (join->both {add['joined_to_both_consuming_s']} s)  "
               f"leave pause {remove['rebalance_pause_s']} s")
