@@ -38,16 +38,14 @@ import time
 from collections import Counter, OrderedDict, defaultdict, deque
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from aiohttp import web
 
 from ingress import metrics
 from ingress.auth import Authenticator, AuthError, CallTokens, Principal, credential_from
+from ingress.ownership import ClaimLost, SessionLedger
 from streams.settings import Settings
-
-if TYPE_CHECKING:
-    from ingress.ownership import SessionLedger
 
 log = logging.getLogger(__name__)
 
@@ -104,12 +102,16 @@ def peer_of(request: web.Request) -> str:
 
 @dataclass
 class Admission:
-    """A session admitted for a principal; :meth:`EdgeGuard.release` it when the socket closes."""
+    """A session admitted for a principal; :meth:`EdgeGuard.release` it when the socket closes.
+
+    ``first``: the caller named an id nobody held, so its claim on the bus must be confirmed.
+    """
 
     principal: Principal
     session_id: str
     limit_key: str = ""
     released: bool = False
+    first: bool = False
 
 
 @dataclass
@@ -235,13 +237,19 @@ class EdgeGuard:
         """Record the admitted session's owner on the bus before any of its records is produced.
 
         Raises:
-            Rejection: 1013 ``ownership_unavailable`` (the broker did not take the binding;
-                the admission is released).
+            Rejection: 4403 ``session_forbidden`` (another principal claimed the new id first,
+                on another replica); 1013 ``ownership_unavailable`` (the broker did not take the
+                binding, or it was not read back in time).  The admission is then released.
         """
         if self.ledger is None:
             return
         try:
-            await self.ledger.claim(admission.session_id, admission.principal.id, egress_partition)
+            await self.ledger.claim(admission.session_id, admission.principal.id, egress_partition,
+                                    first=admission.first)
+        except ClaimLost:
+            self.release(admission)
+            raise Rejection(CLOSE_FORBIDDEN, "session_forbidden",
+                            "the session id belongs to another caller") from None
         except Exception as exc:
             self.release(admission)
             log.warning("session %s: binding not stored: %s: %s", admission.session_id,
@@ -285,10 +293,11 @@ class EdgeGuard:
             raise Rejection(CLOSE_FORBIDDEN, "session_forbidden", "the session id belongs to another caller")
         if owner and exclusive:
             raise Rejection(CLOSE_REPLACED, "call_already_streaming", "this call already has a stream")
+        first = named and not owner
         # authentication off (the local run): anonymous callers have no limits unless asked for
         unlimited = principal.kind == "anonymous" and not s.limit_anonymous
         key = "" if unlimited else principal.limit_key
-        admission = Admission(principal, session_id, key)
+        admission = Admission(principal, session_id, key, first=first)
         if not key:
             return self._bind(admission, binding, now)
         starts = self.starts[key]

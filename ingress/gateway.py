@@ -7,6 +7,7 @@ import contextlib
 import logging
 
 from aiokafka import AIOKafkaProducer
+from aiokafka.structs import RecordMetadata
 
 from ingress import metrics
 from ingress.backpressure import AudioBudget
@@ -68,15 +69,21 @@ class Gateway:
                              return_exceptions=True)
         await self.producer.stop()
 
-    async def produce(self, topic: TopicSpec, record: Record) -> None:
+    async def produce(self, topic: TopicSpec, record: Record) -> RecordMetadata:
         """Produce ``record`` keyed by its session and wait for the broker's acknowledgement.
 
         A record for ``voxbus.egress`` goes to its session's ``egress_partition`` (the
         replica holding the caller), as the stages produce it.
+
+        Returns:
+            Where the record was written (``partition``, ``offset``).
+
+        Raises:
+            aiokafka.errors.KafkaError: the broker did not take the record.
         """
         key = record.session_id.encode() if isinstance(record, SessionRecord) else None
         partition = record.egress_partition if topic is EGRESS and isinstance(record, SessionRecord) else None
-        await self.producer.send_and_wait(topic.name, encode(record), key=key, partition=partition)
+        return await self.producer.send_and_wait(topic.name, encode(record), key=key, partition=partition)
 
     async def deliver(self, record: SessionRecord) -> None:
         """Hand an egress event to its session; count and drop it if that session is not connected here."""

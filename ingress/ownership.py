@@ -8,14 +8,17 @@ back :attr:`SessionLedger.horizon_s` at startup, so a restarted ingress, or anot
 replica, knows the owner of every session id still bound.
 
 Folding is first-owner-wins: while a binding has not expired, a record naming another
-principal does not change it (two replicas admitting the same id at once: the one
-whose record is first on the partition owns it).  Until the ledger has read the topic
-up to where it ended at startup (:attr:`SessionLedger.ready`), a ``start`` that names a
+principal does not change it.  The first claim of an id nobody holds yet (a caller that
+chooses its own session ids) waits until the ledger has read its own record back, so two
+replicas admitting the same new id at once agree: the principal whose record is first
+on the partition owns it, the other is refused.  Until the ledger has read the topic up
+to where it ended at startup (:attr:`SessionLedger.ready`), a ``start`` that names a
 session id is refused with 1013 (try again later): ownership is never guessed.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections.abc import Awaitable, Callable, Iterable
@@ -31,7 +34,14 @@ from streams.topics import SESSIONS, TopicSpec
 
 log = logging.getLogger(__name__)
 
-Produce = Callable[[TopicSpec, Record], Awaitable[None]]
+Produce = Callable[[TopicSpec, Record], Awaitable[Any]]
+"""The gateway's ``produce``: returns the record's metadata (``partition``, ``offset``)."""
+CONFIRM_TIMEOUT_S = 5.0
+"""Longest a first claim waits to read its own record back (s)."""
+
+
+class ClaimLost(Exception):
+    """Another principal's claim of the same session id is earlier on the topic."""
 
 
 @dataclass
@@ -59,6 +69,9 @@ class SessionLedger(TopicFollower):
         self.owners: dict[str, Owner] = {}
         self.horizon_s = settings.max_session_s + settings.session_binding_ttl_s
         self.pruned = time.monotonic()
+        self.read: dict[int, int] = {}
+        """Partition -> the next offset to read (what the ledger has folded)."""
+        self.advanced = asyncio.Event()
 
     @property
     def ready(self) -> bool:
@@ -72,11 +85,13 @@ class SessionLedger(TopicFollower):
     def absorb(self, messages: Iterable[Any]) -> None:
         """Fold consumed records (undecodable ones are logged and skipped)."""
         for message in messages:
+            self.read[message.partition] = message.offset + 1
             try:
                 self.apply(decode_owner(message.value))
             except SchemaError as exc:
                 log.warning("undecodable session binding at %s[%d]@%d: %s", message.topic, message.partition,
                             message.offset, exc)
+        self.advanced.set()
 
     def apply(self, record: SessionOwner) -> None:
         """Fold one binding: a live binding of another principal is kept (first owner wins)."""
@@ -96,17 +111,36 @@ class SessionLedger(TopicFollower):
             return None
         return found
 
-    async def claim(self, session_id: str, principal: str, egress_partition: int) -> None:
+    async def claim(self, session_id: str, principal: str, egress_partition: int,
+                    first: bool = False) -> None:
         """Bind ``session_id`` to ``principal`` on the bus (waits for the broker's acknowledgement).
 
+        Args:
+            session_id: the session.
+            principal: its owner.
+            egress_partition: where the session is held (for the record).
+            first: nobody held the id: wait until the record is read back, and check that no
+                other principal's claim came first.
+
         Raises:
+            ClaimLost: (``first``) another principal's claim is earlier on the topic.
+            TimeoutError: (``first``) the record was not read back within :data:`CONFIRM_TIMEOUT_S`.
             aiokafka.errors.KafkaError: the broker did not take the record.
         """
         now = time.time()
         record = SessionOwner(session_id=session_id, egress_partition=egress_partition, principal=principal,
                               expires=now + self.horizon_s, ts=now)
-        await self.produce(SESSIONS, record)
-        self.apply(record)
+        written = await self.produce(SESSIONS, record)
+        if not first:
+            self.apply(record)
+            return
+        async with asyncio.timeout(CONFIRM_TIMEOUT_S):
+            while self.read.get(written.partition, 0) <= written.offset:
+                self.advanced.clear()
+                await self.advanced.wait()
+        found = self.owner(session_id)
+        if found is None or found.principal != principal:
+            raise ClaimLost(session_id)
 
     def tick(self) -> None:
         """Forget expired bindings about once a minute."""

@@ -37,6 +37,20 @@ async def test_another_principal_cannot_take_a_session_after_an_ingress_restart(
     await ws.close()
 
 
+async def test_two_replicas_claiming_a_new_id_at_once_agree_on_the_first(serve):
+    """A caller-chosen id nobody holds: the claim first on the topic wins, on every replica."""
+    bus: list = []
+    client, gateway = await serve(bus, api_keys=KEYS)
+    # bob's claim, by another replica, is on the topic but not read here yet
+    bus.append((SESSIONS.name, owner("fresh-id", "key:bob", time.time())))
+    _, code, message, _ = await session(client, {**START, "session_id": "fresh-id"}, headers=ALICE)
+    assert code == 4403 and message.startswith("session_forbidden")
+    assert not gateway.records(SessionControl)  # nothing of alice's reached the session
+    events, _, _, ws = await session(client, {**START, "session_id": "own-id"}, headers=ALICE, hold=True)
+    assert events[0]["session_id"] == "own-id"  # a new id nobody claimed is hers
+    await ws.close()
+
+
 async def test_a_named_session_waits_for_the_ledger(serve):
     client, gateway = await serve(api_keys=KEYS)
     gateway.ledger.caught_up.clear()  # still reading voxbus.sessions back

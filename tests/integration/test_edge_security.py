@@ -180,5 +180,12 @@ async def test_session_ownership_survives_a_restart_and_holds_across_replicas(st
         for server in (first, other):  # the owner resumes on either
             closed, _, events = await attempt(http, f"ws://127.0.0.1:{server.port}", alice, start=resume)
             assert closed is None and events[0]["session_id"] == session_id
+        # an id of the caller's choosing, claimed for the first time: confirmed by reading it back
+        chosen = {**START, "session_id": f"chosen-{time.time_ns()}"}
+        closed, _, events = await attempt(http, f"ws://127.0.0.1:{other.port}", alice, start=chosen)
+        assert closed is None and events[0]["session_id"] == chosen["session_id"]
+        closed, message, _ = await attempt(http, f"ws://127.0.0.1:{first.port}",
+                                           bearer("mallory-key-0123456789"), start=chosen)
+        assert closed == 4403 and message.startswith("session_forbidden"), (closed, message)
     await first.close()
     await other.close()
