@@ -37,3 +37,7 @@ HANDOFFS = Counter(
     "voxbus_handoffs_total", "Sessions handed to a person, by reason (requested, repeated_failure, "
     "negative_sentiment).", ["reason"]
 )
+TURN_VERDICTS = Counter(
+    "voxbus_vad_turn_verdicts_total", "Pauses judged by the vad stage's end-of-turn model, by verdict "
+    "(complete, incomplete).", ["verdict"]
+)

@@ -120,7 +120,7 @@ class Settings(BaseSettings):
         ),
     )
     vad_turn_model: Literal["smart-turn", "off"] = Field(
-        default="smart-turn",
+        default="off",
         description=(
             "End-of-turn decision: 'smart-turn' (Smart Turn v3.2, an audio classifier, judges each "
             "pause of vad_turn_pause_ms; an incomplete turn waits up to vad_max_silence_ms) or "
@@ -385,6 +385,21 @@ class Settings(BaseSettings):
         description=(
             "A voice turn with no reply this long (s) after the caller stopped speaking ends with a "
             "'turn_timeout' error event (a later reply is dropped); 0: wait forever."
+        ),
+    )
+    admission_p95_ms: float = Field(
+        default=3000.0, ge=0,
+        description=(
+            "New sessions are refused (close 1013, 'overloaded') while the p95 voice-to-voice latency (ms) "
+            "of the turns this ingress finished in the last minute is over this (see ingress/admission.py); "
+            "0: off."
+        ),
+    )
+    admission_max_lag: int = Field(
+        default=0, ge=0,
+        description=(
+            "New sessions are refused (close 1013, 'overloaded') while a stage's consumer group has more "
+            "than this many records of its inputs unprocessed (read every 2 s); 0: off (no lag is read)."
         ),
     )
 

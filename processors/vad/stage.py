@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections import deque
@@ -11,13 +12,17 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from processors.base import Emit, Stage
+from processors.metrics import TURN_VERDICTS
 from processors.vad.denoise import NoiseFloor, VadDenoiser, window_levels
 from processors.vad.endpointing import EndpointConfig, Endpointer, SpeechEnd, SpeechPause, SpeechStart
 from processors.vad.silero import WINDOW_SAMPLES, SileroVad, VadState
+from processors.vad.turn_model import COMPLETE_THRESHOLD, TurnModel
 from schemas import BUS_SAMPLE_RATE, AudioChunk, Record, SessionControl, Utterance, VadEvent
 from streams.topics import AUDIO, EGRESS, UTTERANCES
 
 log = logging.getLogger(__name__)
+
+Event = SpeechStart | SpeechPause | SpeechEnd
 
 SESSION_EXPIRY_S = 600.0
 """A session with no record for this long (s) is forgotten: longer than the ingress's
@@ -40,6 +45,7 @@ class Session:
 
     ``audio`` holds int16 samples from ``audio_start`` (a sample offset from the start of
     connection ``epoch``) to ``next_sample``; it is trimmed to the padding while nobody speaks.
+    ``pending`` holds the (denoised) float32 samples not yet run through the VAD.
     """
 
     endpointer: Endpointer
@@ -78,23 +84,37 @@ class VadStage(Stage):
     connections.  A session with no record for :data:`SESSION_EXPIRY_S` (its ingress
     died and the caller never came back) is forgotten.  A gap in a session's audio of up
     to :data:`MAX_FILLED_GAP_S` is heard as silence; a longer one is skipped.
+
+    With the end-of-turn model (``VOXBUS_VAD_TURN_MODEL=smart-turn``), each pause of
+    ``vad_turn_pause_ms`` is judged by Smart Turn v3.2 on the turn's last 8 s of audio:
+    a complete turn ends there, an incomplete one goes on until speech resumes (same
+    turn) or ``vad_max_silence_ms`` passes.  The sessions that pause within one batch of
+    records share one model call.  Speculative decoding (``vad_early_silence_ms`` > 0)
+    then sends the speculative utterance at a pause judged incomplete: the asr stage
+    decodes it while the turn waits, and a complete verdict confirms at once.
     """
 
     name = "vad"
     input = AUDIO
     accepts = (AudioChunk, SessionControl)
+    batch_setting = "vad_batch_size"
 
     def load(self) -> None:
-        """Load the silero-vad ONNX model."""
+        """Load the silero-vad ONNX model, and the turn model unless it is off."""
         self.vad = SileroVad()
         s = self.settings
+        self.turn_model = TurnModel() if s.vad_turn_model == "smart-turn" else None
+        pad = min(s.vad_speech_pad_ms, s.vad_min_silence_ms)
         self.config = EndpointConfig(
             threshold=s.vad_threshold,
             min_silence_ms=s.vad_min_silence_ms,
             min_speech_ms=s.vad_min_speech_ms,
-            speech_pad_ms=min(s.vad_speech_pad_ms, s.vad_min_silence_ms),
+            speech_pad_ms=pad,
             max_utterance_s=s.vad_max_utterance_s,
             early_silence_ms=s.vad_early_silence_ms,
+            turn_model=self.turn_model is not None,
+            turn_pause_ms=s.vad_turn_pause_ms,
+            max_silence_ms=max(s.vad_max_silence_ms, s.vad_turn_pause_ms, pad),
         )
         self.sessions: dict[str, Session] = {}
         self.swept = time.monotonic()
@@ -134,32 +154,117 @@ class VadStage(Stage):
             del self.sessions[session_id]
 
     async def handle(self, record: Record) -> AsyncIterator[Emit]:
-        """Feed a chunk to the session's endpointer; yield speech events and finished utterances."""
-        self.expire_sessions()
-        session = self.session_for(record.session_id, record.epoch)  # type: ignore[attr-defined]
-        if session is None:
-            return
-        if isinstance(record, SessionControl):
-            if record.action == "end":
-                del self.sessions[record.session_id]
-                end = session.endpointer.flush(session.next_sample)
-                if end is not None:
-                    for emit in self.on_event(record.session_id, session, end):
-                        yield emit
-            return
-        assert isinstance(record, AudioChunk)
-        if record.seq < session.next_seq:
-            return  # a redelivered chunk: already endpointed
-        session.egress_partition, session.speak = record.egress_partition, record.speak
-        if record.start_sample - session.next_sample > MAX_FILLED_GAP_S * BUS_SAMPLE_RATE:
-            for emit in self.skip_gap(record.session_id, session, record.start_sample):
-                yield emit
-        for event in self.feed(session, record):
-            for emit in self.on_event(record.session_id, session, event):
-                yield emit
+        """Endpoint one record (see :meth:`handle_batch`)."""
+        async for emit in self.handle_batch([record]):
+            yield emit
 
-    def on_event(self, session_id: str, session: Session,
-                 event: SpeechStart | SpeechPause | SpeechEnd) -> list[Emit]:
+    async def handle_batch(self, records: list[Record]) -> AsyncIterator[Emit]:
+        """Endpoint records that were waiting together; yield speech events and utterances.
+
+        Each session's records are processed in order.  A session whose endpointer pauses
+        for a verdict stops there; once every session has either paused or run out of
+        records, the pauses are judged in one batched model call, and the paused sessions
+        go on.  Outputs of one session keep their order.
+        """
+        self.expire_sessions()
+        queues: dict[str, deque[Record]] = {}
+        for record in records:
+            queues.setdefault(record.session_id, deque()).append(record)  # type: ignore[attr-defined]
+        while queues:
+            paused: list[tuple[str, Session, SpeechPause]] = []
+            for session_id, queue in list(queues.items()):
+                emits, pause = self.advance(session_id, queue)
+                for emit in emits:
+                    yield emit
+                if pause is None:
+                    del queues[session_id]
+                else:
+                    paused.append((session_id, self.sessions[session_id], pause))
+            if paused:
+                for emit in await self.judge(paused):
+                    yield emit
+
+    def advance(self, session_id: str, queue: deque[Record]) -> tuple[list[Emit], SpeechPause | None]:
+        """Run one session's records until a pause awaits the turn model or none are left.
+
+        Returns:
+            (the outputs so far, the pause awaiting a verdict or None).
+        """
+        emits: list[Emit] = []
+        session = self.sessions.get(session_id)
+        if session is not None:
+            if session.endpointer.awaiting:  # its verdict was lost to an error: judge it again
+                return emits, session.pause
+            pause = self.collect(session_id, session, self.run_windows(session), emits)  # windows left
+            if pause is not None:
+                return emits, pause
+        while queue:
+            record = queue.popleft()
+            session = self.session_for(session_id, record.epoch)  # type: ignore[attr-defined]
+            if session is None:
+                continue
+            if isinstance(record, SessionControl):
+                if record.action == "end":
+                    del self.sessions[session_id]
+                    end = session.endpointer.flush(session.next_sample)
+                    if end is not None:
+                        emits += self.on_event(session_id, session, end)
+                continue
+            assert isinstance(record, AudioChunk)
+            if record.seq < session.next_seq:
+                continue  # a redelivered chunk: already endpointed
+            session.egress_partition, session.speak = record.egress_partition, record.speak
+            if record.start_sample - session.next_sample > MAX_FILLED_GAP_S * BUS_SAMPLE_RATE:
+                emits += self.skip_gap(session_id, session, record.start_sample)
+            pause = self.collect(session_id, session, self.feed(session, record), emits)
+            if pause is not None:
+                return emits, pause
+        return emits, None
+
+    def collect(self, session_id: str, session: Session, events: list[Event],
+                emits: list[Emit]) -> SpeechPause | None:
+        """Append the outputs of ``events`` to ``emits``, up to a pause awaiting a verdict.
+
+        Returns:
+            That pause (kept as ``session.pause``; its outputs follow the verdict), or None.
+        """
+        for event in events:
+            if isinstance(event, SpeechPause) and session.endpointer.awaiting:
+                session.pause = event
+                return event
+            emits += self.on_event(session_id, session, event)
+        return None
+
+    async def judge(self, paused: list[tuple[str, Session, SpeechPause]]) -> list[Emit]:
+        """Judge the pauses with the turn model in one call (in a thread); apply each verdict.
+
+        The model reads each turn's padded audio from its start (at most the last 8 s) up
+        to the last window endpointed, the pause's silence included.
+
+        Returns:
+            Per pause, the confirmed utterance and speech end (complete), or the
+            speculative utterance if speculation is on (incomplete).
+        """
+        assert self.turn_model is not None
+        pad = self.config.samples(self.config.speech_pad_ms)
+        clips = []
+        for _, session, pause in paused:
+            start = max(session.audio_start, pause.start - pad) - session.audio_start
+            stop = session.next_sample - session.pending.size - session.audio_start
+            clips.append(session.audio[start:stop].astype(np.float32) / 32768.0)
+        probabilities = await asyncio.to_thread(self.turn_model.probabilities, clips)
+        emits: list[Emit] = []
+        for (session_id, session, pause), probability in zip(paused, probabilities, strict=True):
+            complete = bool(probability > COMPLETE_THRESHOLD)
+            TURN_VERDICTS.labels("complete" if complete else "incomplete").inc()
+            end = session.endpointer.decide(complete)
+            if end is not None:
+                emits += self.on_event(session_id, session, end)
+            elif self.config.early_silence_ms:
+                emits += self.on_event(session_id, session, pause)
+        return emits
+
+    def on_event(self, session_id: str, session: Session, event: Event) -> list[Emit]:
         """The outputs of one endpointing event: a VadEvent, plus the utterance at a kept end.
 
         A pause yields only the speculative utterance (the caller hears of nothing).
@@ -196,8 +301,11 @@ class VadStage(Stage):
         session.audio_start = session.next_sample = resume_sample
         return emits
 
-    def feed(self, session: Session, chunk: AudioChunk) -> list[SpeechStart | SpeechPause | SpeechEnd]:
-        """Append ``chunk`` to the session and run VAD over every complete window."""
+    def feed(self, session: Session, chunk: AudioChunk) -> list[Event]:
+        """Append ``chunk`` to the session and run VAD over its complete windows.
+
+        Stops after a pause that awaits the turn model (the rest waits in ``pending``).
+        """
         samples = np.frombuffer(chunk.pcm, dtype="<i2")
         gap = chunk.start_sample - session.next_sample
         if gap > 0:  # lost chunks: keep the timeline with silence
@@ -209,9 +317,20 @@ class VadStage(Stage):
         raw = samples.astype(np.float32) / 32768.0
         floats = session.denoiser(raw) if session.denoiser is not None else raw
         session.pending = np.concatenate([session.pending, floats])
-        events: list[SpeechStart | SpeechPause | SpeechEnd] = []
+        events = self.run_windows(session)
+        floor = session.denoiser.floor if session.denoiser is not None else None
+        if floor is not None and not session.endpointer.triggered and not events:
+            floor.observe(window_levels(raw))
+        return events
+
+    def run_windows(self, session: Session) -> list[Event]:
+        """Run VAD over the session's complete pending windows, up to a pause awaiting a verdict.
+
+        While nobody speaks, the audio is trimmed to the padding plus one window.
+        """
+        events: list[Event] = []
         window_start = session.next_sample - session.pending.size
-        while session.pending.size >= WINDOW_SAMPLES:
+        while session.pending.size >= WINDOW_SAMPLES and not session.endpointer.awaiting:
             window, session.pending = session.pending[:WINDOW_SAMPLES], session.pending[WINDOW_SAMPLES:]
             probability = self.vad.probability(window, session.vad)
             event = session.endpointer.step(window_start, window_start + WINDOW_SAMPLES, probability)
@@ -219,8 +338,6 @@ class VadStage(Stage):
                 events.append(event)
             window_start += WINDOW_SAMPLES
         if not session.endpointer.triggered and not events:
-            if session.denoiser is not None and session.denoiser.floor is not None:
-                session.denoiser.floor.observe(window_levels(raw))
             keep = self.config.samples(self.config.speech_pad_ms) + WINDOW_SAMPLES
             if session.audio.size > keep:
                 session.audio_start += session.audio.size - keep

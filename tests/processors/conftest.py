@@ -37,3 +37,13 @@ def vad_stage(settings):
 def is_turn(emit) -> bool:
     """A confirmed utterance (not the vad stage's speculative copy sent at a pause)."""
     return isinstance(emit.record, Utterance) and not emit.record.speculative
+
+
+@pytest.fixture(scope="session")
+def turn_vad_stage(settings):
+    """The vad stage with the Smart Turn end-of-turn model (the default stage is silence-only)."""
+    from processors.vad.stage import VadStage
+
+    stage = VadStage(settings.model_copy(update={"vad_turn_model": "smart-turn"}))
+    stage.load()
+    return stage
