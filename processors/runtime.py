@@ -14,6 +14,7 @@ Prometheus metrics on its faust web port at ``/metrics``.
 
 from __future__ import annotations
 
+import asyncio
 import importlib
 import logging
 import os
@@ -39,6 +40,7 @@ from schemas import (
     decode,
     encode,
 )
+from streams.admin import ensure_internal_topics
 from streams.app import make_app
 from streams.settings import Settings, get_settings
 from streams.topics import CONTROL, DEAD_LETTER, EGRESS, HEARTBEATS, TopicSpec
@@ -288,6 +290,11 @@ def run_worker(name: str) -> None:
     """
     settings = get_settings()
     app, runner = build(name, settings)
+    loop = asyncio.new_event_loop()
+    try:
+        loop.run_until_complete(ensure_internal_topics(app, settings))
+    finally:
+        loop.close()
     started = time.perf_counter()
     runner.stage.load()
     metrics.READY.labels(name).set(1)

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from typing import Any
 
 from aiokafka import TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import KafkaConnectionError, TopicAlreadyExistsError
+from mode.utils.times import want_seconds
 
 from streams.clients import security_kwargs
 from streams.settings import Settings, get_settings
@@ -91,3 +93,55 @@ async def topic_partitions(settings: Settings, topic: str,
             await asyncio.sleep(0.2)
     finally:
         await admin.close()
+
+
+def internal_topics(app: Any) -> list[NewTopic]:
+    """The internal topics of the faust ``app``: its table changelogs and its assignor's leader topic.
+
+    Same names, partitions and cleanup policies as faust declares them
+    (``faust.tables.base.Collection._new_changelog_topic``, ``LeaderAssignor._leader_topic``).
+    """
+    conf = app.conf
+    topics = [NewTopic(f"{conf.id}-__assignor-__leader", 1, conf.topic_replication_factor)]
+    for table in app.tables.values():
+        topic = table.changelog_topic
+        policy = ",".join(p for p, on in (("compact", topic.compacting), ("delete", topic.deleting)) if on)
+        configs = {"cleanup.policy": policy} if policy else {}
+        if topic.retention:
+            configs["retention.ms"] = str(int(want_seconds(topic.retention) * 1000))
+        topics.append(NewTopic(topic.get_topic_name(), topic.partitions or conf.topic_partitions,
+                               conf.topic_replication_factor, topic_configs=configs))
+    return topics
+
+
+async def ensure_internal_topics(app: Any, settings: Settings | None = None,
+                                 timeout_s: float = METADATA_TIMEOUT_S) -> list[str]:
+    """Create ``app``'s internal topics (:func:`internal_topics`) before its worker starts, and wait for them.
+
+    faust declares them itself at startup and reads their metadata right after.  On
+    Apache Kafka a new topic reaches a broker's metadata a moment after the controller
+    creates it, and a faust worker that looked too early ran with a changelog of "0
+    partitions": every table write failed (``PartitionsMismatch``) until its metadata
+    refresh minutes later.  Created and visible beforehand, they are there when faust looks.
+
+    Returns:
+        Names of the topics created.
+
+    Raises:
+        LookupError: a topic is still not in the metadata after ``timeout_s``.
+    """
+    settings = settings or get_settings()
+    wanted = internal_topics(app)
+    admin = AIOKafkaAdminClient(bootstrap_servers=settings.bootstrap, request_timeout_ms=10_000,
+                                **security_kwargs(settings))
+    await admin.start()
+    try:
+        existing = set(await admin.list_topics())
+        missing = [topic for topic in wanted if topic.name not in existing]
+        if missing:
+            await admin.create_topics(missing)
+    finally:
+        await admin.close()
+    for topic in wanted:
+        await topic_partitions(settings, topic.name, timeout_s)
+    return [topic.name for topic in missing]

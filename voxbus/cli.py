@@ -121,6 +121,7 @@ def broker(
         console.print(f"Apache Kafka {kafka_server.KAFKA_VERSION} jars in {kafka_server.fetch_jars(settings.kafka_home)}")
         return
     kind = broker_kind(settings)
+    signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})  # for sigwait: stop the broker too
     proc = start_embedded_broker(settings.bootstrap, kind=kind, data_dir=settings.data_dir / "kafka",
                                  settings=settings)
     where = f"storage in {settings.data_dir / 'kafka'}" if kind == "kafka" else "memory only: a restart loses everything"

@@ -44,7 +44,7 @@ from processors.analytics.windows import (
 from processors.base import Emit, Stage
 from processors.runtime import STAGES, StageRunner, serve_liveness
 from schemas import Record, TurnRecord, WindowedRecord, encode
-from streams.admin import ensure_topics
+from streams.admin import ensure_internal_topics, ensure_topics
 from streams.app import make_app
 from streams.clients import profile
 from streams.settings import Settings, get_settings
@@ -248,12 +248,13 @@ def run_worker() -> None:
     os.environ["VOXBUS_FETCH_MAX_WAIT_MS"] = str(wait)
     get_settings.cache_clear()
     settings = get_settings()
+    app, _runner = build(settings)
     loop = asyncio.new_event_loop()
     try:
         loop.run_until_complete(ensure_topics(settings))
+        loop.run_until_complete(ensure_internal_topics(app, settings))
     finally:
         loop.close()
-    app, _runner = build(settings)
     metrics.READY.labels(NAME).set(1)
     log.info("analytics worker: metrics on :%d", metrics_port(settings))
     worker = faust.Worker(app, loglevel=settings.log_level, quiet=True, redirect_stdouts=False)

@@ -112,3 +112,21 @@ def test_java_8_is_too_old(monkeypatch, tmp_path):
     with pytest.raises(BrokerError, match="Java 8 found"):
         resolve_kind("kafka", tmp_path)
     resolve_kind.cache_clear()
+
+
+def test_a_stages_internal_topics_exist_before_its_worker_starts(bootstrap, tmp_path):
+    """faust looked up its new changelog too early on Kafka and ran with "0 partitions"."""
+    from processors.runtime import build
+    from streams.admin import ensure_internal_topics, topic_partitions
+
+    settings = Settings(broker="kafka", kafka_bootstrap=bootstrap, data_dir=tmp_path)
+    proc = start_embedded_broker(bootstrap, kind="kafka", data_dir=tmp_path / "kafka", settings=settings)
+    try:
+        app, _runner = build("generation", settings)
+        created = asyncio.run(ensure_internal_topics(app, settings))
+        assert created == ["voxbus-generation-__assignor-__leader", "voxbus-generation-history-changelog"]
+        changelog = asyncio.run(topic_partitions(settings, "voxbus-generation-history-changelog"))
+        assert len(changelog) == settings.partitions
+        assert asyncio.run(ensure_internal_topics(app, settings)) == []  # idempotent
+    finally:
+        stop_process(proc)
