@@ -24,7 +24,8 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import faust
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from faust.sensors.prometheus import setup_prometheus_sensors
+from prometheus_client import REGISTRY
 
 from processors import metrics
 from processors.base import Emit, Stage
@@ -49,6 +50,8 @@ log = logging.getLogger(__name__)
 
 HEARTBEAT_INTERVAL_S = 2.0
 """Seconds between two heartbeats of a worker."""
+FAUST_METRICS_PREFIX = "faust"
+"""Prefix of faust's sensor metrics (``faust_messages_received`` …), as deploy/grafana expects."""
 BATCH_WITHIN_S = 0.005
 """Longest a batching stage waits for a batch to fill (s): about one broker hop."""
 
@@ -198,18 +201,18 @@ class StageRunner:
 def serve_liveness(app: faust.App, runner: StageRunner) -> None:
     """Add a worker's liveness to ``app``: heartbeats and Prometheus metrics.
 
-    The runner's heartbeat goes to ``voxbus.heartbeats`` every :data:`HEARTBEAT_INTERVAL_S`;
-    ``/metrics`` is served on the app's web port.
+    The runner's heartbeat goes to ``voxbus.heartbeats`` every :data:`HEARTBEAT_INTERVAL_S`.
+    ``/metrics`` on the app's web port is faust's Prometheus sensor
+    (``faust.sensors.prometheus``: consumer, producer, commit and rebalance metrics named
+    ``faust_*``), served from the default registry, which holds voxbus's stage metrics
+    (:mod:`processors.metrics`) too.
     """
 
     @app.timer(HEARTBEAT_INTERVAL_S)
     async def heartbeat() -> None:
         await runner.heartbeat()
 
-    @app.page("/metrics")
-    async def prometheus(web: Any, request: Any) -> Any:
-        # aiohttp takes the charset apart from the media type
-        return web.bytes(generate_latest(), content_type=CONTENT_TYPE_LATEST.split(";")[0])
+    setup_prometheus_sensors(app, pattern="/metrics", registry=REGISTRY, name_prefix=FAUST_METRICS_PREFIX)
 
 
 async def run_in_lanes(stream: faust.Stream, runner: StageRunner, limit: int) -> None:

@@ -139,5 +139,6 @@ def test_each_stage_serves_prometheus_metrics(voice_call, stack):
         body = urllib.request.urlopen(f"http://{stack.host}:{stack.metrics_base_port + index}/metrics",
                                       timeout=5).read().decode()
         assert f'voxbus_stage_records_total{{outcome="ok",stage="{stage}"}}' in body
+        assert "faust_messages_received_total" in body  # faust's own sensor, same page
     body = urllib.request.urlopen(f"http://{stack.host}:{stack.port}/metrics", timeout=5).read().decode()
     assert "voxbus_voice_to_voice_seconds_count" in body
