@@ -26,9 +26,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from ingress.follow import TopicFollower
-from schemas import Record
-from schemas.codec import SchemaError
-from schemas.sessions import SessionOwner, decode_owner
+from schemas import Record, SchemaError, decode
+from schemas.sessions import SessionOwner
 from streams.settings import Settings
 from streams.topics import SESSIONS, TopicSpec
 
@@ -87,7 +86,7 @@ class SessionLedger(TopicFollower):
         for message in messages:
             self.read[message.partition] = message.offset + 1
             try:
-                self.apply(decode_owner(message.value))
+                self.apply(decode(message.value, SessionOwner))
             except SchemaError as exc:
                 log.warning("undecodable session binding at %s[%d]@%d: %s", message.topic, message.partition,
                             message.offset, exc)

@@ -4,8 +4,13 @@ For each input record the runtime decodes and validates it, hands it to the stag
 produces every output *before* moving on (faust commits the input offset only after
 that, so delivery is at-least-once), and never lets one bad record stop the worker:
 
-* undecodable or invalid records go to ``voxbus.dead-letter`` with the reason;
-* a stage exception dead-letters the input and sends the caller an ``ErrorEvent``.
+* undecodable or invalid records, and records over :data:`schemas.base.MAX_RECORD_BYTES`,
+  go to ``voxbus.dead-letter`` with the reason (and at most
+  :data:`schemas.events.DEAD_LETTER_PAYLOAD_BYTES` of the record, so the dead letter itself
+  can always be produced);
+* a stage exception, or an output the producer refuses (one over the record bound or the
+  broker's ``MessageSizeTooLargeError``), dead-letters the input and sends the caller an
+  ``ErrorEvent``; the other records of its batch are still processed.
 
 Each worker also publishes a :class:`schemas.StageHeartbeat` every
 :data:`HEARTBEAT_INTERVAL_S` (the ingress's ``/healthz`` reads them) and serves
@@ -31,6 +36,8 @@ from processors import metrics
 from processors.base import Emit, Stage
 from processors.lanes import SessionLanes
 from schemas import (
+    DEAD_LETTER_PAYLOAD_BYTES,
+    MAX_TEXT_CHARS,
     DeadLetter,
     ErrorEvent,
     Record,
@@ -101,16 +108,23 @@ class StageRunner:
         metrics.EMITTED.labels(self.stage.name, topic.name).inc()
 
     async def dead_letter(self, message: Any, reason: str, kind: str) -> None:
-        """Send the raw input ``message`` to the dead-letter topic with ``reason``."""
+        """Send the raw input ``message`` to the dead-letter topic with ``reason``.
+
+        The reason is cut to :data:`schemas.base.MAX_TEXT_CHARS` characters and the payload to
+        its first :data:`schemas.events.DEAD_LETTER_PAYLOAD_BYTES`, so a dead letter always fits
+        in a produce request, whatever the size of the record it carries.
+        """
         key = message.key.decode(errors="replace") if isinstance(message.key, bytes) else ""
         log.warning("dead-letter %s[%s]@%s: %s", message.topic, message.partition, message.offset, reason)
+        value = bytes(message.value or b"")
         record = DeadLetter(
             stage=self.stage.name,
             topic=message.topic,
             partition=message.partition,
             offset=message.offset,
-            reason=reason[:2000],
-            payload=bytes(message.value or b""),
+            reason=reason[:MAX_TEXT_CHARS],
+            payload=value[:DEAD_LETTER_PAYLOAD_BYTES],
+            payload_size=len(value),
             session_id=key[:64],
             ts=time.time(),
         )
@@ -128,7 +142,10 @@ class StageRunner:
         """Process messages that arrived together; never raises.
 
         Undecodable ones are dead-lettered; the rest go to the stage as one batch. If
-        the batch fails, each record is retried alone so one bad record is isolated.
+        the batch fails, or producing one of its outputs does (an output too large for a
+        produce request), each record is retried alone so one bad record is isolated: it is
+        dead-lettered, and the records after it are processed (outputs produced before the
+        failure may be produced again: at-least-once, absorbed downstream).
         """
         if len(messages) == 1:
             await self.on_message(messages[0])
@@ -142,13 +159,13 @@ class StageRunner:
         started = time.perf_counter()
         try:
             emits = [emit async for emit in self.stage.handle_batch([record for _, record in good])]
+            for emit in emits:
+                await self.emit(emit)
         except Exception:
             log.exception("stage %s failed on a batch of %d; retrying one by one", self.stage.name, len(good))
             for message, _ in good:
                 await self.on_message(message)
             return
-        for emit in emits:
-            await self.emit(emit)
         metrics.PROCESSING.labels(self.stage.name).observe(time.perf_counter() - started)
         metrics.BATCH_SIZE.labels(self.stage.name).observe(len(good))
         metrics.RECORDS.labels(self.stage.name, "ok").inc(len(good))

@@ -9,9 +9,18 @@ from schemas.analytics import (
     WindowedRecord,
 )
 from schemas.audio import BUS_SAMPLE_RATE, AudioChunk, SessionControl, SynthAudio, Utterance
-from schemas.base import Record, SessionRecord
+from schemas.base import MAX_RECORD_BYTES, MAX_TEXT_CHARS, Record, SessionRecord
 from schemas.codec import SchemaError, decode, encode
-from schemas.events import DeadLetter, ErrorEvent, StageHeartbeat, TurnCancel, TurnRecord, VadEvent
+from schemas.events import (
+    DEAD_LETTER_PAYLOAD_BYTES,
+    DeadLetter,
+    ErrorEvent,
+    StageHeartbeat,
+    TurnCancel,
+    TurnRecord,
+    VadEvent,
+)
+from schemas.sessions import SessionOwner
 from schemas.text import Intent, IntentResult, Passage, ReplyText, RetrievalResult, Sentiment, Transcript
 from schemas.tools import (
     Booking,
@@ -27,6 +36,9 @@ from schemas.tools import (
 
 __all__ = [
     "BUS_SAMPLE_RATE",
+    "DEAD_LETTER_PAYLOAD_BYTES",
+    "MAX_RECORD_BYTES",
+    "MAX_TEXT_CHARS",
     "AudioChunk",
     "Booking",
     "ConversationLine",
@@ -48,6 +60,7 @@ __all__ = [
     "Sentiment",
     "SentimentCount",
     "SessionControl",
+    "SessionOwner",
     "SessionRecord",
     "StageHeartbeat",
     "SynthAudio",

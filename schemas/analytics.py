@@ -16,7 +16,7 @@ from typing import Literal
 
 from pydantic import Field
 
-from schemas.base import EpochSeconds, Record
+from schemas.base import EpochSeconds, Name, Record, SessionId
 
 
 class WindowedRecord(Record):
@@ -70,7 +70,7 @@ class IntentCount(WindowedRecord):
     """
 
     type: Literal["analytics_intent"] = "analytics_intent"
-    intent: str
+    intent: Name
     confidence_mean: float
 
     @property
@@ -88,7 +88,7 @@ class SentimentCount(WindowedRecord):
     """
 
     type: Literal["analytics_sentiment"] = "analytics_sentiment"
-    sentiment: str
+    sentiment: Name
     score_mean: float = Field(ge=-1.0, le=1.0)
 
     @property
@@ -113,7 +113,7 @@ class EscalationCount(WindowedRecord):
     type: Literal["analytics_escalations"] = "analytics_escalations"
     human_agent: int = Field(ge=0)
     negative: int = Field(ge=0)
-    session_ids: list[str] = Field(default_factory=list, max_length=50)
+    session_ids: list[SessionId] = Field(default_factory=list, max_length=50)
 
 
 class LatencyPercentiles(WindowedRecord):
@@ -131,7 +131,7 @@ class LatencyPercentiles(WindowedRecord):
     """
 
     type: Literal["analytics_latency"] = "analytics_latency"
-    span: str
+    span: Name
     mean_ms: float
     min_ms: float
     max_ms: float

@@ -19,6 +19,18 @@ BUS_SAMPLE_RATE = 16_000
 BYTES_PER_SAMPLE = 2
 """PCM16: two bytes per mono sample."""
 
+MAX_CHUNK_SAMPLES = BUS_SAMPLE_RATE
+"""Most samples in one :class:`AudioChunk`: 1 s, the longest ``VOXBUS_CHUNK_MS`` allows
+(1000 ms; 64 ms by default).  The ingress cuts every chunk of a connection but the last to
+exactly that length, so a chunk's ``start_sample`` is at most ``seq`` times this."""
+
+MAX_UTTERANCE_S = 31.0
+"""Longest :class:`Utterance` (s): the vad stage ends one at ``VOXBUS_VAD_MAX_UTTERANCE_S``
+(30 s, also Whisper's window) of speech and adds the padding on both sides
+(``VOXBUS_VAD_SPEECH_PAD_MS``, 200 ms, at most ``VOXBUS_VAD_MIN_SILENCE_MS``, 400 ms) and one
+32 ms VAD window: at most 30.83 s.  A longer setting cannot work: 32 s of PCM is over
+:data:`schemas.base.MAX_RECORD_BYTES`."""
+
 
 def _even_pcm(pcm: bytes) -> bytes:
     if len(pcm) % BYTES_PER_SAMPLE:
@@ -37,9 +49,11 @@ class AudioChunk(SessionRecord):
             ``session_id`` starts a new epoch, whose ``seq`` and ``start_sample`` restart at 0.
         seq: 0-based chunk number within the connection; with ``session_id`` and
             ``epoch`` it makes the chunk's idempotency key.
-        start_sample: offset of the first sample from the connection start, in samples.
+        start_sample: offset of the first sample from the connection start, in samples;
+            at most ``seq`` x :data:`MAX_CHUNK_SAMPLES` (no chunk runs ahead of the chunks
+            before it, so a forged far-ahead chunk is refused at decode).
         sample_rate: Hz; always :data:`BUS_SAMPLE_RATE` on the bus.
-        pcm: PCM16LE mono bytes, ``len(pcm) // 2`` samples.
+        pcm: PCM16LE mono bytes, ``len(pcm) // 2`` samples, at most :data:`MAX_CHUNK_SAMPLES`.
         recv_ts: wall-clock time (epoch s) the ingress received the chunk's last byte.
         speak: whether replies to this audio are synthesized: False for a voice session
             that asked for text replies only.  On every chunk, not only on the session's
@@ -50,14 +64,21 @@ class AudioChunk(SessionRecord):
     VERSIONS: ClassVar[frozenset[int]] = frozenset({1, 2})
     v: int = 2
     epoch: Int64 = Field(default=0, ge=0)
-    seq: int = Field(ge=0)
-    start_sample: int = Field(ge=0)
+    seq: Int64 = Field(ge=0)
+    start_sample: Int64 = Field(ge=0)
     sample_rate: Literal[16000] = BUS_SAMPLE_RATE
-    pcm: bytes
+    pcm: bytes = Field(max_length=MAX_CHUNK_SAMPLES * BYTES_PER_SAMPLE)
     recv_ts: EpochSeconds
     speak: bool = True
 
     _check_pcm = field_validator("pcm")(_even_pcm)
+
+    @model_validator(mode="after")
+    def _position(self) -> AudioChunk:
+        if self.start_sample > self.seq * MAX_CHUNK_SAMPLES:
+            raise ValueError(f"start_sample {self.start_sample} runs ahead of chunk {self.seq} "
+                             f"(at most {MAX_CHUNK_SAMPLES} samples per chunk before it)")
+        return self
 
     @property
     def num_samples(self) -> int:
@@ -98,7 +119,7 @@ class Utterance(SessionRecord):
             stream yields the same turn id.
         start_sample / end_sample: segment bounds from the session start, in samples
             at ``sample_rate`` (padding included).
-        pcm: PCM16LE mono bytes of the segment, undenoised.
+        pcm: PCM16LE mono bytes of the segment, undenoised; at most :data:`MAX_UTTERANCE_S`.
         speech_end_ts: wall-clock time (epoch s) at which the caller stopped
             speaking (estimated from chunk receive times).
         speculative: sent at a pause (``VOXBUS_VAD_EARLY_SILENCE_MS``) before the end of
@@ -110,10 +131,10 @@ class Utterance(SessionRecord):
 
     type: Literal["utterance"] = "utterance"
     turn_id: TurnId
-    start_sample: int = Field(ge=0)
-    end_sample: int = Field(ge=0)
+    start_sample: Int64 = Field(ge=0)
+    end_sample: Int64 = Field(ge=0)
     sample_rate: Literal[16000] = BUS_SAMPLE_RATE
-    pcm: bytes
+    pcm: bytes = Field(max_length=int(MAX_UTTERANCE_S * BUS_SAMPLE_RATE) * BYTES_PER_SAMPLE)
     speech_end_ts: EpochSeconds
     speculative: bool = False
     speak: bool = True

@@ -33,6 +33,36 @@ SessionId = Annotated[str, StringConstraints(pattern=SESSION_ID_PATTERN)]
 TurnId = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_.:-]{1,64}$")]
 """A turn id, unique within its session and deterministic for a given utterance."""
 
+TurnRef = Annotated[str, StringConstraints(max_length=64)]
+"""A turn id as a :data:`TurnId`, or empty when a record concerns no one turn (at most 64 characters)."""
+
+MAX_RECORD_BYTES = 1_000_000 - 1024
+"""Largest encoded record (bytes) that :mod:`schemas.codec` writes or reads.
+
+Below the producers' request limit, so any record a stage accepts, or makes, can be produced:
+faust's ``producer_max_request_size`` is 1,000,000 bytes by default (aiokafka's 1 MiB is not
+used by the stages), less 1 KiB for the record batch's and the record's headers and the key (a
+session id, at most 64 bytes).  The largest record of a call, an utterance of
+:data:`schemas.audio.MAX_UTTERANCE_S`, is 992,000 bytes of PCM and a few hundred of fields.
+"""
+
+MAX_TEXT_CHARS = 4000
+"""Longest text on the bus (characters): a transcript, a reply sentence, an agent's reply, a
+knowledge-base passage, a reason.  Twice a caller's text turn (at most 2000 characters,
+:class:`ingress.protocol.Text`), and more than Whisper can write for one utterance (its
+decoder holds 448 tokens) or the LLM for a reply (``VOXBUS_LLM_MAX_TOKENS``, 64 tokens)."""
+
+Text = Annotated[str, StringConstraints(max_length=MAX_TEXT_CHARS)]
+"""A text of at most :data:`MAX_TEXT_CHARS` characters."""
+
+MAX_NAME_CHARS = 255
+"""Longest name on the bus (characters): a stage, an error code, a label, a file (POSIX
+``NAME_MAX``), a worker instance (``host:pid``; a host name has at most 253 characters, RFC 1035),
+a topic (Kafka allows 249)."""
+
+Name = Annotated[str, StringConstraints(max_length=MAX_NAME_CHARS)]
+"""A name or label of at most :data:`MAX_NAME_CHARS` characters."""
+
 Int64 = Annotated[int, Field(ge=-(2**63), le=2**63 - 1)]
 """An integer msgpack can carry (signed 64-bit)."""
 

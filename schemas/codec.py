@@ -17,8 +17,9 @@ from pydantic import ValidationError
 
 from schemas.analytics import EscalationCount, IntentCount, LatencyPercentiles, SentimentCount, TurnsPerMinute
 from schemas.audio import AudioChunk, SessionControl, SynthAudio, Utterance
-from schemas.base import TOLERANT, Record
+from schemas.base import MAX_RECORD_BYTES, TOLERANT, Record
 from schemas.events import DeadLetter, ErrorEvent, StageHeartbeat, TurnCancel, TurnRecord, VadEvent
+from schemas.sessions import SessionOwner
 from schemas.text import IntentResult, ReplyText, RetrievalResult, Transcript
 from schemas.tools import Booking, Handoff, HandoffUpdate, ToolCall, ToolResult
 
@@ -51,13 +52,10 @@ REGISTRY: dict[str, type[Record]] = {
         Booking,
         Handoff,
         HandoffUpdate,
+        SessionOwner,
     )
 }
 """Wire ``type`` tag -> record class."""
-
-MAX_RECORD_BYTES = 4 * 1024 * 1024
-"""Largest record accepted by :func:`decode` (bytes); a 30 s utterance is ~1 MB."""
-
 
 class SchemaError(ValueError):
     """A record could not be decoded or failed validation; ``str()`` is the reason."""
@@ -68,8 +66,13 @@ def encode(record: Record) -> bytes:
 
     Raises:
         TypeError: a field holds a value msgpack cannot encode (a bug in the caller).
+        SchemaError: the encoded record is over :data:`schemas.base.MAX_RECORD_BYTES`: no
+            producer could send it, and no consumer would accept it.
     """
-    return msgpack.packb(record.model_dump(mode="python"), use_bin_type=True)
+    data = msgpack.packb(record.model_dump(mode="python"), use_bin_type=True)
+    if len(data) > MAX_RECORD_BYTES:
+        raise SchemaError(f"{record.type} record of {len(data)} bytes exceeds {MAX_RECORD_BYTES}")  # type: ignore[attr-defined]
+    return data
 
 
 def decode(data: bytes, *expected: type[R]) -> R:
@@ -83,9 +86,9 @@ def decode(data: bytes, *expected: type[R]) -> R:
         The record, an instance of one of ``expected``; fields it does not know are dropped.
 
     Raises:
-        SchemaError: not msgpack, not a map, unknown ``type``, unsupported version,
-            a type outside ``expected``, a missing required field, or a field that fails
-            validation.
+        SchemaError: over :data:`schemas.base.MAX_RECORD_BYTES`, not msgpack, not a map,
+            unknown ``type``, unsupported version, a type outside ``expected``, a missing
+            required field, or a field that fails validation (a bound of its schema).
     """
     if not isinstance(data, bytes | bytearray | memoryview):
         raise SchemaError(f"record value must be bytes, got {type(data).__name__}")

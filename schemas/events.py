@@ -4,7 +4,26 @@ from __future__ import annotations
 
 from typing import Literal
 
-from schemas.base import EpochSeconds, Marks, Record, SessionRecord, TurnId
+from pydantic import Field
+
+from schemas.base import (
+    MAX_RECORD_BYTES,
+    EpochSeconds,
+    Int64,
+    Marks,
+    Name,
+    Record,
+    SessionRecord,
+    Text,
+    TurnId,
+    TurnRef,
+)
+
+DEAD_LETTER_PAYLOAD_BYTES = MAX_RECORD_BYTES - 32 * 1024
+"""Most bytes of the rejected record a :class:`DeadLetter` keeps (its first bytes): whatever is
+left of :data:`schemas.base.MAX_RECORD_BYTES` by 32 KiB, room for the reason (at most
+:data:`schemas.base.MAX_TEXT_CHARS` characters, 16,000 bytes in UTF-8), the stage, the topic
+and the other fields.  Every record that could have been valid is kept whole."""
 
 
 class ErrorEvent(SessionRecord):
@@ -18,10 +37,10 @@ class ErrorEvent(SessionRecord):
     """
 
     type: Literal["error_event"] = "error_event"
-    turn_id: str = ""
-    stage: str
-    code: str
-    message: str
+    turn_id: TurnRef = ""
+    stage: Name
+    code: Name
+    message: Text
 
 
 class VadEvent(SessionRecord):
@@ -40,9 +59,9 @@ class VadEvent(SessionRecord):
     """
 
     type: Literal["vad_event"] = "vad_event"
-    turn_id: str
+    turn_id: TurnRef
     kind: Literal["speech_start", "speech_end"]
-    sample: int
+    sample: Int64 = Field(ge=0)
     ts: EpochSeconds
     utterance: bool = True
 
@@ -64,7 +83,7 @@ class TurnCancel(SessionRecord):
     """
 
     type: Literal["turn_cancel"] = "turn_cancel"
-    turn_id: str
+    turn_id: TurnRef
     reason: Literal["barge_in", "backchannel", "hangup"]
     heard_text: str = ""
     heard_ms: float = 0.0
@@ -92,10 +111,10 @@ class TurnRecord(SessionRecord):
     type: Literal["turn_record"] = "turn_record"
     turn_id: TurnId
     source: Literal["voice", "text"]
-    transcript: str
-    intent: str
+    transcript: Text
+    intent: Name
     confidence: float
-    sentiment: str
+    sentiment: Name
     sentiment_score: float
     reply_text: str
     marks: Marks
@@ -113,19 +132,22 @@ class DeadLetter(Record):
         stage: the stage that rejected it.
         topic / partition / offset: where the record was read.
         reason: why (decode error, schema violation, processing exception).
-        payload: the original record value, byte for byte.
+        payload: the original record value, byte for byte, cut to its first
+            :data:`DEAD_LETTER_PAYLOAD_BYTES` when it is longer.
+        payload_size: the length of the original record value (bytes).
         session_id: the record's key when it had one.
         ts: wall-clock time (epoch s) of the rejection.
     """
 
     type: Literal["dead_letter"] = "dead_letter"
-    stage: str
-    topic: str
+    stage: Name
+    topic: Name
     partition: int
     offset: int
-    reason: str
-    payload: bytes
-    session_id: str = ""
+    reason: Text
+    payload: bytes = Field(max_length=DEAD_LETTER_PAYLOAD_BYTES)
+    payload_size: int = Field(default=0, ge=0)
+    session_id: str = Field(default="", max_length=64)
     ts: EpochSeconds
 
 
@@ -140,7 +162,7 @@ class StageHeartbeat(Record):
     """
 
     type: Literal["stage_heartbeat"] = "stage_heartbeat"
-    stage: str
-    instance: str
+    stage: Name
+    instance: Name
     ts: EpochSeconds
     ready: bool = True

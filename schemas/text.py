@@ -6,7 +6,7 @@ from typing import Literal
 
 from pydantic import Field
 
-from schemas.base import Marks, Part, SessionRecord, TurnId
+from schemas.base import Marks, Name, Part, SessionRecord, Text, TurnId
 
 Intent = Literal[
     "billing",
@@ -28,20 +28,25 @@ Intent = Literal[
 
 Sentiment = Literal["negative", "neutral", "positive"]
 
+MAX_PASSAGES = 20
+"""Most passages in a :class:`RetrievalResult`: the retrieval stage keeps ``VOXBUS_RETRIEVAL_TOP_K``
+(3 by default); room for an operator's 20."""
+
 
 class TurnText(SessionRecord):
     """Fields every text record of a turn carries.
 
     Attributes:
         turn_id: the turn.
-        text: the caller's words (transcript or typed text).
+        text: the caller's words (transcript or typed text), at most
+            :data:`schemas.base.MAX_TEXT_CHARS` characters.
         source: ``voice`` (through vad/asr) or ``text`` (the text channel).
         speak: whether the reply is synthesized (False on the text channel).
         marks: per-stage wall-clock timestamps, see :data:`schemas.base.Marks`.
     """
 
     turn_id: TurnId
-    text: str = Field(max_length=4000)
+    text: Text
     source: Literal["voice", "text"] = "voice"
     speak: bool = True
     marks: Marks = Field(default_factory=dict)
@@ -83,23 +88,27 @@ class Passage(Part):
     """One knowledge-base passage.
 
     Attributes:
-        text: passage text.
+        text: passage text (a line of an article).
         source: file the passage came from (e.g. ``billing.md``).
-        title: article title.
+        title: article title (its ``#`` heading).
         score: cosine similarity to the query in [-1, 1].
     """
 
-    text: str
-    source: str
-    title: str = ""
+    text: Text
+    source: Name
+    title: Text = ""
     score: float
 
 
 class RetrievalResult(IntentResult):
-    """An intent result with the knowledge-base passages retrieved for it, best first."""
+    """An intent result with the knowledge-base passages retrieved for it, best first.
+
+    Attributes:
+        passages: at most :data:`MAX_PASSAGES`.
+    """
 
     type: Literal["retrieval_result"] = "retrieval_result"  # type: ignore[assignment]
-    passages: list[Passage] = Field(default_factory=list, max_length=20)
+    passages: list[Passage] = Field(default_factory=list, max_length=MAX_PASSAGES)
 
 
 class ReplyText(SessionRecord):
@@ -108,7 +117,7 @@ class ReplyText(SessionRecord):
     Attributes:
         turn_id: the turn this answers.
         index: sentence index within the reply (0-based).
-        text: the sentence.
+        text: the sentence, at most :data:`schemas.base.MAX_TEXT_CHARS` characters.
         final: True on the last sentence of the reply.
         speak: whether the tts stage should synthesize it.
         marks: per-stage wall-clock timestamps.
@@ -117,7 +126,7 @@ class ReplyText(SessionRecord):
     type: Literal["reply_text"] = "reply_text"
     turn_id: TurnId
     index: int = Field(ge=0)
-    text: str = Field(max_length=4000)
+    text: Text
     final: bool = False
     speak: bool = True
     marks: Marks = Field(default_factory=dict)

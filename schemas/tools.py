@@ -14,7 +14,7 @@ from typing import Literal
 
 from pydantic import Field
 
-from schemas.base import EpochSeconds, Marks, Part, SessionRecord, TurnId
+from schemas.base import EpochSeconds, Marks, Name, Part, SessionRecord, Text, TurnId, TurnRef
 
 ToolName = Literal["book_appointment", "check_order_status", "escalate_to_human"]
 """The tools the workflow stage executes (JSON schemas: :mod:`processors.generation.tools`)."""
@@ -27,6 +27,18 @@ HandoffReason = Literal["requested", "repeated_failure", "negative_sentiment"]
 """Why a session went to a person: the caller asked (intent ``human_agent``), two
 unanswered turns in a row, or a sentiment score at or below the threshold."""
 
+MAX_HISTORY_LINES = 40
+"""Most conversation lines on a record: a tool call carries two per turn of
+``VOXBUS_HISTORY_TURNS`` (4 by default) and a hand-off 12 (``processors.workflow.tools.HANDOFF_LINES``);
+room for an operator's 20 turns."""
+
+MAX_TOOL_SLOTS = 16
+"""Most slot names in a :class:`ToolResult`'s ``missing``: a tool takes at most 4
+(``book_appointment``: name, service, day, time); room for 16."""
+
+Arguments = dict[Name, Text]
+"""Tool arguments or outputs: name -> value, all strings."""
+
 
 class ConversationLine(Part):
     """One line of a conversation transcript.
@@ -38,8 +50,8 @@ class ConversationLine(Part):
     """
 
     role: Literal["caller", "assistant", "agent"]
-    text: str = Field(max_length=4000)
-    turn_id: str = Field(default="", max_length=64)
+    text: Text
+    turn_id: TurnRef = ""
 
 
 class ToolCall(SessionRecord):
@@ -63,11 +75,11 @@ class ToolCall(SessionRecord):
     turn_id: TurnId
     call_id: str = Field(min_length=1, max_length=64)
     tool: ToolName
-    arguments: dict[str, str] = Field(default_factory=dict)
+    arguments: Arguments = Field(default_factory=dict)
     source: Literal["llm", "rules"] = "rules"
-    intent: str = ""
+    intent: Name = ""
     sentiment_score: float = Field(default=0.0, ge=-1.0, le=1.0)
-    history: list[ConversationLine] = Field(default_factory=list, max_length=40)
+    history: list[ConversationLine] = Field(default_factory=list, max_length=MAX_HISTORY_LINES)
     speak: bool = True
     marks: Marks = Field(default_factory=dict)
 
@@ -89,10 +101,10 @@ class ToolResult(SessionRecord):
     call_id: str = Field(min_length=1, max_length=64)
     tool: ToolName
     status: ToolStatus
-    arguments: dict[str, str] = Field(default_factory=dict)
-    missing: list[str] = Field(default_factory=list)
-    say: str = Field(max_length=4000)
-    data: dict[str, str] = Field(default_factory=dict)
+    arguments: Arguments = Field(default_factory=dict)
+    missing: list[Name] = Field(default_factory=list, max_length=MAX_TOOL_SLOTS)
+    say: Text
+    data: Arguments = Field(default_factory=dict)
     speak: bool = True
     marks: Marks = Field(default_factory=dict)
 
@@ -109,10 +121,10 @@ class Booking(SessionRecord):
 
     type: Literal["booking"] = "booking"
     confirmation: str = Field(min_length=1, max_length=32)
-    name: str
-    service: str
-    day: str
-    time: str
+    name: Text
+    service: Text
+    day: Text
+    time: Text
     turn_id: TurnId
     call_id: str = Field(min_length=1, max_length=64)
     ts: EpochSeconds
@@ -135,10 +147,10 @@ class Handoff(SessionRecord):
     type: Literal["handoff"] = "handoff"
     turn_id: TurnId
     reason: HandoffReason
-    intent: str = ""
+    intent: Name = ""
     sentiment_score: float = Field(default=0.0, ge=-1.0, le=1.0)
-    summary: str = Field(max_length=4000)
-    transcript: list[ConversationLine] = Field(default_factory=list, max_length=40)
+    summary: Text
+    transcript: list[ConversationLine] = Field(default_factory=list, max_length=MAX_HISTORY_LINES)
     speak: bool = True
     ts: EpochSeconds
 
@@ -158,8 +170,8 @@ class HandoffUpdate(SessionRecord):
 
     type: Literal["handoff_update"] = "handoff_update"
     kind: Literal["caller", "taken", "agent"]
-    turn_id: str = Field(default="", max_length=64)
-    text: str = Field(default="", max_length=4000)
+    turn_id: TurnRef = ""
+    text: Text = ""
     agent: str = Field(default="", max_length=128)
     speak: bool = True
     ts: EpochSeconds

@@ -6,8 +6,8 @@ import time
 from types import SimpleNamespace
 
 from ingress.ownership import SessionLedger
-from schemas import SessionControl, Transcript, encode
-from schemas.sessions import SessionOwner, decode_owner
+from schemas import SessionControl, Transcript, decode, encode
+from schemas.sessions import SessionOwner
 from streams.settings import Settings
 from streams.topics import SESSIONS
 from tests.ingress.test_edge import KEYS, START, session
@@ -95,4 +95,4 @@ def test_the_ledger_folds_first_owner_wins_and_expires():
 def test_a_session_owner_record_round_trips():
     record = SessionOwner(session_id="s1", egress_partition=2, principal="jwt:carol",
                           expires=2.0, ts=1.0)
-    assert decode_owner(encode(record)) == record
+    assert decode(encode(record), SessionOwner) == record

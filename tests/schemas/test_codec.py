@@ -28,7 +28,9 @@ from schemas import (
     decode,
     encode,
 )
+from schemas.audio import MAX_CHUNK_SAMPLES
 from schemas.codec import REGISTRY
+from schemas.sessions import SessionOwner
 from schemas.tools import Booking, ConversationLine, Handoff, HandoffUpdate, ToolCall, ToolResult
 
 session_ids = st.from_regex(r"[A-Za-z0-9_.:-]{1,64}", fullmatch=True)
@@ -39,8 +41,9 @@ marks = st.dictionaries(st.sampled_from(["vad.emit", "asr.end", "x.y"]), ts, max
 text = st.text(max_size=200)
 
 STRATEGIES = {
-    AudioChunk: st.builds(AudioChunk, session_id=session_ids, seq=st.integers(0, 10**6),
-                          start_sample=st.integers(0, 10**9), pcm=pcm, recv_ts=ts),
+    AudioChunk: st.integers(0, 10**6).flatmap(lambda seq: st.builds(
+        AudioChunk, session_id=session_ids, seq=st.just(seq),
+        start_sample=st.integers(0, seq * MAX_CHUNK_SAMPLES), pcm=pcm, recv_ts=ts)),
     SessionControl: st.builds(SessionControl, session_id=session_ids,
                               action=st.sampled_from(["start", "config", "end"]), ts=ts,
                               config=st.dictionaries(st.text(max_size=5), st.booleans() | st.integers(), max_size=3)),
@@ -114,6 +117,9 @@ STRATEGIES.update({
     HandoffUpdate: st.builds(HandoffUpdate, session_id=session_ids,
                              kind=st.sampled_from(["caller", "taken", "agent"]), turn_id=turn_ids, text=text,
                              agent=st.text(max_size=20), ts=ts),
+    SessionOwner: st.builds(SessionOwner, session_id=session_ids, principal=st.from_regex(r"key:[a-z]{1,20}",
+                                                                                           fullmatch=True),
+                            expires=ts, ts=ts),
 })
 
 
