@@ -1,4 +1,4 @@
-"""The ingress's Kafka side: one producer, this replica's egress reader, and the stage monitor."""
+"""The ingress's Kafka side: one producer, this replica's egress reader, the stage monitor and admission."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ from aiokafka import AIOKafkaProducer
 from aiokafka.structs import RecordMetadata
 
 from ingress import metrics
+from ingress.admission import AdmissionControl
 from ingress.backpressure import AudioBudget
 from ingress.egress import EgressReader
 from ingress.health import StageMonitor
@@ -33,19 +34,21 @@ class Gateway:
 
     ``sessions`` maps session id -> an object with ``async deliver(record)``; only
     the session's own events are delivered to it.  ``audio_budget`` bounds the caller
-    audio of all sessions waiting for the broker; ``finished`` remembers ended turns;
-    ``ledger`` knows who owns each session id, on every replica (``voxbus.sessions``).
+    audio of all sessions waiting for the broker; ``admission`` refuses new sessions the
+    stages cannot answer in budget; ``finished`` remembers ended turns; ``ledger`` knows
+    who owns each session id, on every replica (``voxbus.sessions``).
     """
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self.sessions: dict[str, object] = {}
         self.audio_budget = AudioBudget(settings.ingress_buffer_bytes)
+        self.admission = AdmissionControl(settings, list(STAGES))
         self.finished = FinishedTurns()
         self.ledger = SessionLedger(settings, self.produce)
 
     async def start(self) -> None:
-        """Create missing topics, connect the producer, start reading egress, heartbeats and bindings.
+        """Create missing topics, connect the producer, start reading egress, heartbeats, bindings and lag.
 
         The session bindings are read back for up to :data:`LEDGER_WAIT_S`; until they are,
         sessions that name their id are refused with 1013 (:mod:`ingress.ownership`).
@@ -59,14 +62,15 @@ class Gateway:
         await self.producer.start()
         await self.egress.start()
         await self.monitor.start()
+        await self.admission.start()
         await self.ledger.start()
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self.ledger.caught_up.wait(), LEDGER_WAIT_S)
 
     async def stop(self) -> None:
         """Close every Kafka client."""
-        await asyncio.gather(self.egress.stop(), self.monitor.stop(), self.ledger.stop(),
-                             return_exceptions=True)
+        await asyncio.gather(self.egress.stop(), self.monitor.stop(), self.admission.stop(),
+                             self.ledger.stop(), return_exceptions=True)
         await self.producer.stop()
 
     async def produce(self, topic: TopicSpec, record: Record) -> RecordMetadata:

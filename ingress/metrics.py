@@ -24,3 +24,8 @@ LOST = Counter("voxbus_ingress_produce_failures_total", "Records the broker did 
 DUPLICATES = Counter("voxbus_ingress_duplicate_events_total", "Events of turns already finished, dropped.")
 UNROUTED = Counter("voxbus_ingress_unrouted_events_total", "Events of sessions not connected here, dropped.")
 TURN_TIMEOUTS = Counter("voxbus_ingress_turn_timeouts_total", "Voice turns ended unanswered (turn_timeout).")
+ADMISSION_REFUSED = Counter("voxbus_ingress_admission_refused_total",
+                            "New sessions refused for capacity (ingress/admission.py).", ["reason"])
+PIPELINE_LAG = Gauge("voxbus_ingress_pipeline_lag_records",
+                     "Records a stage's consumer group has not processed (VOXBUS_ADMISSION_MAX_LAG on).",
+                     ["group"])

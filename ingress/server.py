@@ -105,6 +105,26 @@ async def frames(ws: web.WebSocketResponse, settings: Settings, opened: float,
         yield msg
 
 
+def admit_load(gateway: Gateway, session_id: str, resuming: bool = False) -> None:
+    """Check that this ingress and the stages can take the session (before any limit counts it).
+
+    A start that resumes a session bound on the bus (a reconnection) passes the capacity
+    check (:mod:`ingress.admission`): the call already exists and is never cut.
+
+    Args:
+        gateway: the ingress's Kafka side.
+        session_id: the session starting.
+        resuming: the caller named the id (it may resume a session).
+
+    Raises:
+        Rejection: 1013 ``overloaded``: the audio buffer is saturated, or (a new session)
+            the stages cannot answer it in budget.
+    """
+    gateway.audio_budget.admit()
+    if not (resuming and gateway.ledger.owner(session_id) is not None):
+        gateway.admission.check()
+
+
 async def attach(gateway: Gateway, session: CallerSession) -> None:
     """Register ``session`` for its egress events; a live connection of the same session is replaced.
 
@@ -147,7 +167,7 @@ async def stream(request: web.Request) -> web.WebSocketResponse:
         if started is None:
             return ws
         session, named = started
-        gateway.audio_budget.admit()
+        admit_load(gateway, session.session_id, resuming=named)
         admission = guard.admit(principal, session.session_id, named=named)
         await guard.claim(admission, session.partition)
     except Rejection as rejection:
@@ -235,7 +255,7 @@ async def twilio_stream(request: web.Request) -> web.WebSocketResponse:
         session_id = twilio.session_id_for(start, principal)
         transport = twilio.TwilioTransport(ws, start.streamSid)
         session = CallerSession(gateway, transport, session_id, twilio.TWILIO_RATE)
-        gateway.audio_budget.admit()
+        admit_load(gateway, session_id)
         call = principal.kind == "twilio"
         admission = guard.admit(principal, session_id, exclusive=call)
         await guard.claim(admission, session.partition)

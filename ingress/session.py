@@ -240,6 +240,7 @@ class CallerSession:
         if turn.turn_id not in self.turns or turn.sentences or turn.complete or turn.paused_by:
             return
         metrics.TURN_TIMEOUTS.inc()
+        self.gateway.admission.observe(self.gateway.settings.turn_timeout_s * 1000.0)
         await self.send_error("turn_timeout", "no answer in time: please ask again", turn_id=turn.turn_id)
         turn.failed = True
         await self.finish_if_complete(turn)
@@ -352,6 +353,7 @@ class CallerSession:
             metrics.BARGE_INS.inc()
         if record.voice_to_voice_ms is not None:
             metrics.VOICE_TO_VOICE.observe(record.voice_to_voice_ms / 1000.0)
+            self.gateway.admission.observe(record.voice_to_voice_ms)
         for span, ms in record.latency_ms.items():
             metrics.STAGE_LATENCY.labels(span).observe(ms / 1000.0)
 

@@ -14,6 +14,7 @@ from types import SimpleNamespace
 import pytest_asyncio
 from aiohttp.test_utils import TestClient, TestServer
 
+from ingress.admission import AdmissionControl
 from ingress.backpressure import AudioBudget
 from ingress.ownership import SessionLedger
 from ingress.turns import FinishedTurns
@@ -31,6 +32,7 @@ class FakeGateway:
         self.produced: list[tuple[str, object]] = []
         self.bus = [] if bus is None else bus
         self.audio_budget = AudioBudget(settings.ingress_buffer_bytes)
+        self.admission = AdmissionControl(settings, ["vad", "asr"])  # no lag read: tests set it
         self.finished = FinishedTurns()
         self.ledger = SessionLedger(settings, self.produce)
 
