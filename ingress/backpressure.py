@@ -36,7 +36,6 @@ ADMIT_BELOW = 0.5
 """New sessions are refused while the global audio buffer is fuller than this fraction."""
 DRAIN_TIMEOUT_S = 10.0
 """Longest a closing session waits for its buffered records to reach the broker (s)."""
-"""WebSocket close code "Try Again Later" (RFC 6455 registry): a session refused for load."""
 
 
 
