@@ -25,10 +25,21 @@ from aiohttp.test_utils import TestServer
 from aiokafka import AIOKafkaProducer
 
 from ingress.server import make_app
-from schemas import AudioChunk, DeadLetter, ErrorEvent, ReplyText, Transcript, Utterance, encode
+from schemas import (
+    DEAD_LETTER_PAYLOAD_BYTES,
+    AudioChunk,
+    DeadLetter,
+    ErrorEvent,
+    Passage,
+    ReplyText,
+    RetrievalResult,
+    Transcript,
+    Utterance,
+    encode,
+)
 from streams.settings import Settings
-from streams.topics import AUDIO, DEAD_LETTER, EGRESS, INTENTS, REPLIES, TRANSCRIPTS, UTTERANCES
-from tests.conftest import DATA
+from streams.topics import AUDIO, DEAD_LETTER, EGRESS, INTENTS, REPLIES, RETRIEVALS, TRANSCRIPTS, UTTERANCES
+from tests.conftest import DATA, load_clip
 from tests.integration.test_pipeline import read_topic
 
 pytestmark = pytest.mark.integration
@@ -165,6 +176,9 @@ def topic_cases(sid: str) -> list[tuple[str, str, bytes, str, str]]:
                           speech_end_ts=1.0)
     transcript = Transcript(session_id=sid, turn_id="a0-1", text="hello")
     reply = ReplyText(session_id=sid, turn_id="a0-1", index=0, text="Hi.", final=True)
+    retrieval = RetrievalResult(session_id=sid, turn_id="a0-1", text="hello", intent="greeting",
+                                confidence=1.0, sentiment="neutral", sentiment_score=0.0,
+                                passages=[Passage(text="Hello.", source="account.md", score=0.5)])
     return [
         ("garbage bytes", UTTERANCES.name, b"\xc1not msgpack " + sid.encode(), "asr", "schema: not msgpack"),
         ("wrong schema version", AUDIO.name, _with(chunk, v=99), "vad", "schema: audio_chunk version 99"),
@@ -179,8 +193,23 @@ def topic_cases(sid: str) -> list[tuple[str, str, bytes, str, str]]:
         ("a field of the wrong type", REPLIES.name, _with(reply, index="first"), "tts",
          "schema: invalid reply_text: index"),
         ("odd-length PCM", AUDIO.name, _with(chunk, pcm=b"\0"), "vad", "schema: invalid audio_chunk: pcm"),
+        # issue 13 finding 5: what a hostile producer on the broker's network injects
+        ("a chunk ten minutes ahead of its seq", AUDIO.name, _with(chunk, start_sample=600 * 16000), "vad",
+         "schema: invalid audio_chunk: <root>: Value error, start_sample 9600000 runs ahead of chunk 0"),
+        ("an utterance of 32.5 s", UTTERANCES.name, _with(utterance, pcm=BIG_UTTERANCE_PCM), "asr",
+         "schema: record of 1040"),
+        ("a megabyte of garbage", UTTERANCES.name, MEGABYTE_OF_GARBAGE, "asr",
+         "schema: record of 1040000 bytes"),
+        ("a passage of 4001 characters", RETRIEVALS.name,
+         _with(retrieval, passages=[{**retrieval.passages[0].model_dump(), "text": "x" * 4001}]),
+         "generation", "schema: invalid retrieval_result: passages.0.text: String should have at most 4000"),
     ]
 
+
+BIG_UTTERANCE_PCM = b"\0\0" * 520_000
+"""32.5 s of PCM (1,040,000 bytes): over faust's 1,000,000-byte request, under the broker's 1 MiB."""
+MEGABYTE_OF_GARBAGE = b"\xc1" * 1_040_000
+"""Not msgpack, and over faust's request: its dead letter crashed the asr agent before the bound."""
 
 TOPIC_CASES = [case[0] for case in topic_cases("x")]
 
@@ -197,8 +226,32 @@ async def test_poison_on_a_topic_is_dead_lettered_with_its_reason(stack, supervi
         await producer.stop()
     letter = await read_topic(stack.bootstrap, DEAD_LETTER.name,
                               lambda r: isinstance(r, DeadLetter) and r.session_id == sid)
-    assert letter.stage == stage and letter.topic == topic and letter.payload == value
+    assert letter.stage == stage and letter.topic == topic
+    assert letter.payload == value[:DEAD_LETTER_PAYLOAD_BYTES] and letter.payload_size == len(value)
     assert letter.reason.startswith(reason), letter.reason
+    assert_nothing_exited(stack, supervisor)
+
+
+async def test_a_megabyte_record_between_two_utterances_is_dead_lettered_the_next_heard(stack, supervisor):
+    sid = f"poison-{uuid.uuid4().hex[:10]}"
+    audio, _ = load_clip("jfk")
+    pcm = (audio * 32767).astype("<i2").tobytes()
+    turns = [Utterance(session_id=sid, turn_id=f"a{i}-1", start_sample=0, end_sample=audio.size, pcm=pcm,
+                       speech_end_ts=time.time()) for i in (1, 3)]
+    producer = AIOKafkaProducer(bootstrap_servers=stack.bootstrap, linger_ms=50)  # one fetch for the three
+    await producer.start()
+    try:
+        for value in (encode(turns[0]), MEGABYTE_OF_GARBAGE, encode(turns[1])):
+            await producer.send(UTTERANCES.name, value, key=sid.encode())
+        await producer.flush()
+    finally:
+        await producer.stop()
+    letter = await read_topic(stack.bootstrap, DEAD_LETTER.name,
+                              lambda r: isinstance(r, DeadLetter) and r.session_id == sid)
+    assert letter.payload_size == len(MEGABYTE_OF_GARBAGE)
+    transcript = await read_topic(stack.bootstrap, TRANSCRIPTS.name, lambda r: isinstance(r, Transcript)
+                                  and r.session_id == sid and r.turn_id == "a3-1")
+    assert "country" in transcript.text.lower()
     assert_nothing_exited(stack, supervisor)
 
 
