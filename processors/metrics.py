@@ -41,3 +41,7 @@ TURN_VERDICTS = Counter(
     "voxbus_vad_turn_verdicts_total", "Pauses judged by the vad stage's end-of-turn model, by verdict "
     "(complete, incomplete).", ["verdict"]
 )
+ASR_REJECTED = Counter(
+    "voxbus_asr_rejected_total", "Utterances the asr stage did not take as a caller's turn, by reason "
+    "(no_speech, repetition, hallucination).", ["reason"]
+)

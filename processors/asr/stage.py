@@ -11,6 +11,7 @@ import numpy as np
 
 from processors.asr.whisper import Recognition, Recognizer
 from processors.base import Emit, Stage
+from processors.metrics import ASR_REJECTED
 from schemas import Record, Transcript, Utterance
 from streams.settings import Settings
 from streams.topics import EGRESS, TRANSCRIPTS, UTTERANCES
@@ -32,8 +33,10 @@ class AsrStage(Stage):
 
     Consumes ``voxbus.utterances``; produces :class:`Transcript` to
     ``voxbus.transcripts`` (for the intent stage) and to ``voxbus.egress`` (for the
-    caller).  A segment Whisper judges to hold no speech yields an empty transcript
-    to the caller only, which closes the turn there.
+    caller).  An utterance rejected as noise (:mod:`processors.asr.rejection`: Whisper's
+    no-speech signals, a repetition loop, a known hallucination on weak evidence) is
+    counted in ``voxbus_asr_rejected_total{reason}`` and yields an empty transcript to
+    the caller only: nothing is answered, and a reply it interrupted resumes.
 
     Speculative utterances (sent by the vad stage at a pause, before the end of the turn
     is confirmed) are decoded when nothing else waits, and their recognition is kept:
@@ -104,6 +107,8 @@ class AsrStage(Stage):
                 marks = {"asr.start": now, "asr.end": now, "asr.speculative": speculated}
             else:
                 result, marks = next(results), {"asr.start": started, "asr.end": ended}
+            if result.rejected:
+                ASR_REJECTED.labels(result.rejected).inc()
             transcript = Transcript(
                 session_id=utterance.session_id,
                 egress_partition=utterance.egress_partition,

@@ -7,24 +7,29 @@ from dataclasses import dataclass
 import numpy as np
 from faster_whisper import BatchedInferencePipeline, WhisperModel
 
+from processors.asr.rejection import rejection
 from processors.models import whisper_model_dir
 from streams.settings import Settings
 
-NO_SPEECH_DROP = 0.6
-"""Segments with ``no_speech_prob`` above this and low confidence are not speech
-(Whisper's own ``no_speech_threshold`` default)."""
-LOGPROB_DROP = -1.0
-"""Whisper's ``log_prob_threshold`` default, paired with :data:`NO_SPEECH_DROP`."""
 SAMPLE_RATE = 16_000
 
 
 @dataclass(frozen=True)
 class Recognition:
-    """Result of one recognition: text, mean token log-prob (nats), no-speech prob."""
+    """Result of one recognition.
+
+    ``text`` is empty when Whisper dropped every segment as no speech, or when
+    :func:`processors.asr.rejection.rejection` gives a ``rejected`` reason (noise, a
+    repetition loop, a known hallucination on weak evidence).  ``avg_logprob`` is the
+    mean token log-probability (nats), ``no_speech_prob`` and ``compression_ratio`` the
+    highest over the segments.
+    """
 
     text: str
     avg_logprob: float
     no_speech_prob: float
+    compression_ratio: float = 0.0
+    rejected: str = ""
 
 
 class Recognizer:
@@ -105,13 +110,13 @@ class Recognizer:
 
 
 def _recognition(segments: list) -> Recognition:
-    """Merge faster-whisper segments into one :class:`Recognition`."""
+    """Merge faster-whisper segments into one :class:`Recognition`; empty if rejected."""
     if not segments:
-        return Recognition("", 0.0, 1.0)
+        return Recognition("", 0.0, 1.0, rejected="no_speech")
     words = sum(len(s.text.split()) for s in segments) or 1
     avg_logprob = sum(s.avg_logprob * len(s.text.split()) for s in segments) / words
     no_speech = max(s.no_speech_prob for s in segments)
+    ratio = max(s.compression_ratio for s in segments)
     text = " ".join(s.text.strip() for s in segments).strip()
-    if no_speech > NO_SPEECH_DROP and avg_logprob < LOGPROB_DROP:
-        text = ""
-    return Recognition(text, avg_logprob, no_speech)
+    reason = rejection(text, no_speech, avg_logprob, ratio)
+    return Recognition("" if reason else text, avg_logprob, no_speech, ratio, reason)
