@@ -77,6 +77,14 @@ async def sessions_produce(producer: AIOKafkaProducer, topic: str, sessions: int
     await asyncio.gather(*(session(i) for i in range(sessions)))
 
 
+async def collect(consumer: AIOKafkaConsumer, latencies: list[float], stop: asyncio.Event) -> None:
+    """Append each record's age (s since the stamp in its first 8 bytes) to ``latencies`` until ``stop``."""
+    while not stop.is_set():
+        for messages in (await consumer.getmany(timeout_ms=200)).values():
+            now = time.perf_counter()
+            latencies.extend(now - struct.unpack("d", m.value[:8])[0] for m in messages)
+
+
 async def measure(broker: subprocess.Popen[bytes], sessions: int, seconds: float, fetch_wait_ms: int,
                   chunk_ms: int, payload: int, idle_s: float) -> dict:
     topic = await new_topic()
@@ -91,13 +99,7 @@ async def measure(broker: subprocess.Popen[bytes], sessions: int, seconds: float
     latencies: list[float] = []
     stop = asyncio.Event()
 
-    async def read() -> None:
-        while not stop.is_set():
-            for messages in (await consumer.getmany(timeout_ms=200)).values():
-                now = time.perf_counter()
-                latencies.extend(now - struct.unpack("d", m.value[:8])[0] for m in messages)
-
-    reader = asyncio.create_task(read())
+    reader = asyncio.create_task(collect(consumer, latencies, stop))
     await asyncio.sleep(1.0)
     idle_before = cpu_seconds([broker.pid])[broker.pid]
     await asyncio.sleep(idle_s)
@@ -153,13 +155,7 @@ async def two_hops(sessions: int, seconds: float, chunk_ms: int, payload: int, e
                 await asyncio.gather(*sent)
                 await stage_in.commit({TopicPartition(tp.topic, tp.partition): o for tp, o in offsets.items()})
 
-    async def read() -> None:
-        while not stop.is_set():
-            for messages in (await sink.getmany(timeout_ms=200)).values():
-                now = time.perf_counter()
-                latencies.extend(now - struct.unpack("d", m.value[:8])[0] for m in messages)
-
-    tasks = [asyncio.create_task(stage()), asyncio.create_task(read())]
+    tasks = [asyncio.create_task(stage()), asyncio.create_task(collect(sink, latencies, stop))]
     await asyncio.sleep(1.0)
     await sessions_produce(source, source_topic, sessions, seconds, chunk_ms, payload)
     await asyncio.sleep(2.0)

@@ -21,6 +21,45 @@ METADATA_TIMEOUT_S = 10.0
 """Longest wait for a new topic to appear in a client's metadata (s)."""
 
 
+def _admin(settings: Settings) -> AIOKafkaAdminClient:
+    """An admin client on the configured broker, with its TLS/SASL settings."""
+    return AIOKafkaAdminClient(bootstrap_servers=settings.bootstrap, request_timeout_ms=10_000,
+                               **security_kwargs(settings))
+
+
+async def _create_missing(admin: AIOKafkaAdminClient, topics: list[NewTopic]) -> list[str]:
+    """Create those of ``topics`` that do not exist yet; return their names.
+
+    Raises:
+        RuntimeError: the broker refused a creation for another reason than "already exists".
+    """
+    existing = set(await admin.list_topics())
+    missing = [topic for topic in topics if topic.name not in existing]
+    if missing:
+        response = await admin.create_topics(missing)
+        for name, code, *_ in getattr(response, "topic_errors", getattr(response, "topics", [])):
+            if code and code != TopicAlreadyExistsError.errno:
+                raise RuntimeError(f"creating topic {name} failed with Kafka error code {code}")
+        log.info("created topics %s", ", ".join(topic.name for topic in missing))
+    return [topic.name for topic in missing]
+
+
+async def _partitions(admin: AIOKafkaAdminClient, topic: str, timeout_s: float) -> list[TopicPartition]:
+    """Every partition of ``topic`` as ``admin``'s Metadata request answers, waiting up to ``timeout_s``.
+
+    Raises:
+        LookupError: the broker does not know the topic after ``timeout_s``.
+    """
+    deadline = asyncio.get_running_loop().time() + timeout_s
+    while True:
+        described = [t for t in await admin.describe_topics([topic]) if t["topic"] == topic]
+        if described and described[0]["error_code"] == 0 and described[0]["partitions"]:
+            return sorted(TopicPartition(topic, p["partition"]) for p in described[0]["partitions"])
+        if asyncio.get_running_loop().time() > deadline:
+            raise LookupError(f"topic {topic!r} does not exist")
+        await asyncio.sleep(0.2)
+
+
 async def ensure_topics(settings: Settings | None = None, timeout_s: float = 30.0) -> list[str]:
     """Create every declared topic that does not exist yet.
 
@@ -30,12 +69,11 @@ async def ensure_topics(settings: Settings | None = None, timeout_s: float = 30.
         Names of the topics created.
 
     Raises:
-        aiokafka.errors.KafkaError: the broker refused a creation for another reason
-            than "already exists", or could not be reached within ``timeout_s``.
+        aiokafka.errors.KafkaError: the broker could not be reached within ``timeout_s``.
+        RuntimeError: the broker refused a creation for another reason than "already exists".
     """
     settings = settings or get_settings()
-    admin = AIOKafkaAdminClient(bootstrap_servers=settings.bootstrap, request_timeout_ms=10_000,
-                                **security_kwargs(settings))
+    admin = _admin(settings)
     deadline = asyncio.get_running_loop().time() + timeout_s
     while True:
         try:
@@ -46,26 +84,12 @@ async def ensure_topics(settings: Settings | None = None, timeout_s: float = 30.
                 raise
             await asyncio.sleep(0.2)
     try:
-        existing = set(await admin.list_topics())
-        missing = [
-            NewTopic(
-                name=spec.name,
-                num_partitions=spec.partitions(settings),
-                replication_factor=settings.replication_factor,
-                topic_configs={"retention.ms": str(spec.retention_ms)},
-            )
+        return await _create_missing(admin, [
+            NewTopic(name=spec.name, num_partitions=spec.partitions(settings),
+                     replication_factor=settings.replication_factor,
+                     topic_configs={"retention.ms": str(spec.retention_ms)})
             for spec in ALL_TOPICS
-            if spec.name not in existing
-        ]
-        if missing:
-            response = await admin.create_topics(missing)
-            for name, code, *_ in getattr(response, "topic_errors", getattr(response, "topics", [])):
-                if code and code != TopicAlreadyExistsError.errno:
-                    raise RuntimeError(f"creating topic {name} failed with Kafka error code {code}")
-        created = [topic.name for topic in missing]
-        if created:
-            log.info("created topics %s", ", ".join(created))
-        return created
+        ])
     finally:
         await admin.close()
 
@@ -80,17 +104,10 @@ async def topic_partitions(settings: Settings, topic: str,
     Raises:
         LookupError: the broker does not know the topic after ``timeout_s``.
     """
-    admin = AIOKafkaAdminClient(bootstrap_servers=settings.bootstrap, **security_kwargs(settings))
+    admin = _admin(settings)
     await admin.start()
     try:
-        deadline = asyncio.get_running_loop().time() + timeout_s
-        while True:
-            described = [t for t in await admin.describe_topics([topic]) if t["topic"] == topic]
-            if described and described[0]["error_code"] == 0 and described[0]["partitions"]:
-                return sorted(TopicPartition(topic, p["partition"]) for p in described[0]["partitions"])
-            if asyncio.get_running_loop().time() > deadline:
-                raise LookupError(f"topic {topic!r} does not exist")
-            await asyncio.sleep(0.2)
+        return await _partitions(admin, topic, timeout_s)
     finally:
         await admin.close()
 
@@ -129,19 +146,16 @@ async def ensure_internal_topics(app: Any, settings: Settings | None = None,
 
     Raises:
         LookupError: a topic is still not in the metadata after ``timeout_s``.
+        RuntimeError: the broker refused a creation for another reason than "already exists".
     """
     settings = settings or get_settings()
     wanted = internal_topics(app)
-    admin = AIOKafkaAdminClient(bootstrap_servers=settings.bootstrap, request_timeout_ms=10_000,
-                                **security_kwargs(settings))
+    admin = _admin(settings)
     await admin.start()
     try:
-        existing = set(await admin.list_topics())
-        missing = [topic for topic in wanted if topic.name not in existing]
-        if missing:
-            await admin.create_topics(missing)
+        created = await _create_missing(admin, wanted)
+        for topic in wanted:
+            await _partitions(admin, topic.name, timeout_s)
     finally:
         await admin.close()
-    for topic in wanted:
-        await topic_partitions(settings, topic.name, timeout_s)
-    return [topic.name for topic in missing]
+    return created

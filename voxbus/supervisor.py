@@ -99,8 +99,8 @@ class Supervisor:
         """
         s = self.settings
         if s.embedded_broker:
-            self.env["VOXBUS_BROKER"] = broker_kind(s)
-            self.broker = start_embedded_broker(s.bootstrap, str(self.logs / "broker.log"), kind=broker_kind(s),
+            kind = self.env["VOXBUS_BROKER"] = broker_kind(s)
+            self.broker = start_embedded_broker(s.bootstrap, str(self.logs / "broker.log"), kind=kind,
                                                 data_dir=s.data_dir / "kafka", settings=s)
         asyncio.run(ensure_topics(s))
         if not s.llm_url:
