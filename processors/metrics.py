@@ -43,5 +43,5 @@ TURN_VERDICTS = Counter(
 )
 ASR_REJECTED = Counter(
     "voxbus_asr_rejected_total", "Utterances the asr stage did not take as a caller's turn, by reason "
-    "(no_speech, repetition, hallucination).", ["reason"]
+    "(no_speech, repetition, failed_decode, hallucination).", ["reason"]
 )

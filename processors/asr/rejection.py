@@ -9,10 +9,15 @@ no-speech signals agree (faster-whisper then returns no segment); voxbus also re
   (``no_speech``), including those Whisper dropped;
 * a repetition loop Whisper could not decode its way out of (``repetition``: gzip
   compression ratio above 2.4 after the temperature fallbacks);
-* a known Whisper hallucination on non-speech audio when the audio evidence is weak
-  (``hallucination``: the text is in the list of Barański et al., ICASSP 2025, and
-  either no-speech signal alone is past its threshold).  A caller clearly saying
-  "Thank you." keeps both signals on the speech side and is answered.
+* a decode Whisper itself scores as failed (``failed_decode``: mean token
+  log-probability below -1.0 even for the best of its temperature fallbacks).  Whisper
+  keeps such text unless P(no speech) confirms; on music on hold it is random sampled
+  text ("www.beadaholique.com"), and on 145 real telephone prompts (Debian
+  ``asterisk-core-sounds-en-wav``) it happened twice: monkey sounds and a misheard
+  "IAX".  A caller is better asked again than answered on words Whisper did not hear;
+* a known Whisper hallucination on non-speech audio when P(no speech) is past its
+  threshold (``hallucination``: the text is in the list of Barański et al., ICASSP
+  2025).  A caller clearly saying "Thank you." keeps P(no speech) low and is answered.
 """
 
 from __future__ import annotations
@@ -53,14 +58,15 @@ def rejection(text: str, no_speech_prob: float, avg_logprob: float, compression_
         compression_ratio: gzip compression ratio of the text (its highest over segments).
 
     Returns:
-        ``"no_speech"``, ``"repetition"``, ``"hallucination"`` or ``""``.
+        ``"no_speech"``, ``"repetition"``, ``"failed_decode"``, ``"hallucination"`` or ``""``.
     """
     words = normalize(text)
     if not words or (no_speech_prob > NO_SPEECH_THRESHOLD and avg_logprob < LOGPROB_THRESHOLD):
         return "no_speech"
     if compression_ratio > COMPRESSION_RATIO_THRESHOLD:
         return "repetition"
-    weak = no_speech_prob > NO_SPEECH_THRESHOLD or avg_logprob < LOGPROB_THRESHOLD
-    if weak and words in hallucinations():
+    if avg_logprob < LOGPROB_THRESHOLD:
+        return "failed_decode"
+    if no_speech_prob > NO_SPEECH_THRESHOLD and words in hallucinations():
         return "hallucination"
     return ""

@@ -13,7 +13,7 @@ from tests.conftest import DATA, load_clip
 from tests.processors.conftest import chunks, collect, is_turn
 
 # Real music-on-hold (asterisk-moh-opsound, Debian): 3 s on which Whisper tiny.en writes a
-# well-known hallucination ("Thank you.", "Thank you very much.").
+# well-known hallucination ("Thank you.") or, when its decode fails, sampled text.
 MUSIC_HALLUCINATED = ["moh_manolo_camp_morning_coffee_30s", "moh_macroform_the_simplicity_0s"]
 
 
@@ -43,19 +43,23 @@ def test_rule_on_whispers_signals():
     assert rejection("text", 0.7, -1.2, 1.0) == "no_speech"  # both of Whisper's no-speech signals
     assert rejection("the the the the the the the the the the the the", 0.1, -0.3, 4.0) == "repetition"
     assert rejection("Thank you.", 0.89, -1.0, 0.56) == "hallucination"  # weak: P(no speech) alone
+    assert rejection("www.beadaholique.com", 0.51, -1.07, 0.71) == "failed_decode"  # music, sampled text
+    assert rejection("each.", 0.22, -1.13, 0.56) == "failed_decode"  # a misheard "IAX"
     assert rejection("Thank you.", 0.08, -0.13, 0.56) == ""  # a caller saying it clearly
     assert rejection("When is my bill due?", 0.89, -0.5, 0.9) == ""  # not a known hallucination
 
 
 @pytest.mark.parametrize("clip", MUSIC_HALLUCINATED)
-async def test_hallucination_on_real_music_is_not_a_turn(settings, recognizer, clip):
+async def test_real_music_is_not_a_turn(settings, recognizer, clip):
     stage = AsrStage(settings)
     stage.recognizer = recognizer
-    before = ASR_REJECTED.labels("hallucination")._value.get()
+    reasons = ("no_speech", "repetition", "failed_decode", "hallucination")
+    before = sum(ASR_REJECTED.labels(reason)._value.get() for reason in reasons)
     emits = [e async for e in stage.handle(utterance("nonspeech", clip, f"moh-{clip[:20]}"))]
     assert [e.topic for e in emits] == [EGRESS]  # told to the caller only: nothing is answered
     assert emits[0].record.text == ""
-    assert ASR_REJECTED.labels("hallucination")._value.get() == before + 1
+    assert sum(ASR_REJECTED.labels(reason)._value.get() for reason in reasons) == before + 1
+
 
 
 async def test_a_real_thank_you_is_a_turn(settings, recognizer):
