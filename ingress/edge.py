@@ -17,6 +17,9 @@ Close codes (also in README.md):
 4409   the session was resumed on a newer connection (the older one is closed); a
        second stream for a phone call that already has one (the new one is refused)
 4413   the session reached ``VOXBUS_MAX_SESSION_S``
+4420   too slow: the caller did not read its events fast enough (more than
+       ``VOXBUS_EGRESS_QUEUE_RECORDS`` undelivered, :mod:`ingress.mailbox`); the other
+       callers are not delayed
 4429   too many sessions: per-minute rate or concurrent-session limit of the principal
        (anonymous callers, per address, only with ``VOXBUS_LIMIT_ANONYMOUS``); too many
        sockets waiting for their start message, per principal or per address
@@ -56,6 +59,7 @@ CLOSE_FORBIDDEN = 4403
 CLOSE_TIMEOUT = 4408
 CLOSE_REPLACED = 4409
 CLOSE_TOO_LONG = 4413
+CLOSE_TOO_SLOW = 4420
 CLOSE_LIMITED = 4429
 CLOSE_TRY_AGAIN = 1013
 MAX_BINDINGS = 100_000

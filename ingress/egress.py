@@ -33,7 +33,9 @@ class EgressReader:
 
     Args:
         settings: broker settings and ``ingress_slot``.
-        deliver: coroutine called with each decoded event, in partition order.
+        deliver: coroutine called with each decoded event, in partition order; it must not
+            wait for a caller (the gateway queues each session's events, :mod:`ingress.mailbox`),
+            or one slow caller would stall every caller of the replica.
     """
 
     def __init__(self, settings: Settings, deliver: Deliver) -> None:

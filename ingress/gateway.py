@@ -9,11 +9,11 @@ import logging
 from aiokafka import AIOKafkaProducer
 from aiokafka.structs import RecordMetadata
 
-from ingress import metrics
 from ingress.admission import AdmissionControl
 from ingress.backpressure import AudioBudget
 from ingress.egress import EgressReader
 from ingress.health import StageMonitor
+from ingress.mailbox import EgressRouter
 from ingress.ownership import SessionLedger
 from ingress.turns import FinishedTurns
 from processors.runtime import STAGES
@@ -32,8 +32,10 @@ LEDGER_WAIT_S = 30.0
 class Gateway:
     """Produce caller records, route egress events to sessions, watch stage liveness.
 
-    ``sessions`` maps session id -> an object with ``async deliver(record)``; only
-    the session's own events are delivered to it.  ``audio_budget`` bounds the caller
+    ``sessions`` maps session id -> an object with ``async deliver(record)`` and
+    ``async too_slow()``; only the session's own events are delivered to it, in order,
+    through a mailbox of its own (``router``, :mod:`ingress.mailbox`), so one slow caller
+    delays no other.  ``audio_budget`` bounds the caller
     audio of all sessions waiting for the broker; ``admission`` refuses new sessions the
     stages cannot answer in budget; ``finished`` remembers ended turns; ``ledger`` knows
     who owns each session id, on every replica (``voxbus.sessions``).
@@ -42,6 +44,7 @@ class Gateway:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self.sessions: dict[str, object] = {}
+        self.router = EgressRouter(self.sessions, settings.egress_queue_records)
         self.audio_budget = AudioBudget(settings.ingress_buffer_bytes)
         self.admission = AdmissionControl(settings, list(STAGES))
         self.finished = FinishedTurns()
@@ -70,7 +73,7 @@ class Gateway:
     async def stop(self) -> None:
         """Close every Kafka client."""
         await asyncio.gather(self.egress.stop(), self.monitor.stop(), self.admission.stop(),
-                             self.ledger.stop(), return_exceptions=True)
+                             self.ledger.stop(), self.router.close(), return_exceptions=True)
         await self.producer.stop()
 
     async def produce(self, topic: TopicSpec, record: Record) -> RecordMetadata:
@@ -90,13 +93,8 @@ class Gateway:
         return await self.producer.send_and_wait(topic.name, encode(record), key=key, partition=partition)
 
     async def deliver(self, record: SessionRecord) -> None:
-        """Hand an egress event to its session; count and drop it if that session is not connected here."""
-        session = self.sessions.get(record.session_id)
-        if session is None:
-            metrics.UNROUTED.inc()
-            log.debug("egress %s for session %s, not connected here: dropped", record.type, record.session_id)
-            return
-        await session.deliver(record)  # type: ignore[attr-defined]
+        """Queue an egress event for its session; it never waits for the caller (:mod:`ingress.mailbox`)."""
+        self.router.route(record)
 
     async def health(self) -> tuple[bool, dict[str, object]]:
         """(healthy, details): healthy when the broker answers and every stage has a live worker."""

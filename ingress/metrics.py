@@ -23,6 +23,8 @@ SHED = Counter("voxbus_ingress_shed_bytes_total", "Caller audio dropped: a buffe
 LOST = Counter("voxbus_ingress_produce_failures_total", "Records the broker did not acknowledge.", ["type"])
 DUPLICATES = Counter("voxbus_ingress_duplicate_events_total", "Events of turns already finished, dropped.")
 UNROUTED = Counter("voxbus_ingress_unrouted_events_total", "Events of sessions not connected here, dropped.")
+EGRESS_DROPPED = Counter("voxbus_ingress_egress_dropped_total",
+                         "Events of callers who could not keep up (mailbox full: closed with 4420), dropped.")
 TURN_TIMEOUTS = Counter("voxbus_ingress_turn_timeouts_total", "Voice turns ended unanswered (turn_timeout).")
 ADMISSION_REFUSED = Counter("voxbus_ingress_admission_refused_total",
                             "New sessions refused for capacity (ingress/admission.py).", ["reason"])

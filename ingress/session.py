@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 from ingress import metrics
 from ingress.audio import Chunker
 from ingress.backpressure import NOTICE_INTERVAL_S, Outbox
+from ingress.edge import CLOSE_TOO_SLOW
 from ingress.playback import is_backchannel
 from ingress.protocol import ProtocolError
 from ingress.turns import Turn
@@ -356,6 +357,12 @@ class CallerSession:
             self.gateway.admission.observe(record.voice_to_voice_ms)
         for span, ms in record.latency_ms.items():
             metrics.STAGE_LATENCY.labels(span).observe(ms / 1000.0)
+
+    async def too_slow(self) -> None:
+        """The caller cannot keep up with its events (:mod:`ingress.mailbox`): close it with 4420."""
+        metrics.REJECTIONS.labels("too_slow").inc()
+        log.info("session %s: closed (4420): the caller does not read its events", self.session_id)
+        await self.transport.close(CLOSE_TOO_SLOW, b"too_slow: events were not read fast enough")
 
     async def send_json(self, payload: dict[str, Any]) -> None:
         """Send one caller-protocol event (dropped once the connection is closed)."""

@@ -380,6 +380,13 @@ class Settings(BaseSettings):
             "('overloaded'), and new sessions are refused (close 1013) while it is over half full."
         ),
     )
+    egress_queue_records: int = Field(
+        default=256, ge=1,
+        description=(
+            "Egress events (reply sentences, audio chunks...) a caller may have undelivered; a caller whose "
+            "socket falls further behind is closed with 4420 (too_slow), the others are not delayed."
+        ),
+    )
     turn_timeout_s: float = Field(
         default=60.0, ge=0,
         description=(
