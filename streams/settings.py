@@ -288,6 +288,37 @@ class Settings(BaseSettings):
         description="Minutes of analytics the ingress keeps for the analytics page.",
     )
 
+    # -- archive (processors/archive) ---------------------------------------------------------
+    archive_dir: Path | None = Field(
+        default=None, description="Root of the Parquet archive; unset: <VOXBUS_DATA_DIR>/archive."
+    )
+    archive_topics: str = Field(
+        default="audio,utterances,transcripts,intents,replies,turns,tool-calls,handoffs,egress",
+        description=(
+            "Comma-separated topics the archive keeps (short or full names); egress holds the synthesized "
+            "reply and agent audio that recordings need."
+        ),
+    )
+    archive_flush_s: float = Field(
+        default=10.0, gt=0, description="Longest a record waits in memory before it is written to a file (s)."
+    )
+    archive_flush_bytes: int = Field(
+        default=32 * 2**20, ge=2**20, description="Buffered record bytes that make the archive write at once."
+    )
+    archive_retention_hours: float = Field(
+        default=30 * 24.0, gt=0, description="Age (h) after which archived text records are deleted."
+    )
+    archive_audio_retention_hours: float = Field(
+        default=7 * 24.0, gt=0,
+        description="Age (h) after which archived audio (voxbus.audio, utterances, egress) is deleted.",
+    )
+    archive_max_bytes: int = Field(
+        default=20 * 2**30, ge=2**20, description="Total archive size; above it the oldest files are deleted."
+    )
+    archive_metrics_port: int = Field(
+        default=0, ge=0, description="Port of the archive's /metrics; 0: none (`voxbus up` runs it without)."
+    )
+
     # -- edge security (ingress) ------------------------------------------------------------
     api_keys: str = Field(
         default="",

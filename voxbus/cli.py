@@ -93,6 +93,15 @@ def worker(stage: Annotated[str, typer.Argument(help="vad | asr | intent | retri
 
 
 @app.command()
+def archive(bootstrap: Bootstrap = None) -> None:
+    """Run the archive (consumer group voxbus-archive): the VOXBUS_ARCHIVE_TOPICS to Parquet files."""
+    _configure(bootstrap)
+    from processors.archive.writer import run
+
+    run()
+
+
+@app.command()
 def ingress(bootstrap: Bootstrap = None,
             port: Annotated[int | None, typer.Option(help="Port (default 8765).")] = None) -> None:
     """Run the ingress (WebSocket server) alone."""

@@ -1,4 +1,4 @@
-"""``voxbus up``: the embedded broker, the LLM server, every stage, analytics and the ingress as processes.
+"""``voxbus up``: the embedded broker, LLM server, stages, analytics, archive and ingress as processes.
 
 Each stage runs in its own process with its own consumer group, exactly as Kubernetes
 runs it (``voxbus worker STAGE``).  A child that exits unexpectedly is restarted
@@ -112,6 +112,7 @@ class Supervisor:
         ]
         self.children.append(Child("analytics", [*python, "analytics", "worker"],
                                    self.logs / "analytics.log", env=_member("analytics", 0)))
+        self.children.append(Child("archive", [*python, "archive"], self.logs / "archive.log"))
         self.children.append(Child("ingress", [*python, "ingress"], self.logs / "ingress.log"))
         for child in self.children:
             child.start(self.env)
