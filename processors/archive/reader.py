@@ -18,6 +18,7 @@ import pyarrow.parquet as pq
 from processors.analytics.io import Read, resolve_topic
 from processors.archive.layout import SCHEMA, dir_hour, place, to_read
 from streams.settings import Settings
+from streams.topics import ALL_TOPICS
 
 HOUR_S = 3600.0
 
@@ -27,9 +28,19 @@ def archive_root(settings: Settings) -> Path:
     return settings.archive_dir or settings.data_dir / "archive"
 
 
+def topic_name(name: str) -> str:
+    """The full name of a topic from a full or short name; a short name is a pipeline topic first.
+
+    ``intents`` is ``voxbus.intents``, not the analytics topic of that name; other names as
+    :func:`processors.analytics.io.resolve_topic`.
+    """
+    declared = {spec.name for spec in ALL_TOPICS}
+    return f"voxbus.{name}" if f"voxbus.{name}" in declared else resolve_topic(name)
+
+
 def archived_topics(settings: Settings) -> list[str]:
     """The full names of the topics ``VOXBUS_ARCHIVE_TOPICS`` lists, in its order, each once."""
-    names = [resolve_topic(name.strip()) for name in settings.archive_topics.split(",") if name.strip()]
+    names = [topic_name(name.strip()) for name in settings.archive_topics.split(",") if name.strip()]
     return list(dict.fromkeys(names))
 
 
@@ -89,7 +100,7 @@ def read_archive(root: Path, topics: Iterable[str], *, start: float | None = Non
     wanted = _filter(start, end, sessions, types)
     columns = [name for name in SCHEMA.names if audio or name != "pcm"]
     seen: set[tuple[str, int, int, int]] = set()
-    for topic in dict.fromkeys(resolve_topic(t) for t in topics):
+    for topic in dict.fromkeys(topic_name(t) for t in topics):
         for directory in hour_dirs(root, topic, start, end):
             rows = []
             for path in sorted(directory.glob("part-*.parquet")):

@@ -57,12 +57,16 @@ def secret_ref(variable: dict[str, Any]) -> dict[str, Any]:
     return ref
 
 
+PROCESS_NAMES = ("voxbus", "voxbus-analytics", "voxbus-archive")
+"""``app.kubernetes.io/name`` of the voxbus processes' workloads."""
+
+
 def voxbus_workloads(render: Render) -> dict[str, dict[str, Any]]:
-    """The voxbus processes by KafkaUser name: the stages, analytics and the ingress."""
+    """The voxbus processes by KafkaUser name: the stages, analytics, the archive and the ingress."""
     return {
         f"voxbus-{w['metadata']['labels']['app.kubernetes.io/component']}": w
         for w in workloads(render)
-        if w["metadata"]["labels"]["app.kubernetes.io/name"] in ("voxbus", "voxbus-analytics")
+        if w["metadata"]["labels"]["app.kubernetes.io/name"] in PROCESS_NAMES
     }
 
 
@@ -215,7 +219,8 @@ def test_kafka_speaks_tls_with_scram_users_and_acls(render: Render) -> None:
 def test_every_process_is_its_own_kafka_user(render: Render) -> None:
     users = {u["metadata"]["name"]: u for u in render.of_kind("KafkaUser")}
     processes = voxbus_workloads(render)
-    assert set(processes) == {f"voxbus-{stage}" for stage in STAGES} | {"voxbus-analytics", "voxbus-ingress"}
+    assert set(processes) == {f"voxbus-{stage}" for stage in STAGES} | {"voxbus-analytics", "voxbus-archive",
+                                                                        "voxbus-ingress"}
     assert set(users) == set(processes) | {"voxbus-keda"}
     for name, workload in processes.items():
         variables = env(container(workload))
