@@ -102,6 +102,28 @@ def archive(bootstrap: Bootstrap = None) -> None:
 
 
 @app.command()
+def recording(
+    session: Annotated[str, typer.Argument(help="The session id.")],
+    out: Annotated[Path, typer.Option("--out", dir_okay=False, help="Stereo WAV to write.")],
+    source: Annotated[str, typer.Option("--source", help="auto, archive or topics.")] = "auto",
+    bootstrap: Bootstrap = None,
+) -> None:
+    """Write a session as a stereo WAV: the caller on the left, assistant and agent on the right."""
+    _configure(bootstrap)
+    from processors.archive.recording import NoAudio, RecordingRefused, build, session_reads
+    from streams.settings import get_settings
+
+    try:
+        made = build(asyncio.run(session_reads(get_settings(), session, source)), session)
+        made.write(out)
+    except (RecordingRefused, NoAudio, ValueError, OSError) as exc:
+        console.print(f"[red]{exc}[/]")
+        raise typer.Exit(1) from None
+    console.print(f"wrote {out}: {made.samples.shape[0] / 16000:.1f} s (caller {made.caller_s:.1f} s, "
+                  f"voxbus {made.voxbus_s:.1f} s)")
+
+
+@app.command()
 def ingress(bootstrap: Bootstrap = None,
             port: Annotated[int | None, typer.Option(help="Port (default 8765).")] = None) -> None:
     """Run the ingress (WebSocket server) alone."""
