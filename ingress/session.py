@@ -204,6 +204,12 @@ class CallerSession:
             await self.play(turn, event)
         else:
             await self.send_event(event)
+        if turn.reply_began():  # the caller's next words answer it (processors.vad.continuation)
+            self.outbox.put(SessionControl(session_id=self.session_id, egress_partition=self.partition,
+                                           epoch=self.epoch, action="replied", turn_id=turn_id,
+                                           ts=time.time()))
+        if isinstance(event, VadEvent) and event.continues in self.turns:  # one turn of both (vad stage)
+            await self.continued(self.turns[event.continues], event)
         if isinstance(event, VadEvent):
             await self.on_speech(turn, event)
             if event.kind == "speech_end" and event.utterance:
@@ -284,6 +290,19 @@ class CallerSession:
             session_id=self.session_id, egress_partition=self.partition, turn_id=turn.turn_id,
             reason=reason, heard_text=turn.heard_text, heard_ms=heard_ms, ts=time.time(),  # type: ignore[arg-type]
         ))
+
+    async def continued(self, turn: Turn, event: VadEvent) -> None:
+        """The caller's speech may continue ``turn`` (vad stage): hold its reply; if it did, drop the turn."""
+        if event.kind == "speech_start":
+            turn.paused_by = event.turn_id
+            if turn.playback.pause():
+                await self.transport.stop_playback(turn.turn_id)
+        elif not event.utterance:  # a blip: the turn goes on
+            await self.resume_paused_by(event.turn_id)
+        else:  # cancelled on the bus by the vad stage
+            self.cancelled.add(turn.turn_id)
+            turn.dropped, turn.paused_by, turn.sentences = True, "", {}
+            await self.finish_turn(turn)
 
     async def play(self, turn: Turn, chunk: SynthAudio) -> None:
         """Send reply audio unless the turn is paused by a possible barge-in."""

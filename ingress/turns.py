@@ -62,6 +62,20 @@ class Turn:
     heard_text: str = ""
     playback: Playback = field(default_factory=Playback)
     delivered: set[tuple[str, int, int]] = field(default_factory=set)
+    reply_reported: bool = False
+
+    def reply_began(self) -> bool:
+        """True once, when the reply to this caller turn first reached the caller.
+
+        Reached means audio sent for a spoken turn, a sentence sent for a text-only one.
+        The ingress then tells the vad stage (``SessionControl(action="replied")``): from
+        there on, the caller's speech is an answer to the reply, not a continuation of the
+        turn (:mod:`processors.vad.continuation`).  Agent and text turns never report.
+        """
+        if self.reply_reported or self.source != "voice" or not self.transcript:
+            return False
+        self.reply_reported = self.playback.sent > 0 if self.speak else bool(self.sentences)
+        return self.reply_reported
 
     def repeats(self, event: ReplyText | SynthAudio) -> bool:
         """True if this reply sentence or audio chunk was delivered already (a stage's redelivery).

@@ -11,7 +11,7 @@ from typing import ClassVar, Literal
 
 from pydantic import Field, field_validator, model_validator
 
-from schemas.base import EpochSeconds, Int64, Marks, SessionRecord, TurnId
+from schemas.base import EpochSeconds, Int64, Marks, SessionRecord, TurnId, TurnRef
 
 BUS_SAMPLE_RATE = 16_000
 """Sample rate (Hz) of caller audio on the bus: what silero-vad and Whisper expect."""
@@ -89,24 +89,29 @@ class AudioChunk(SessionRecord):
 class SessionControl(SessionRecord):
     """Start, configure or end a session; keyed and ordered with the session's audio.
 
-    Version 2 added ``epoch``; version-1 records still decode (``epoch`` 0).
+    Version 2 added ``epoch``; version-1 records still decode (``epoch`` 0).  Version 3
+    added the ``replied`` action and ``turn_id``.
 
     Attributes:
         epoch: the connection epoch (ms since the Unix epoch) the action belongs to;
             a ``start`` of a newer epoch resets a stage's state of the session, and
             records of an older epoch are stale.
-        action: ``start`` (first record of a connection), ``config`` (settings change)
-            or ``end`` (the caller hung up; stages flush and drop session state).
+        action: ``start`` (first record of a connection), ``config`` (settings change),
+            ``replied`` (the reply to ``turn_id`` began to reach the caller: from here on, the
+            caller's speech answers it rather than continues the turn) or ``end`` (the caller
+            hung up; stages flush and drop session state).
+        turn_id: for ``replied``, the caller turn whose reply began; else empty.
         config: free-form per-session settings as the caller asked (e.g. ``{"speak": False}``),
             for the log; the stages act on the records' own fields (``AudioChunk.speak``).
         ts: wall-clock time (epoch s) of the action at the ingress.
     """
 
     type: Literal["session_control"] = "session_control"
-    VERSIONS: ClassVar[frozenset[int]] = frozenset({1, 2})
-    v: int = 2
+    VERSIONS: ClassVar[frozenset[int]] = frozenset({1, 2, 3})
+    v: int = 3
     epoch: Int64 = Field(default=0, ge=0)
-    action: Literal["start", "config", "end"]
+    action: Literal["start", "config", "replied", "end"]
+    turn_id: TurnRef = ""
     config: dict[str, str | bool | Int64 | float] = Field(default_factory=dict)
     ts: EpochSeconds
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import ClassVar, Literal
 
 from pydantic import Field
 
@@ -56,6 +56,11 @@ class VadEvent(SessionRecord):
         sample: session sample offset of the event (16 kHz).
         ts: wall-clock time (epoch s) at which that sample reached the ingress.
         utterance: for ``speech_end``, whether an utterance was emitted.
+        continues: the earlier turn this one continues (the caller resumed before its
+            reply was heard), else empty.  On ``speech_start``: the turn this speech may
+            continue (its reply is held); on a ``speech_end`` with an utterance: the turn
+            it does continue, cancelled (``continuation``), whose words this utterance holds;
+            on one without: the turn whose reply goes on.
     """
 
     type: Literal["vad_event"] = "vad_event"
@@ -64,6 +69,7 @@ class VadEvent(SessionRecord):
     sample: Int64 = Field(ge=0)
     ts: EpochSeconds
     utterance: bool = True
+    continues: TurnRef = ""
 
 
 class TurnCancel(SessionRecord):
@@ -71,7 +77,10 @@ class TurnCancel(SessionRecord):
 
     Produced by the ingress when the caller barges in on a reply (``barge_in``), when
     a caller turn was only a backchannel ("mm-hm") that must not be answered
-    (``backchannel``), or when the caller hangs up (``hangup``).
+    (``backchannel``), or when the caller hangs up (``hangup``); by the vad stage when
+    the caller's next words continue the turn (``continuation``: the next turn answers
+    both, and the cancelled one leaves the conversation history).  Version 2 added
+    ``continuation``.
 
     Attributes:
         turn_id: the turn to drop.
@@ -83,8 +92,10 @@ class TurnCancel(SessionRecord):
     """
 
     type: Literal["turn_cancel"] = "turn_cancel"
+    VERSIONS: ClassVar[frozenset[int]] = frozenset({1, 2})
+    v: int = 2
     turn_id: TurnRef
-    reason: Literal["barge_in", "backchannel", "hangup"]
+    reason: Literal["barge_in", "backchannel", "hangup", "continuation"]
     heard_text: str = ""
     heard_ms: float = 0.0
     ts: EpochSeconds

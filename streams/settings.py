@@ -141,6 +141,14 @@ class Settings(BaseSettings):
             "stop_secs default: 3 s)."
         ),
     )
+    vad_continuation_ms: int = Field(
+        default=1500, ge=0, le=10_000,
+        description=(
+            "Speech resuming within this silence (ms) after a turn ended, before any of its reply "
+            "reached the caller, continues that turn: its reply is cancelled and both pieces are "
+            "decoded and answered as one; 0: off."
+        ),
+    )
     vad_batch_size: int = Field(
         default=32, ge=1, le=256,
         description=(

@@ -93,12 +93,18 @@ class GenerationStage(Stage):
         self.heard: dict[tuple[str, str], str] = {}
 
     async def on_cancel(self, cancel: TurnCancel) -> list[Emit]:
-        """Stop a turn; after a barge-in, rewrite its history entry to what the caller heard."""
+        """Stop a turn; after a barge-in, rewrite its history entry to what the caller heard.
+
+        A turn continued by the caller's next words (``continuation``) leaves the history:
+        the next turn holds its words, and its reply was never heard.
+        """
         key = (cancel.session_id, cancel.turn_id)
         self.cancelled.add(*key)
+        history = list(self.history[cancel.session_id])
+        if cancel.reason == "continuation" and any(past.get("turn_id") == cancel.turn_id for past in history):
+            self.history[cancel.session_id] = [p for p in history if p.get("turn_id") != cancel.turn_id]
         if cancel.reason != "barge_in":
             return []
-        history = list(self.history[cancel.session_id])
         for past in history:
             if past.get("turn_id") == cancel.turn_id:
                 past["assistant"], past["interrupted"] = cancel.heard_text, True

@@ -13,12 +13,13 @@ import numpy as np
 
 from processors.base import Emit, Stage
 from processors.metrics import TURN_VERDICTS
+from processors.vad.continuation import ClosedTurn, Continuation
 from processors.vad.denoise import NoiseFloor, VadDenoiser, window_levels
 from processors.vad.endpointing import EndpointConfig, Endpointer, SpeechEnd, SpeechPause, SpeechStart
 from processors.vad.silero import WINDOW_SAMPLES, SileroVad, VadState
 from processors.vad.turn_model import COMPLETE_THRESHOLD, TurnModel
-from schemas import BUS_SAMPLE_RATE, AudioChunk, Record, SessionControl, Utterance, VadEvent
-from streams.topics import AUDIO, EGRESS, UTTERANCES
+from schemas import BUS_SAMPLE_RATE, AudioChunk, Record, SessionControl, TurnCancel, Utterance, VadEvent
+from streams.topics import AUDIO, CONTROL, EGRESS, UTTERANCES
 
 log = logging.getLogger(__name__)
 
@@ -44,12 +45,14 @@ class Session:
     """Endpointing state of one caller session.
 
     ``audio`` holds int16 samples from ``audio_start`` (a sample offset from the start of
-    connection ``epoch``) to ``next_sample``; it is trimmed to the padding while nobody speaks.
-    ``pending`` holds the (denoised) float32 samples not yet run through the VAD.
+    connection ``epoch``) to ``next_sample``; it is trimmed to the padding while nobody speaks
+    (and no ended turn may still be continued: then from that turn's start).  ``pending``
+    holds the (denoised) float32 samples not yet run through the VAD.
     """
 
     endpointer: Endpointer
     denoiser: VadDenoiser | None
+    continuation: Continuation
     vad: VadState = field(default_factory=VadState)
     audio: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int16))
     audio_start: int = 0
@@ -92,6 +95,15 @@ class VadStage(Stage):
     records share one model call.  Speculative decoding (``vad_early_silence_ms`` > 0)
     then sends the speculative utterance at a pause judged incomplete: the asr stage
     decodes it while the turn waits, and a complete verdict confirms at once.
+
+    Continuations (``vad_continuation_ms`` > 0, :mod:`processors.vad.continuation`): speech
+    resuming within that silence after a turn ended, before the ingress reports any of its
+    reply reached the caller (``SessionControl(action="replied")``), continues the turn.
+    Its ``speech_start`` names the turn it may continue (``continues``: the ingress holds
+    that reply); its utterance (speculative and confirmed) spans both pieces, its
+    ``speech_end`` names the continued turn, and a :class:`TurnCancel` (``continuation``)
+    on ``voxbus.control`` drops that turn's reply everywhere.  The turn model judges the
+    pause on the whole thought's audio.
     """
 
     name = "vad"
@@ -124,7 +136,12 @@ class VadStage(Stage):
         mode = self.settings.denoise
         floor = NoiseFloor(self.settings.denoise_floor_dbfs) if mode == "auto" else None
         denoiser = VadDenoiser(BUS_SAMPLE_RATE, floor) if mode != "off" else None
-        return Session(Endpointer(self.config), denoiser, epoch=epoch)
+        cfg = self.config
+        continuation = Continuation(
+            window=cfg.samples(self.settings.vad_continuation_ms),
+            max_samples=cfg.samples(cfg.max_utterance_s * 1000 + 2 * cfg.speech_pad_ms),
+        )
+        return Session(Endpointer(cfg), denoiser, continuation, epoch=epoch)
 
     def session_for(self, session_id: str, epoch: int) -> Session | None:
         """The state of ``session_id`` for a record of connection ``epoch``.
@@ -204,7 +221,9 @@ class VadStage(Stage):
             if session is None:
                 continue
             if isinstance(record, SessionControl):
-                if record.action == "end":
+                if record.action == "replied":
+                    session.continuation.replied(record.turn_id)
+                elif record.action == "end":
                     del self.sessions[session_id]
                     end = session.endpointer.flush(session.next_sample)
                     if end is not None:
@@ -238,18 +257,18 @@ class VadStage(Stage):
     async def judge(self, paused: list[tuple[str, Session, SpeechPause]]) -> list[Emit]:
         """Judge the pauses with the turn model in one call (in a thread); apply each verdict.
 
-        The model reads each turn's padded audio from its start (at most the last 8 s) up
-        to the last window endpointed, the pause's silence included.
+        The model reads each turn's padded audio from its start (a continued turn's: the
+        whole thought; at most the last 8 s) up to the last window endpointed, the pause's
+        silence included.
 
         Returns:
             Per pause, the confirmed utterance and speech end (complete), or the
             speculative utterance if speculation is on (incomplete).
         """
         assert self.turn_model is not None
-        pad = self.config.samples(self.config.speech_pad_ms)
         clips = []
         for _, session, pause in paused:
-            start = max(session.audio_start, pause.start - pad) - session.audio_start
+            start = self.bounds(session, pause)[0] - session.audio_start
             stop = session.next_sample - session.pending.size - session.audio_start
             clips.append(session.audio[start:stop].astype(np.float32) / 32768.0)
         probabilities = await asyncio.to_thread(self.turn_model.probabilities, clips)
@@ -267,22 +286,37 @@ class VadStage(Stage):
     def on_event(self, session_id: str, session: Session, event: Event) -> list[Emit]:
         """The outputs of one endpointing event: a VadEvent, plus the utterance at a kept end.
 
-        A pause yields only the speculative utterance (the caller hears of nothing).
+        A pause yields only the speculative utterance (the caller hears of nothing).  A
+        kept end that continues an earlier turn also cancels that turn on ``voxbus.control``.
         """
         if isinstance(event, SpeechPause):
             return [self.utterance(session_id, session, event)]
+        kept = isinstance(event, SpeechEnd) and not event.too_short
+        if isinstance(event, SpeechStart):
+            session.continuation.speech_start(event.sample)
+            continued = session.continuation.continuing  # may continue it: its reply is held
+        elif kept:
+            continued = self.bounds(session, event)[2]
+        else:  # a blip: the reply it held goes on
+            continued = session.continuation.continuing
+            session.continuation.blip()
         start = event.sample if isinstance(event, SpeechStart) else event.start
         sample = event.sample if isinstance(event, SpeechStart) else event.end
-        kept = isinstance(event, SpeechEnd) and not event.too_short
         vad_event = VadEvent(
             session_id=session_id, egress_partition=session.egress_partition,
             turn_id=turn_id(start, session.epoch),
             kind="speech_start" if isinstance(event, SpeechStart) else "speech_end",
             sample=sample, ts=session.wall_time(sample), utterance=kept,
+            continues=continued.turn_id if continued is not None else "",
         )
         emits = [Emit(EGRESS, vad_event)]
         if kept:
             emits.insert(0, self.utterance(session_id, session, event))
+        if kept and continued is not None:
+            emits.append(Emit(CONTROL, TurnCancel(
+                session_id=session_id, egress_partition=session.egress_partition,
+                turn_id=continued.turn_id, reason="continuation", ts=time.time(),
+            )))
         return emits
 
     def skip_gap(self, session_id: str, session: Session, resume_sample: int) -> list[Emit]:
@@ -295,6 +329,7 @@ class VadStage(Stage):
                  (resume_sample - session.next_sample) / BUS_SAMPLE_RATE)
         end = session.endpointer.flush(session.next_sample)
         emits = self.on_event(session_id, session, end) if end is not None else []
+        session.continuation.reset()
         session.vad = VadState()
         session.audio = np.zeros(0, dtype=np.int16)
         session.pending = np.zeros(0, dtype=np.float32)
@@ -326,7 +361,8 @@ class VadStage(Stage):
     def run_windows(self, session: Session) -> list[Event]:
         """Run VAD over the session's complete pending windows, up to a pause awaiting a verdict.
 
-        While nobody speaks, the audio is trimmed to the padding plus one window.
+        While nobody speaks, the audio is trimmed to the padding plus one window, or to the
+        start of an ended turn that may still be continued.
         """
         events: list[Event] = []
         window_start = session.next_sample - session.pending.size
@@ -338,26 +374,44 @@ class VadStage(Stage):
                 events.append(event)
             window_start += WINDOW_SAMPLES
         if not session.endpointer.triggered and not events:
-            keep = self.config.samples(self.config.speech_pad_ms) + WINDOW_SAMPLES
-            if session.audio.size > keep:
-                session.audio_start += session.audio.size - keep
-                session.audio = session.audio[-keep:]
+            session.continuation.expire(window_start)
+            first = session.next_sample - self.config.samples(self.config.speech_pad_ms) - WINDOW_SAMPLES
+            kept_from = session.continuation.keep_from()
+            first = min(first, kept_from) if kept_from is not None else first
+            if first > session.audio_start:
+                session.audio = session.audio[first - session.audio_start:]
+                session.audio_start = first
         return events
 
+    def bounds(self, session: Session, end: SpeechEnd | SpeechPause) -> tuple[int, int, ClosedTurn | None]:
+        """The padded utterance of ``end``: (start sample, stop sample, the turn it continues or None).
+
+        A continued turn's utterance starts where that turn's did.
+        """
+        pad = self.config.samples(self.config.speech_pad_ms)
+        stop = min(session.next_sample, end.end + pad)
+        continued = session.continuation.merged_start(stop)
+        start = continued.start if continued is not None else max(session.audio_start, end.start - pad)
+        return start, stop, continued
+
     def utterance(self, session_id: str, session: Session, end: SpeechEnd | SpeechPause) -> Emit:
-        """Cut the padded utterance ``end`` out of the session audio.
+        """Cut the padded utterance ``end`` (see :meth:`bounds`) out of the session audio.
 
         A pause copies it (speculative; the audio stays for the confirmed utterance, which
         then has the same bounds: the pause comes after at least the padding's silence).
+        A confirmed end that was not forced may be continued: its audio is kept (see
+        :meth:`run_windows`).
         """
-        pad = self.config.samples(self.config.speech_pad_ms)
-        start = max(session.audio_start, end.start - pad)
-        stop = min(session.next_sample, end.end + pad)
+        start, stop, _ = self.bounds(session, end)
         pcm = session.audio[start - session.audio_start: stop - session.audio_start]
         speculative = isinstance(end, SpeechPause)
         if not speculative:
-            session.audio = session.audio[stop - session.audio_start:]
-            session.audio_start = stop
+            forced = isinstance(end, SpeechEnd) and end.forced
+            closed = None if forced else ClosedTurn(turn_id(end.start, session.epoch), start, end.end)
+            session.continuation.close(closed)
+            drop = start if session.continuation.closed is not None else stop
+            session.audio = session.audio[drop - session.audio_start:]
+            session.audio_start = drop
         speech_end_ts = session.wall_time(end.end)
         return Emit(UTTERANCES, Utterance(
             session_id=session_id,

@@ -158,7 +158,7 @@ async def test_a_call_end_to_end(serve):
 
     await phone.send({"event": "stop", "sequenceNumber": "99", "streamSid": STREAM_SID,
                       "stop": {"accountSid": "AC" + "0" * 32, "callSid": CALL_SID}})
-    await wait_for(lambda: [r.action for r in gateway.records(SessionControl)] == ["start", "end"])
+    await wait_for(lambda: [r.action for r in gateway.records(SessionControl)] == ["start", "replied", "end"])
     await wait_for(lambda: CALL_SID not in gateway.sessions)
 
 

@@ -86,3 +86,21 @@ def test_a_turn_written_after_a_tool_result_keeps_that_result():
     entries = {e["turn_id"]: e for e in stage.history["s"]}
     assert entries["t1"]["result"] == "ok" and entries["t1"]["assistant"] == "Booked."
     assert entries["t2"]["assistant"] == "On the 15th."
+
+
+async def test_a_continued_turn_leaves_the_history():
+    """The caller's next words continued t2 (vad stage): t3 holds them, and t2's reply was never heard."""
+    from collections import defaultdict
+
+    from processors.cancel import CancelledTurns
+    from processors.generation.stage import GenerationStage
+    from schemas import TurnCancel
+    from streams.settings import Settings
+
+    stage = GenerationStage(Settings())
+    stage.history, stage.cancelled, stage.heard = defaultdict(list), CancelledTurns(), {}
+    stage.history["s"] = [{"turn_id": "t1", "user": "hello", "assistant": "Hi."},
+                          {"turn_id": "t2", "user": "I want to change", "assistant": "What would you like?"}]
+    await stage.on_cancel(TurnCancel(session_id="s", turn_id="t2", reason="continuation", ts=1.0))
+    assert [e["turn_id"] for e in stage.history["s"]] == ["t1"]
+    assert ("s", "t2") in stage.cancelled
