@@ -12,6 +12,7 @@ from aiokafka.structs import RecordMetadata
 from ingress.admission import AdmissionControl
 from ingress.backpressure import AudioBudget
 from ingress.egress import EgressReader
+from ingress.follow import TopicFollower
 from ingress.health import StageMonitor
 from ingress.mailbox import EgressRouter
 from ingress.ownership import SessionLedger
@@ -69,6 +70,15 @@ class Gateway:
         await self.ledger.start()
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self.ledger.caught_up.wait(), LEDGER_WAIT_S)
+
+    async def follow(self, view: TopicFollower) -> None:
+        """Start ``view``, a view of some topics every replica keeps from its start (the agent queue).
+
+        Raises:
+            LookupError, aiokafka.errors.KafkaError: as :meth:`ingress.follow.TopicFollower.start`.
+        """
+        if not view.running:
+            await view.start()
 
     async def stop(self) -> None:
         """Close every Kafka client."""

@@ -11,6 +11,7 @@ from schemas.analytics import (
 from schemas.audio import BUS_SAMPLE_RATE, AudioChunk, SessionControl, SynthAudio, Utterance
 from schemas.base import MAX_RECORD_BYTES, MAX_TEXT_CHARS, Record, SessionRecord
 from schemas.codec import SchemaError, decode, encode
+from schemas.desk import QueueEvent
 from schemas.events import (
     DEAD_LETTER_PAYLOAD_BYTES,
     DeadLetter,
@@ -53,6 +54,7 @@ __all__ = [
     "IntentResult",
     "LatencyPercentiles",
     "Passage",
+    "QueueEvent",
     "Record",
     "ReplyText",
     "RetrievalResult",

@@ -18,6 +18,7 @@ from pydantic import ValidationError
 from schemas.analytics import EscalationCount, IntentCount, LatencyPercentiles, SentimentCount, TurnsPerMinute
 from schemas.audio import AudioChunk, SessionControl, SynthAudio, Utterance
 from schemas.base import MAX_RECORD_BYTES, TOLERANT, Record
+from schemas.desk import QueueEvent
 from schemas.events import DeadLetter, ErrorEvent, StageHeartbeat, TurnCancel, TurnRecord, VadEvent
 from schemas.sessions import SessionOwner
 from schemas.text import IntentResult, ReplyText, RetrievalResult, Transcript
@@ -53,6 +54,7 @@ REGISTRY: dict[str, type[Record]] = {
         Handoff,
         HandoffUpdate,
         SessionOwner,
+        QueueEvent,
     )
 }
 """Wire ``type`` tag -> record class."""

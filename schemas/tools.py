@@ -16,7 +16,7 @@ from pydantic import Field
 
 from schemas.base import EpochSeconds, Marks, Name, Part, SessionRecord, Text, TurnId, TurnRef
 
-ToolName = Literal["book_appointment", "check_order_status", "escalate_to_human"]
+ToolName = Literal["book_appointment", "check_order_status", "escalate_to_human", "book_callback"]
 """The tools the workflow stage executes (JSON schemas: :mod:`processors.generation.tools`)."""
 
 ToolStatus = Literal["done", "need_info", "failed"]

@@ -260,6 +260,16 @@ class Settings(BaseSettings):
         default=2, ge=1,
         description="Unanswered (fallback) turns in a row after which the session goes to a person.",
     )
+    handoff_sla_s: float = Field(
+        default=120.0, gt=0,
+        description="A handed-off caller no agent has claimed after this long (s) gets the bot back, "
+                    "which offers to keep helping or to book a callback.",
+    )
+    hold_message_s: float = Field(
+        default=30.0, gt=0,
+        description="While a caller waits for an agent, their queue position and estimated wait are "
+                    "said again every this many seconds.",
+    )
 
     # -- processes --------------------------------------------------------------------------
     data_dir: Path = Field(default=Path(".voxbus"), description="Local state: models, Qdrant.")

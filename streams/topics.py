@@ -81,6 +81,10 @@ SESSIONS = TopicSpec("voxbus.sessions", ("session_owner",), "partitions", DAY_MS
 HANDOFFS = TopicSpec("voxbus.handoffs", ("handoff", "handoff_update"), "partitions", 7 * DAY_MS,
                      "Sessions handed to a person (with a summary), their later caller turns and agent "
                      "replies; read by the agent console.")
+AGENT_QUEUE = TopicSpec("voxbus.agent-queue", ("queue_event",), "partitions", 7 * DAY_MS,
+                        "What happens to handed-off sessions (claim, release, transfer, SLA expiry, end), "
+                        "keyed by session id: the first claim in log order wins; read by every ingress "
+                        "and by the generation stage (the bot is back).")
 
 # -- analytics (processors/analytics): windowed upsert streams, key "<window_start>/<dimension>";
 # consumers keep the last record per key. One partition each: a few records per turn, in order.
@@ -106,5 +110,5 @@ ANALYTICS_TOPICS: tuple[TopicSpec, ...] = (
 ALL_TOPICS: tuple[TopicSpec, ...] = (
     AUDIO, UTTERANCES, TRANSCRIPTS, INTENTS, RETRIEVALS, REPLIES, CONTROL, EGRESS, TURNS, DEAD_LETTER, HEARTBEATS,
     ANALYTICS_WINDOWS, *ANALYTICS_TOPICS,
-    TOOL_CALLS, TOOL_RESULTS, BOOKINGS, HANDOFFS, SESSIONS,
+    TOOL_CALLS, TOOL_RESULTS, BOOKINGS, HANDOFFS, SESSIONS, AGENT_QUEUE,
 )

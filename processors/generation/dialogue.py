@@ -7,7 +7,10 @@ follows a session to whichever worker owns its partition:
 * ``open``: a tool still missing arguments (``{"tool", "arguments", "asking"}``): the
   caller's next turn goes to it (a booking asked for a day gets "Tuesday at 3");
 * ``misses``: unanswered (fallback) turns in a row;
-* ``handoff``: the session is with a person; the bot no longer answers.
+* ``handoff``: the session is with a person; the bot no longer answers;
+* ``handoff_turn``: the turn that handed it off (the queue's events name it, :mod:`schemas.desk`);
+* ``callback``: the hand-off expired unanswered and the bot offered a callback: a request for
+  a person (or a booking) books the callback instead of queueing again.
 """
 
 from __future__ import annotations
@@ -15,7 +18,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from processors.generation.slots import extract_booking, extract_order_id
+from processors.generation.slots import extract_booking, extract_name, extract_order_id
 from schemas import HandoffReason, RetrievalResult, ToolName, ToolResult
 from streams.settings import Settings
 
@@ -27,6 +30,8 @@ class DialogueState:
     open: dict[str, Any] | None = None
     misses: int = 0
     handoff: bool = False
+    handoff_turn: str = ""
+    callback: bool = False
 
     @classmethod
     def of(cls, history: list[dict[str, Any]]) -> DialogueState:
@@ -44,8 +49,22 @@ class DialogueState:
         if result.status == "need_info":
             asking = result.missing[0] if result.missing else ""
             open_ = {"tool": result.tool, "arguments": dict(result.arguments), "asking": asking}
-        handoff = self.handoff or (result.tool == "escalate_to_human" and result.status == "done")
-        return DialogueState(open=open_, misses=0, handoff=handoff)
+        escalated = result.tool == "escalate_to_human" and result.status == "done"
+        called_back = result.tool == "book_callback" and result.status == "done"
+        return DialogueState(open=open_, misses=0, handoff=self.handoff or escalated,
+                             handoff_turn=result.turn_id if escalated else self.handoff_turn,
+                             callback=self.callback and not called_back)
+
+    def back_to_bot(self, handoff_turn: str, offer_callback: bool) -> DialogueState | None:
+        """The state once the hand-off of ``handoff_turn`` ends; None if that hand-off is not the current one.
+
+        Args:
+            handoff_turn: the hand-off an ``expire``, ``release`` or ``end`` queue event names.
+            offer_callback: the hand-off expired: the bot offered a callback.
+        """
+        if not self.handoff or self.handoff_turn not in ("", handoff_turn):
+            return None
+        return DialogueState(misses=0, callback=self.callback or offer_callback)
 
 
 @dataclass(frozen=True)
@@ -74,11 +93,15 @@ def choose_tool(turn: RetrievalResult, state: DialogueState, settings: Settings)
         settings: ``handoff_sentiment``.
 
     Returns:
-        ``escalate_to_human`` (asked for, or strongly negative), else the open tool or
+        ``book_callback`` when a callback is on offer and the caller asks for a person or a
+        booking; ``escalate_to_human`` (asked for, or strongly negative), else the open tool or
         the tool of the intent (``book_appointment``, ``order_status``) with the
         arguments extracted from the words (merged over those already known).
     """
     reason = escalation_reason(turn, settings)
+    if state.callback and (reason is not None or turn.intent == "book_appointment"):
+        name = extract_name(turn.text)
+        return ToolChoice("book_callback", {"name": name} if name else {})
     if reason is not None:
         return ToolChoice("escalate_to_human", {"reason": reason})
     open_ = state.open or {}

@@ -13,8 +13,8 @@ def build_messages(turn: RetrievalResult, history: list[dict[str, str]]) -> list
 
     Args:
         turn: the caller's words, intent, sentiment and retrieved passages.
-        history: earlier turns of the session, oldest first, as
-            ``{"user": ..., "assistant": ...}`` dicts.
+        history: earlier turns of the session, oldest first, as ``{"user": ..., "assistant": ...}``
+            dicts, with ``"note"`` (and neither) where an agent gave the call back.
 
     Returns:
         Messages for ``/v1/chat/completions``.
@@ -23,7 +23,11 @@ def build_messages(turn: RetrievalResult, history: list[dict[str, str]]) -> list
     system = f"{SYSTEM_PROMPT}\n\nTopic: {turn.intent.replace('_', ' ')}\nFacts:\n{facts}"
     messages = [{"role": "system", "content": system}]
     for past in history:
-        messages.append({"role": "user", "content": past["user"]})
-        messages.append({"role": "assistant", "content": past["assistant"]})
+        if past.get("note"):  # an agent handled the call and gave it back
+            note = f"Note from the agent who handled the call: {past['note']}"
+            messages.append({"role": "system", "content": note})
+        if past.get("user") or past.get("assistant"):
+            messages.append({"role": "user", "content": past.get("user", "")})
+            messages.append({"role": "assistant", "content": past.get("assistant", "")})
     messages.append({"role": "user", "content": turn.text})
     return messages

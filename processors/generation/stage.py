@@ -29,6 +29,7 @@ from processors.generation.tools import TOOLS, ToolCallAccumulator
 from schemas import (
     ConversationLine,
     HandoffUpdate,
+    QueueEvent,
     Record,
     ReplyText,
     RetrievalResult,
@@ -36,7 +37,7 @@ from schemas import (
     ToolResult,
     TurnCancel,
 )
-from streams.topics import EGRESS, HANDOFFS, REPLIES, RETRIEVALS, TOOL_CALLS, TOOL_RESULTS
+from streams.topics import AGENT_QUEUE, EGRESS, HANDOFFS, REPLIES, RETRIEVALS, TOOL_CALLS, TOOL_RESULTS
 
 log = logging.getLogger(__name__)
 
@@ -66,13 +67,16 @@ class GenerationStage(Stage):
     here too) is spoken as the reply, and the session's :class:`DialogueState` (on the
     newest history entry) remembers an open booking, unanswered turns and a hand-off.
     After a hand-off the bot no longer answers: each caller turn goes to
-    ``voxbus.handoffs`` for the agent, and the turn ends with an empty reply.
+    ``voxbus.handoffs`` for the agent, and the turn ends with an empty reply, until the
+    agent queue (``voxbus.agent-queue``, consumed here too) says the hand-off is over:
+    released or ended by the agent (their note joins the history) or expired unanswered
+    (the bot then offers a callback, :mod:`processors.generation.dialogue`).
     """
 
     name = "generation"
     input = RETRIEVALS
-    extra_inputs = (TOOL_RESULTS,)
-    accepts = (RetrievalResult, ToolResult)
+    extra_inputs = (TOOL_RESULTS, AGENT_QUEUE)
+    accepts = (RetrievalResult, ToolResult, QueueEvent)
     control = True
     concurrency_setting = "generation_concurrency"
 
@@ -191,6 +195,9 @@ class GenerationStage(Stage):
             async for emit in self.on_result(record):
                 yield emit
             return
+        if isinstance(record, QueueEvent):
+            self.on_queue(record)
+            return
         assert isinstance(record, RetrievalResult)
         key = (record.session_id, record.turn_id)
         if key in self.cancelled:
@@ -248,7 +255,8 @@ class GenerationStage(Stage):
             return  # a backchannel or a hang-up: not part of the conversation
         answer = self.heard.pop(key) if key in self.heard else " ".join(sentences)
         missed = "generation.unanswered" in marks
-        self.remember(record, answer, DialogueState(misses=state.misses + 1 if missed else 0))
+        self.remember(record, answer, DialogueState(misses=state.misses + 1 if missed else 0,
+                                                    callback=state.callback))
 
     def follow_up(self, turn: RetrievalResult, state: DialogueState, marks: dict[str, float],
                   tool_calls: ToolCallAccumulator | None) -> tuple[str, str, ToolChoice] | None:
@@ -271,9 +279,9 @@ class GenerationStage(Stage):
         lines: list[ConversationLine] = []
         for past in history:
             turn_id = past.get("turn_id", "")
-            lines.append(ConversationLine(role="caller", text=past.get("user", ""), turn_id=turn_id))
-            if past.get("assistant"):
-                lines.append(ConversationLine(role="assistant", text=past["assistant"], turn_id=turn_id))
+            for role, key in (("caller", "user"), ("assistant", "assistant"), ("agent", "note")):
+                if past.get(key):
+                    lines.append(ConversationLine(role=role, text=past[key], turn_id=turn_id))
         lines.append(ConversationLine(role="caller", text=turn.text, turn_id=turn.turn_id))
         return Emit(TOOL_CALLS, ToolCall(
             session_id=turn.session_id, egress_partition=turn.egress_partition, turn_id=turn.turn_id,
@@ -319,6 +327,25 @@ class GenerationStage(Stage):
         entry["result"] = result.status
         entry["state"] = DialogueState(**entry["state"]).after_result(result).as_dict()
         self.history[result.session_id] = history
+
+    def on_queue(self, event: QueueEvent) -> None:
+        """The bot has the session again after ``release``, ``end`` or ``expire`` of its current hand-off.
+
+        The history gets an entry for it: the agent's note (``note``), or what the caller was
+        told when the hand-off expired (``assistant``).  Other events, and events of an earlier
+        hand-off, change nothing (a redelivered one neither).
+        """
+        if event.kind not in ("release", "end", "expire"):
+            return
+        history: list[dict[str, Any]] = list(self.history[event.session_id])
+        expired = event.kind == "expire"
+        state = DialogueState.of(history).back_to_bot(event.handoff_turn, offer_callback=expired)
+        if state is None:
+            return
+        entry: dict[str, Any] = {"turn_id": f"{event.kind}-{event.handoff_turn}", "user": "", "assistant": "",
+                                 "state": state.as_dict()}
+        entry["assistant" if expired else "note"] = event.note
+        self.history[event.session_id] = [*history, entry][-self.settings.history_turns:]
 
     def reply(self, turn: RetrievalResult | ToolResult, index: int, text: str, marks: dict[str, float],
               final: bool) -> list[Emit]:

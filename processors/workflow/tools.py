@@ -3,6 +3,9 @@
 * ``book_appointment``: needs ``name``, ``service``, ``day`` and ``time``; asks for the
   first missing one (``need_info``), else stores the booking and confirms it back.
 * ``check_order_status``: needs an 8-digit ``order_id``; says the order's status.
+* ``book_callback``: books a call back from an agent (a :class:`schemas.Booking` of the
+  service ``callback``, today, as soon as one is free) for a caller whose hand-off expired
+  unanswered; the ``name`` is optional.
 * ``escalate_to_human``: publishes a :class:`schemas.Handoff` with a summary of the
   conversation and tells the caller a person is joining.
 """
@@ -26,6 +29,8 @@ QUESTIONS = {
     "order_id": "Sure. What is your 8-digit order number?",
 }
 """What the caller is asked for each missing argument."""
+CALLBACK_SERVICE = "callback"
+CALLBACK_TIME = "as soon as an agent is free"
 HANDOFF_SAY = "I'm connecting you with a person now. A colleague will join this conversation in a moment."
 HANDOFF_LINES = 12
 """Transcript lines kept in a hand-off summary (the last six turns)."""
@@ -64,6 +69,20 @@ def book_appointment(call: ToolCall) -> tuple[ToolResult, Booking | None]:
         turn_id=call.turn_id, call_id=call.call_id, ts=time.time(), **slots,
     )
     say = (f"Booked: {slots['service']} on {slots['day']} at {slots['time']} for {slots['name']}. "
+           f"Your confirmation number is {confirmation}.")
+    return _result(call, "done", say, data={"confirmation": confirmation, **slots}, arguments=slots), booking
+
+
+def book_callback(call: ToolCall) -> tuple[ToolResult, Booking]:
+    """Book a callback (today, as soon as an agent is free) and confirm it."""
+    name = call.arguments.get("name", "").strip() or "caller"
+    confirmation = confirmation_number(call)
+    slots = {"name": name, "service": CALLBACK_SERVICE, "day": time.strftime("%Y-%m-%d"),
+             "time": CALLBACK_TIME}
+    booking = Booking(session_id=call.session_id, egress_partition=call.egress_partition,
+                      confirmation=confirmation, turn_id=call.turn_id, call_id=call.call_id, ts=time.time(),
+                      **slots)
+    say = (f"I've booked a callback: a colleague will call you back {CALLBACK_TIME}. "
            f"Your confirmation number is {confirmation}.")
     return _result(call, "done", say, data={"confirmation": confirmation, **slots}, arguments=slots), booking
 
@@ -120,6 +139,9 @@ def execute(call: ToolCall, store: WorkflowStore) -> tuple[ToolResult, list[Reco
     if call.tool == "book_appointment":
         result, booking = book_appointment(call)
         published = [booking] if booking else []
+    elif call.tool == "book_callback":
+        result, callback = book_callback(call)
+        published = [callback]
     elif call.tool == "check_order_status":
         result = check_order_status(call, store)
     else:

@@ -8,6 +8,7 @@ writes, as its consumer would.
 
 from __future__ import annotations
 
+import asyncio
 import gc
 from types import SimpleNamespace
 
@@ -35,6 +36,7 @@ class FakeGateway:
         self.admission = AdmissionControl(settings, ["vad", "asr"])  # no lag read: tests set it
         self.finished = FinishedTurns()
         self.ledger = SessionLedger(settings, self.produce)
+        self.views: list = []
 
     def read_bindings(self) -> None:
         """The ledger's consumer: fold the bindings on the bus it has not read yet."""
@@ -51,9 +53,24 @@ class FakeGateway:
     async def stop(self) -> None:
         pass
 
+    async def follow(self, view) -> None:
+        """The view's consumer: it reads what is produced from now on (the bus's earlier records too)."""
+        view.task = asyncio.create_task(asyncio.sleep(3600))  # as if following its topics
+        view.caught_up.set()
+        self.views.append(view)
+        for offset, (topic, record) in enumerate(self.bus):
+            self.show(view, topic, record, offset)
+
+    @staticmethod
+    def show(view, topic: str, record, offset: int) -> None:
+        if topic in {spec.name for spec in view.topics}:
+            view.absorb([SimpleNamespace(topic=topic, partition=0, offset=offset, value=encode(record))])
+
     async def produce(self, topic, record):
         self.produced.append((topic.name, record))
         self.bus.append((topic.name, record))
+        for view in self.views:
+            self.show(view, topic.name, record, len(self.bus) - 1)
         if topic.name != SESSIONS.name:
             return SimpleNamespace(partition=0, offset=len(self.bus) - 1)
         written = SimpleNamespace(partition=0, offset=sum(t == SESSIONS.name for t, _ in self.bus) - 1)

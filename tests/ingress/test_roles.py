@@ -12,7 +12,7 @@ from types import SimpleNamespace
 import jwt
 import pytest
 
-from ingress.agents import DESK
+from ingress.agents import QUEUE
 from ingress.analytics import VIEW
 from schemas import EscalationCount, Handoff, HandoffUpdate, ReplyText, encode
 from tests.ingress.test_edge import SECRET, session, token
@@ -27,10 +27,10 @@ async def console(serve, **settings):
     """An ingress whose agent desk holds one waiting hand-off and whose analytics view is ready."""
     client, gateway = await serve(**settings)
     app = client.server.app
-    for view in (app[DESK], app[VIEW]):
-        view.task = asyncio.create_task(asyncio.sleep(3600))  # as if following their topics
-        view.caught_up.set()
-    app[DESK].apply(Handoff(session_id="victim-1", egress_partition=0, turn_id="t1", reason="requested",
+    view = app[VIEW]
+    view.task = asyncio.create_task(asyncio.sleep(3600))  # as if following its topics
+    view.caught_up.set()
+    app[QUEUE].apply(Handoff(session_id="victim-1", egress_partition=0, turn_id="t1", reason="requested",
                             summary="my account PIN is 4321", ts=time.time()))
     return client, gateway
 

@@ -9,6 +9,7 @@ import sqlite3
 import pytest
 from openai.types.chat.chat_completion_chunk import ChoiceDeltaToolCall, ChoiceDeltaToolCallFunction
 
+from ingress.agents.hold import BUSY_SAY
 from processors.generation.dialogue import DialogueState, choose_tool
 from processors.generation.slots import (
     extract_booking,
@@ -22,7 +23,16 @@ from processors.generation.tools import ToolCallAccumulator
 from processors.workflow.stage import WorkflowStage
 from processors.workflow.store import WorkflowStore, db_path
 from processors.workflow.tools import execute
-from schemas import Booking, Handoff, HandoffUpdate, ReplyText, RetrievalResult, ToolCall, ToolResult
+from schemas import (
+    Booking,
+    Handoff,
+    HandoffUpdate,
+    QueueEvent,
+    ReplyText,
+    RetrievalResult,
+    ToolCall,
+    ToolResult,
+)
 from streams.settings import Settings
 from streams.topics import BOOKINGS, EGRESS, HANDOFFS, TOOL_CALLS, TOOL_RESULTS
 
@@ -240,3 +250,49 @@ def test_a_tool_the_llm_called_ends_the_turn(tmp_path):
     call_id, source, choice = stage.follow_up(turn("where is it?"), DialogueState(), {}, acc)
     assert (call_id, source, choice.tool, choice.arguments) == ("call_9", "llm", "check_order_status",
                                                                 {"order_id": "12345678"})
+
+
+async def handed_off(tmp_path) -> tuple[Loop, Handoff]:
+    loop = Loop(tmp_path)
+    await loop.say("I want to talk to a person", "human_agent", "t1")
+    [handoff] = loop.topics[HANDOFFS.name]
+    return loop, handoff
+
+
+def queue_event(handoff: Handoff, kind: str, note: str = "", agent: str = "") -> QueueEvent:
+    return QueueEvent(session_id=handoff.session_id, kind=kind, handoff_turn=handoff.turn_id, agent=agent,
+                      note=note, ts=100.0)
+
+
+async def test_an_expired_handoff_brings_the_bot_back_and_a_request_for_a_person_books_a_callback(tmp_path):
+    loop, handoff = await handed_off(tmp_path)
+    assert [e async for e in loop.generation.handle(queue_event(handoff, "expire", BUSY_SAY))] == []
+    assert DialogueState.of(loop.generation.history["s1"]).callback
+    # the bot answers again (a store-hours question is canned), and keeps the offer open
+    assert await loop.say("When are you open?", "store_hours", "t2")
+    said = await loop.say("Please, I want a person to call me. My name is Sam.", "human_agent", "t3")
+    assert said.startswith("I've booked a callback: a colleague will call you back as soon as an agent")
+    [callback] = loop.topics[BOOKINGS.name]
+    assert (callback.service, callback.name) == ("callback", "Sam") and callback.confirmation in said
+    assert len(loop.topics[HANDOFFS.name]) == 1  # not queued again
+    assert not DialogueState.of(loop.generation.history["s1"]).callback
+    history = loop.generation.history["s1"]
+    assert {"assistant": BUSY_SAY}.items() <= next(e for e in history if e["turn_id"] == "expire-t1").items()
+
+
+async def test_a_released_session_is_the_bots_again_with_the_agents_note(tmp_path):
+    loop, handoff = await handed_off(tmp_path)
+    for kind in ("claim", "release", "release"):  # a claim changes nothing here; a redelivery neither
+        [e async for e in loop.generation.handle(queue_event(handoff, kind, "Refund issued.", "key:bob"))]
+    notes = [e for e in loop.generation.history["s1"] if e.get("note")]
+    assert [n["note"] for n in notes] == ["Refund issued."]
+    assert await loop.say("When are you open?", "store_hours", "t2")  # the bot answers
+    from processors.generation.prompt import build_messages
+
+    messages = build_messages(turn("thanks"), loop.generation.history["s1"])
+    note = "Note from the agent who handled the call: Refund issued."
+    assert {"role": "system", "content": note} in messages
+    # an event of an earlier hand-off does nothing once the session was handed off again
+    await loop.say("I want to talk to a person", "human_agent", "t3")
+    [e async for e in loop.generation.handle(queue_event(handoff, "end", "late"))]
+    assert DialogueState.of(loop.generation.history["s1"]).handoff

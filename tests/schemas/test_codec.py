@@ -30,6 +30,7 @@ from schemas import (
 )
 from schemas.audio import MAX_CHUNK_SAMPLES
 from schemas.codec import REGISTRY
+from schemas.desk import QueueEvent
 from schemas.sessions import SessionOwner
 from schemas.tools import Booking, ConversationLine, Handoff, HandoffUpdate, ToolCall, ToolResult
 
@@ -100,7 +101,7 @@ STRATEGIES.update({
 roles = st.sampled_from(["caller", "assistant", "agent"])
 lines = st.lists(st.builds(ConversationLine, role=roles, text=text, turn_id=turn_ids), max_size=3)
 strs = st.dictionaries(st.text(max_size=8), text, max_size=3)
-tools = st.sampled_from(["book_appointment", "check_order_status", "escalate_to_human"])
+tools = st.sampled_from(["book_appointment", "check_order_status", "escalate_to_human", "book_callback"])
 call_ids = st.from_regex(r"[a-z0-9_-]{1,20}", fullmatch=True)
 STRATEGIES.update({
     ToolCall: st.builds(ToolCall, session_id=session_ids, turn_id=turn_ids, call_id=call_ids, tool=tools,
@@ -120,6 +121,10 @@ STRATEGIES.update({
     SessionOwner: st.builds(SessionOwner, session_id=session_ids, principal=st.from_regex(r"key:[a-z]{1,20}",
                                                                                            fullmatch=True),
                             expires=ts, ts=ts),
+    QueueEvent: st.builds(QueueEvent, session_id=session_ids,
+                          kind=st.sampled_from(["claim", "release", "transfer", "expire", "end"]),
+                          handoff_turn=turn_ids, agent=st.text(max_size=20), to_agent=st.text(max_size=20),
+                          note=text, ts=ts),
 })
 
 
