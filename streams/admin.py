@@ -94,6 +94,30 @@ async def ensure_topics(settings: Settings | None = None, timeout_s: float = 30.
         await admin.close()
 
 
+async def create_topics(settings: Settings, names: list[str], partitions: int,
+                        retention_ms: int) -> list[str]:
+    """Create those of the topics ``names`` that do not exist yet: topics not in :mod:`streams.topics`.
+
+    A replay's shadow topics, with ``partitions`` partitions and ``retention.ms`` ``retention_ms`` (ms).
+
+    Returns:
+        Names of the topics created.
+
+    Raises:
+        RuntimeError: the broker refused a creation for another reason than "already exists".
+    """
+    admin = _admin(settings)
+    await admin.start()
+    try:
+        return await _create_missing(admin, [
+            NewTopic(name=name, num_partitions=partitions, replication_factor=settings.replication_factor,
+                     topic_configs={"retention.ms": str(retention_ms)})
+            for name in names
+        ])
+    finally:
+        await admin.close()
+
+
 async def topic_partitions(settings: Settings, topic: str,
                            timeout_s: float = METADATA_TIMEOUT_S) -> list[TopicPartition]:
     """Every partition of ``topic``, from a Metadata request for that topic.

@@ -21,6 +21,8 @@ app.add_typer(kb_app, name="kb")
 analytics_app = typer.Typer(help="Analytics: the windowed processor, and reading topics back.",
                             no_args_is_help=True)
 app.add_typer(analytics_app, name="analytics")
+shadow_app = typer.Typer(help="Shadow runs of voxbus replay.", no_args_is_help=True)
+app.add_typer(shadow_app, name="shadow")
 console = Console(stderr=True)
 
 DEFAULT_URL = "ws://127.0.0.1:8765/v1/stream"
@@ -121,6 +123,67 @@ def recording(
         raise typer.Exit(1) from None
     console.print(f"wrote {out}: {made.samples.shape[0] / 16000:.1f} s (caller {made.caller_s:.1f} s, "
                   f"voxbus {made.voxbus_s:.1f} s)")
+
+
+@app.command()
+def replay(
+    stage: Annotated[str, typer.Option("--stage", help="asr, intent, vad, retrieval or tts.")],
+    start: Annotated[str, typer.Option("--from", help="Start: ISO 8601 (UTC unless offset) or epoch s.")],
+    end: Annotated[str, typer.Option("--to", help="End (excluded), as --from.")],
+    run: Annotated[str, typer.Option("--run", help="Run name: shadow topics voxbus.shadow.<run>.*.")],
+    sessions: Annotated[str | None, typer.Option("--sessions", help="Comma-separated session ids.")] = None,
+    assignments: Annotated[list[str] | None, typer.Option("--set", help="VOXBUS_NAME=value")] = None,
+    bootstrap: Bootstrap = None,
+) -> None:
+    """Run a candidate configuration of one stage over archived inputs into shadow topics (no caller hears).
+
+    Each --set VOXBUS_NAME=value is one setting of the candidate; the rest are production's.
+    """
+    _configure(bootstrap)
+    from processors.archive.reader import parse_time
+    from processors.replay.run import overrides
+    from processors.replay.run import replay as run_replay
+    from streams.settings import get_settings
+
+    try:
+        chosen = [s for s in sessions.split(",") if s] if sessions else None
+        changes = overrides(assignments or [])
+        times = parse_time(start), parse_time(end)
+        manifest = asyncio.run(run_replay(get_settings(), stage, run, *times, chosen, changes))
+    except (ValueError, KeyError) as exc:
+        console.print(f"[red]{exc}[/]")
+        raise typer.Exit(1) from None
+    console.print(f"run {run}: {manifest.inputs} inputs, outputs {manifest.outputs}, {manifest.seconds} s")
+
+
+@shadow_app.command("report")
+def shadow_report(run: Annotated[str, typer.Argument(help="The run name.")],
+                  as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+                  bootstrap: Bootstrap = None) -> None:
+    """Compare a replay's candidate with production, record by record (WER, intents, latency)."""
+    _configure(bootstrap)
+    from processors.replay.report import build_report
+    from streams.settings import get_settings
+
+    try:
+        report = asyncio.run(build_report(get_settings(), run))
+    except (FileNotFoundError, LookupError) as exc:
+        console.print(f"[red]{exc}[/]")
+        raise typer.Exit(1) from None
+    if as_json:
+        print(json.dumps(report.as_json(), default=str))
+        return
+    table = Table(title=f"run {run}: {report.stage} with {report.overrides}")
+    for column in ("topic", "session", "turn", "production", "candidate", "WER", "intents", "ms prod/cand"):
+        table.add_column(column)
+    for p in report.pairs:
+        intents = f"{p.production_intent} / {p.candidate_intent}" if p.production_intent else ""
+        wer = "" if p.wer is None else f"{p.wer:.2f}"
+        table.add_row(p.topic, p.session_id, f"{p.turn_id}#{p.index}", p.production or "–",
+                      p.candidate or "–", wer, intents, f"{p.production_ms} / {p.candidate_ms}")
+    Console().print(table)
+    Console().print(f"counts {report.counts}; WER {report.wer}; intent agreement {report.intent_agreement}; "
+                    f"latency ms {report.latency_ms}")
 
 
 @app.command()

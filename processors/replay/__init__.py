@@ -1,0 +1,7 @@
+"""Replay and shadow: archived calls through a candidate configuration of one stage, beside production.
+
+* :mod:`processors.replay.run`: ``voxbus replay``: a stage with the candidate settings over the
+  archived inputs of a time range (and sessions), its outputs on ``voxbus.shadow.<run>.<topic>``;
+* :mod:`processors.replay.report`: ``voxbus shadow report``: candidate against production,
+  record by record.
+"""

@@ -1,0 +1,138 @@
+"""``voxbus shadow report RUN``: a replay's candidate against production, record by record.
+
+For each production topic the candidate wrote (its manifest's ``outputs``, egress aside), the
+production records of the replayed sessions and time range (from the archive; their turns can end
+up to :data:`LATE_S` after the range) are matched to the candidate's (its shadow topic) by
+session, turn and sentence index.  Per pair: the texts and the WER of the candidate against
+production (``jiwer``; production is the reference, so it is a difference, not an error rate
+unless production is right), whether the intents agree, and each side's stage latency
+(``<stage>.end - <stage>.start`` of its marks, when the stage marks both).  In total: the
+counts, the pairs matched, corpus WER, intent agreement and a confusion table, mean latencies.
+"""
+
+from __future__ import annotations
+
+import statistics
+from collections import Counter
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import jiwer
+
+from processors.analytics.io import Read, read_topic
+from processors.archive.reader import archive_root, read_archive
+from processors.replay.run import Manifest, shadow_topic
+from streams.settings import Settings
+from streams.topics import EGRESS
+
+WORDS = jiwer.Compose([jiwer.ToLowerCase(), jiwer.RemovePunctuation(), jiwer.RemoveMultipleSpaces(),
+                      jiwer.Strip(), jiwer.ReduceToListOfListOfWords()])
+"""How texts are compared: lower-case words without punctuation (``woman,`` is ``woman``)."""
+
+
+def word_error_rate(references: list[str], hypotheses: list[str]) -> float:
+    """Corpus WER of ``hypotheses`` against ``references`` after :data:`WORDS`, rounded to 3 places."""
+    return round(jiwer.wer(references, hypotheses, reference_transform=WORDS, hypothesis_transform=WORDS), 3)
+
+
+LATE_S = 300.0
+"""Seconds after a replay's range in which production outputs of its inputs are still looked for."""
+
+
+@dataclass
+class Pair:
+    """One record of production and the candidate's for the same turn (either may be missing)."""
+
+    topic: str
+    session_id: str
+    turn_id: str
+    index: int
+    production: str | None
+    candidate: str | None
+    wer: float | None
+    production_intent: str | None = None
+    candidate_intent: str | None = None
+    production_ms: float | None = None
+    candidate_ms: float | None = None
+
+
+@dataclass
+class Report:
+    """The comparison of one run (``pairs`` record by record; the rest in total)."""
+
+    run: str
+    stage: str
+    overrides: dict[str, Any]
+    counts: dict[str, dict[str, int]] = field(default_factory=dict)
+    wer: float | None = None
+    intent_agreement: float | None = None
+    confusion: dict[str, int] = field(default_factory=dict)
+    latency_ms: dict[str, float | None] = field(default_factory=dict)
+    pairs: list[Pair] = field(default_factory=list)
+
+    def as_json(self) -> dict[str, Any]:
+        """The report as JSON-ready values."""
+        return asdict(self)
+
+
+def _key(read: Read) -> tuple[str, str, int] | None:
+    record = read.record
+    if record is None or not hasattr(record, "turn_id"):
+        return None
+    return record.session_id, record.turn_id, int(getattr(record, "index", 0))  # type: ignore[attr-defined]
+
+
+def _latency_ms(read: Read | None, stage: str) -> float | None:
+    marks = getattr(read.record, "marks", {}) if read is not None else {}
+    start, end = marks.get(f"{stage}.start"), marks.get(f"{stage}.end")
+    return None if start is None or end is None else round((end - start) * 1000, 1)
+
+
+def _mean(values: list[float | None]) -> float | None:
+    present = [v for v in values if v is not None]
+    return round(statistics.fmean(present), 1) if present else None
+
+
+async def build_report(settings: Settings, run: str) -> Report:
+    """Compare ``run``'s candidate with production.
+
+    Raises:
+        FileNotFoundError: no manifest for ``run``.
+        LookupError: a shadow topic of the run is gone.
+    """
+    manifest = Manifest.load(settings, run)
+    report = Report(run, manifest.stage, manifest.overrides)
+    references, hypotheses = [], []
+    for topic in manifest.outputs:
+        if topic == EGRESS.name:
+            continue
+        archived = read_archive(archive_root(settings), [topic], start=manifest.start,
+                                end=manifest.end + LATE_S, sessions=manifest.sessions, audio=False)
+        production = {key: read for read in archived if (key := _key(read)) is not None}
+        candidate = {key: read async for read in read_topic(settings, shadow_topic(run, topic))
+                     if (key := _key(read)) is not None}
+        if manifest.sessions is None:  # production of sessions the candidate saw (a range cuts sessions)
+            production = {k: v for k, v in production.items() if k[0] in {c[0] for c in candidate}}
+        report.counts[topic] = {"production": len(production), "candidate": len(candidate),
+                                "matched": len(production.keys() & candidate.keys())}
+        for key in sorted(production.keys() | candidate.keys()):
+            prod, cand = production.get(key), candidate.get(key)
+            texts = [getattr(r.record, "text", None) if r is not None else None for r in (prod, cand)]
+            difference = None
+            if texts[0] is not None and texts[1] is not None and WORDS(texts[0]) != [[]]:
+                difference = word_error_rate([texts[0]], [texts[1]])
+                references.append(texts[0])
+                hypotheses.append(texts[1])
+            intents = [getattr(r.record, "intent", None) if r is not None else None for r in (prod, cand)]
+            report.pairs.append(Pair(topic, *key, *texts, difference, *intents,  # type: ignore[arg-type]
+                                     _latency_ms(prod, manifest.stage), _latency_ms(cand, manifest.stage)))
+    if references:
+        report.wer = word_error_rate(references, hypotheses)
+    both = [(p.production_intent, p.candidate_intent) for p in report.pairs
+            if p.production_intent is not None and p.candidate_intent is not None]
+    if both:
+        report.intent_agreement = round(sum(a == b for a, b in both) / len(both), 3)
+        report.confusion = {f"{a} -> {b}": n for (a, b), n in sorted(Counter(both).items())}
+    report.latency_ms = {"production": _mean([p.production_ms for p in report.pairs]),
+                         "candidate": _mean([p.candidate_ms for p in report.pairs])}
+    return report
