@@ -24,7 +24,7 @@ from aiohttp.http_websocket import WSMessage
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import ValidationError
 
-from ingress import metrics, twilio
+from ingress import metrics, ports, twilio
 from ingress.agents import add_routes as add_agent_routes
 from ingress.analytics import add_routes as add_analytics_routes
 from ingress.edge import (
@@ -309,7 +309,7 @@ def make_app(settings: Settings | None = None, gateway: Gateway | None = None) -
         gateway: the Kafka side; defaults to a :class:`Gateway` on ``settings`` (tests pass a fake).
     """
     settings = settings or get_settings()
-    app = web.Application()
+    app = web.Application(middlewares=[ports.by_port(settings)])
     app[GATEWAY] = gateway or Gateway(settings)
     app[GUARD] = EdgeGuard(settings, app[GATEWAY].ledger)
 
@@ -342,15 +342,16 @@ def server_options(settings: Settings) -> dict[str, Any]:
 
 
 def run(settings: Settings | None = None) -> None:
-    """Serve the ingress on ``settings.host:settings.port`` until SIGINT/SIGTERM.
+    """Serve the ingress on ``host:port`` and ``agent_port`` (:mod:`ingress.ports`) until SIGINT/SIGTERM.
 
     Raises:
         ValueError: inconsistent edge settings (see :class:`~ingress.edge.EdgeGuard`).
     """
     settings = settings or get_settings()
     install_log_filter()
-    web.run_app(make_app(settings), host=settings.host, port=settings.port, print=None,
-                shutdown_timeout=5.0, handle_signals=True, **server_options(settings))
+    web.run_app(make_app(settings), host=settings.host, port=settings.port,
+                sock=ports.agent_sockets(settings), print=None, shutdown_timeout=5.0, handle_signals=True,
+                **server_options(settings))
 
 
 __all__ = ["make_app", "run", "server_options"]

@@ -275,6 +275,11 @@ class Settings(BaseSettings):
     data_dir: Path = Field(default=Path(".voxbus"), description="Local state: models, Qdrant.")
     host: str = "127.0.0.1"
     port: int = 8765
+    agent_port: int = Field(
+        default=0, ge=0, le=65535,
+        description="Port of the agent console, agent API and analytics page; the caller port then "
+                    "no longer serves them (a NetworkPolicy can keep this one internal). 0: on VOXBUS_PORT.",
+    )
     ingress_slot: int = Field(default=0, ge=0, description="This ingress replica's egress partition.")
     metrics_base_port: int = Field(default=9400, description="Stage i serves /metrics on base+i.")
     log_level: str = "INFO"

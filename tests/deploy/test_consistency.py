@@ -242,9 +242,9 @@ def test_ingress_reads_the_egress_partition_of_its_ordinal(render: Render, defau
 # -- settings and service wiring --------------------------------------------------------------
 
 
-PENDING_SETTINGS = frozenset({"VOXBUS_AGENT_PORT"})
-"""Settings the manifests set (issue 17: the agent console's own port) that streams/settings.py
-does not define yet. Remove each name once it is a setting (test_pending_settings_are_still_pending)."""
+PENDING_SETTINGS: frozenset[str] = frozenset()
+"""Settings the manifests set that streams/settings.py does not define yet (none now: VOXBUS_AGENT_PORT
+is one). Remove each name once it is a setting (test_pending_settings_are_still_pending)."""
 
 
 def voxbus_variables(render: Render) -> set[str]:

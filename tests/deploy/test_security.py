@@ -358,8 +358,8 @@ def test_analytics_acls(render: Render) -> None:
 def test_ingress_acls_cover_its_topics(render: Render) -> None:
     user = render.get("KafkaUser", "voxbus-ingress")
     used: set[str] = set()
-    for path in sorted((ROOT / "ingress").glob("*.py")):
-        used |= module_topics(f"ingress.{path.stem}")
+    for path in sorted((ROOT / "ingress").rglob("*.py")):  # with the packages (ingress.agents)
+        used |= module_topics(".".join(path.relative_to(ROOT).with_suffix("").parts))
     assert used, "the ingress modules import their topics from streams.topics"
     for topic in used:
         assert allows(user, "topic", topic, "Read") or allows(user, "topic", topic, "Write"), topic
