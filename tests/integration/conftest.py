@@ -15,14 +15,12 @@ RUNNING: dict[str, object] = {}
 
 @pytest.fixture(scope="session")
 def stack():
-    from streams.settings import Settings, get_settings
+    from streams.settings import get_settings
     from voxbus.supervisor import Supervisor
 
     # not under pytest's basetemp: a concurrent pytest run prunes old basetemps
     data_dir = tempfile.mkdtemp(prefix="voxbus-stack-")
     os.environ["VOXBUS_DATA_DIR"] = data_dir
-    # tests/data has no real "mm-hm"; a real "five five" (heard as "5 5") stands in for one
-    os.environ["VOXBUS_BACKCHANNELS"] = Settings().backchannels + ",5 5"
     get_settings.cache_clear()
     settings = get_settings()
     supervisor = Supervisor(settings)

@@ -11,7 +11,7 @@ pytestmark = pytest.mark.integration
 
 QUESTION = "sense_and_sensibility_01_austen_64kb-0880"
 INTERRUPTION = "sense_and_sensibility_01_austen_64kb-0930"
-BACKCHANNEL = "cards_five_five"  # configured as a backchannel phrase for the test stack ("5 5")
+BACKCHANNEL = "backchannels/hedgewars_default_hmm"  # a real "hmm" (tests/data/README.md), in the default list
 
 
 def is_audio_of(turn_id):
