@@ -4,9 +4,11 @@ What differs between brokers is measured (``benchmarks/hops.py``, README "The br
 
 * **Fetch wait.**  Apache Kafka long-polls: with ``fetch.min.bytes=1`` a fetch is
   answered as soon as a record arrives, so the wait only bounds how often an idle
-  consumer asks: 500 ms gives hop p50 1.0 / p99 5 ms at 10 sessions and an idle
-  consumer costs the broker nothing measurable, where 40 ms cost 0.11 cores per
-  consumer.  Tansu answers an empty fetch by sleeping half the wait, so there the
+  consumer asks: 500 ms gives hop p50 1.0 / p99 5 ms at 10 sessions, where 40 ms
+  cost 0.11 cores per consumer.  The default is 2000 ms: the idle stack (ten
+  processes, a dozen consumers) measured 0.16 cores at 500 ms and 0.11 at 2000 ms
+  (the broker 0.086 -> 0.051 cores, its own idle floor 0.034), with the hops
+  unchanged, as a fetch is answered when a record arrives, not when the wait ends.  Tansu answers an empty fetch by sleeping half the wait, so there the
   wait *is* the hop latency: 40 ms (p50 12 / p99 25 ms).
 * **Producer durability.**  On Kafka producers are idempotent with ``acks=all``
   (no duplicate or reordered record after a retry); Tansu fails ``InitProducerId``,
@@ -29,7 +31,7 @@ from typing import Any
 
 from streams.settings import Settings
 
-FETCH_WAIT_MS = {"kafka": 500, "external": 500, "tansu": 40}
+FETCH_WAIT_MS = {"kafka": 2000, "external": 2000, "tansu": 40}
 """Default fetch wait (ms) per broker kind; see the module docstring for the measurements."""
 
 

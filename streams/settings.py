@@ -73,7 +73,7 @@ class Settings(BaseSettings):
     fetch_max_wait_ms: int = Field(
         default=0, ge=0,
         description=(
-            "Longest a fetch waits for data (ms); 0: the broker's default (streams/clients.py): 500 on "
+            "Longest a fetch waits for data (ms); 0: the broker's default (streams/clients.py): 2000 on "
             "Apache Kafka, which answers a fetch as soon as a record arrives (long polling), 40 on "
             "Tansu, which answers an empty fetch by sleeping half the wait (benchmarks/hops.py)."
         ),

@@ -26,10 +26,10 @@ def test_tansu_polls_short_and_produces_without_idempotence():
 
 def test_kafka_long_polls_and_produces_idempotently():
     settings = Settings(broker="kafka")
-    assert clients.profile(settings).fetch_max_wait_ms == 500
+    assert clients.profile(settings).fetch_max_wait_ms == 2000
     kwargs = clients.producer_kwargs(settings, max_request_size=1)
     assert kwargs["acks"] == "all" and kwargs["enable_idempotence"] is True and kwargs["max_request_size"] == 1
-    assert clients.consumer_kwargs(settings)["fetch_max_wait_ms"] == 500
+    assert clients.consumer_kwargs(settings)["fetch_max_wait_ms"] == 2000
 
 
 def test_an_external_broker_is_kafka_with_kafka_legal_group_timeouts():
