@@ -38,8 +38,9 @@ def build_app() -> web.Application:
     retrieval.load()
 
     def prompt(text: str) -> dict[str, object]:
-        label, confidence, compound = intent.analyse(text)
-        passages = [] if label in NO_LOOKUP_INTENTS else retrieval.search(text)
+        label, confidence, compound, embedding = intent.analyse(text)  # embedded once, as in voxbus
+        vector = retrieval.embedder.reuse(embedding, intent.classifier.embedder.model_id)
+        passages = [] if label in NO_LOOKUP_INTENTS else retrieval.search(text, vector)
         turn = RetrievalResult(session_id="pipecat", turn_id="t", text=text, intent=label, confidence=confidence,
                                sentiment=sentiment_label(compound), sentiment_score=compound,
                                passages=relevant(passages))

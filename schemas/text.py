@@ -28,6 +28,9 @@ Intent = Literal[
 
 Sentiment = Literal["negative", "neutral", "positive"]
 
+MAX_EMBEDDING_BYTES = 4 * 4096
+"""Largest :attr:`IntentResult.embedding`: float32 vectors of up to 4096 dimensions."""
+
 MAX_PASSAGES = 20
 """Most passages in a :class:`RetrievalResult`: the retrieval stage keeps ``VOXBUS_RETRIEVAL_TOP_K``
 (3 by default); room for an operator's 20."""
@@ -75,6 +78,11 @@ class IntentResult(TurnText):
         confidence: classifier confidence in [0, 1].
         sentiment: coarse label from ``sentiment_score``.
         sentiment_score: VADER compound score in [-1, 1].
+        embedding: the text's unit-norm sentence embedding as little-endian float32
+            bytes (4 x dim), computed once by the intent stage for retrieval to reuse;
+            empty on caller-facing copies and when not computed.
+        embedding_model: the embedding model's id (its configured path); a stage
+            with another model embeds the text itself.
     """
 
     type: Literal["intent_result"] = "intent_result"
@@ -82,6 +90,8 @@ class IntentResult(TurnText):
     confidence: float = Field(ge=0.0, le=1.0)
     sentiment: Sentiment
     sentiment_score: float = Field(ge=-1.0, le=1.0)
+    embedding: bytes = Field(default=b"", max_length=MAX_EMBEDDING_BYTES)
+    embedding_model: Name = ""
 
 
 class Passage(Part):

@@ -43,15 +43,21 @@ class IntentStage(Stage):
         self.classifier = IntentClassifier(Embedder.from_settings(self.settings), load_examples())
         self.sentiment = SentimentIntensityAnalyzer()
 
-    def analyse(self, text: str) -> tuple[str, float, float]:
-        """Return (intent, confidence, VADER compound) for ``text`` (blocking)."""
-        prediction = self.classifier.predict(text)
-        return prediction.intent, prediction.confidence, self.sentiment.polarity_scores(text)["compound"]
+    def analyse(self, text: str) -> tuple[str, float, float, bytes]:
+        """Return (intent, confidence, VADER compound, embedding bytes) for ``text`` (blocking).
+
+        The embedding (little-endian float32, unit norm) goes on the record, so the
+        retrieval stage does not embed the same text again.
+        """
+        vector = self.classifier.embedder.encode([text])
+        prediction = self.classifier.predict_vectors(vector)[0]
+        compound = self.sentiment.polarity_scores(text)["compound"]
+        return prediction.intent, prediction.confidence, compound, vector[0].astype("<f4").tobytes()
 
     async def handle(self, record: Record) -> AsyncIterator[Emit]:
         """Classify one transcript."""
         assert isinstance(record, Transcript)
-        intent, confidence, compound = await asyncio.to_thread(self.analyse, record.text)
+        intent, confidence, compound, embedding = await asyncio.to_thread(self.analyse, record.text)
         result = IntentResult(
             session_id=record.session_id,
             egress_partition=record.egress_partition,
@@ -63,7 +69,9 @@ class IntentStage(Stage):
             confidence=confidence,
             sentiment=sentiment_label(compound),
             sentiment_score=compound,
+            embedding=embedding,
+            embedding_model=self.classifier.embedder.model_id,
             marks={**record.marks, "intent.end": time.time()},
         )
         yield Emit(INTENTS, result)
-        yield Emit(EGRESS, result)
+        yield Emit(EGRESS, result.model_copy(update={"embedding": b"", "embedding_model": ""}))

@@ -7,6 +7,8 @@ import logging
 import time
 from collections.abc import AsyncIterator
 
+import numpy as np
+
 from processors.base import Emit, Stage
 from processors.embeddings import Embedder
 from processors.retrieval.kb import ingest, open_client
@@ -40,9 +42,16 @@ class RetrievalStage(Stage):
             count = ingest(self.settings.kb_dir, self.client, self.embedder, collection, progress=False)
             log.info("ingested %d passages from %s", count, self.settings.kb_dir)
 
-    def search(self, query: str) -> list[Passage]:
-        """Top-k passages for ``query``, best first (blocking)."""
-        vector = self.embedder.encode([query])[0]
+    def search(self, query: str, vector: np.ndarray | None = None) -> list[Passage]:
+        """Top-k passages for ``query``, best first (blocking).
+
+        Args:
+            query: the caller's words.
+            vector: their unit-norm embedding, shape (dim,), when already computed by
+                this stage's model; else the query is embedded here.
+        """
+        if vector is None:
+            vector = self.embedder.encode([query])[0]
         hits = self.client.query_points(
             self.settings.qdrant_collection, query=vector.tolist(), limit=self.settings.retrieval_top_k
         ).points
@@ -55,8 +64,11 @@ class RetrievalStage(Stage):
     async def handle(self, record: Record) -> AsyncIterator[Emit]:
         """Attach passages to one intent result."""
         assert isinstance(record, IntentResult)
-        passages = [] if record.intent in NO_LOOKUP_INTENTS else await asyncio.to_thread(self.search, record.text)
-        fields = record.model_dump(exclude={"type", "v", "marks"})
+        passages: list[Passage] = []
+        if record.intent not in NO_LOOKUP_INTENTS:
+            vector = self.embedder.reuse(record.embedding, record.embedding_model)
+            passages = await asyncio.to_thread(self.search, record.text, vector)
+        fields = record.model_dump(exclude={"type", "v", "marks", "embedding", "embedding_model"})
         yield Emit(RETRIEVALS, RetrievalResult(
             **fields, passages=passages, marks={**record.marks, "retrieval.end": time.time()}
         ))

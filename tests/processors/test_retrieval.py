@@ -42,3 +42,35 @@ async def test_greetings_skip_the_lookup(retrieval):
                           sentiment="neutral", sentiment_score=0.0)
     [emit] = [e async for e in retrieval.handle(record)]
     assert emit.record.passages == [] and emit.record.text == "hello"
+
+
+async def test_the_transcript_is_embedded_once(settings, embedder, retrieval, monkeypatch):
+    """intent puts its embedding on the record; retrieval reuses it and finds the same passages."""
+    from vaderSentiment.vaderSentiment import SentimentIntensityAnalyzer
+
+    from processors.intent.classifier import IntentClassifier, load_examples
+    from processors.intent.stage import IntentStage
+    from schemas import Transcript
+
+    stage = IntentStage(settings)
+    stage.classifier = IntentClassifier(embedder, load_examples())
+    stage.sentiment = SentimentIntensityAnalyzer()
+    question = "How long do refunds take?"
+    to_retrieval, to_caller = [e.record async for e in stage.handle(
+        Transcript(session_id="s", turn_id="a1", text=question))]
+    assert len(to_retrieval.embedding) == 4 * retrieval.embedder.dim and to_caller.embedding == b""
+    expected = retrieval.search(question)
+
+    def no_second_embedding(texts):
+        raise AssertionError(f"embedded again: {texts}")
+
+    monkeypatch.setattr(retrieval.embedder, "encode", no_second_embedding)
+    [emit] = [e async for e in retrieval.handle(to_retrieval)]
+    assert [p.text for p in emit.record.passages] == [p.text for p in expected]
+
+
+def test_a_vector_of_another_model_is_not_reused(embedder):
+    vector = embedder.encode(["hello"])[0].astype("<f4").tobytes()
+    assert embedder.reuse(vector, embedder.model_id) is not None
+    assert embedder.reuse(vector, "another/model") is None
+    assert embedder.reuse(vector[:-4], embedder.model_id) is None
