@@ -237,19 +237,23 @@ class EdgeGuard:
                 if self.pending[key] <= 0:
                     del self.pending[key]
 
-    async def claim(self, admission: Admission, egress_partition: int) -> None:
+    async def claim(self, admission: Admission, egress_partition: int) -> int:
         """Record the admitted session's owner on the bus before any of its records is produced.
+
+        Returns:
+            The connection's epoch (:meth:`~ingress.ownership.SessionLedger.claim`).
 
         Raises:
             Rejection: 4403 ``session_forbidden`` (another principal claimed the new id first,
                 on another replica); 1013 ``ownership_unavailable`` (the broker did not take the
                 binding, or it was not read back in time).  The admission is then released.
+            RuntimeError: this guard has no ledger (it admits no caller sessions).
         """
         if self.ledger is None:
-            return
+            raise RuntimeError("claiming a session needs the session ledger")
         try:
-            await self.ledger.claim(admission.session_id, admission.principal.id, egress_partition,
-                                    first=admission.first)
+            return await self.ledger.claim(admission.session_id, admission.principal.id, egress_partition,
+                                           first=admission.first)
         except ClaimLost:
             self.release(admission)
             raise Rejection(CLOSE_FORBIDDEN, "session_forbidden",

@@ -13,7 +13,7 @@ from ingress.admission import AdmissionControl
 from ingress.backpressure import AudioBudget
 from ingress.egress import EgressReader
 from ingress.follow import TopicFollower
-from ingress.health import StageMonitor
+from ingress.health import CAPABILITIES, BrokerProbe, StageMonitor, capabilities
 from ingress.mailbox import EgressRouter
 from ingress.ownership import SessionLedger
 from ingress.turns import FinishedTurns
@@ -28,6 +28,8 @@ log = logging.getLogger(__name__)
 
 LEDGER_WAIT_S = 30.0
 """Longest the ingress start waits for the session bindings to be read back (s)."""
+PIPELINE_POLL_S = 1.0
+"""Interval between two looks at what the pipeline can do for callers (s)."""
 
 
 class Gateway:
@@ -39,7 +41,9 @@ class Gateway:
     delays no other.  ``audio_budget`` bounds the caller
     audio of all sessions waiting for the broker; ``admission`` refuses new sessions the
     stages cannot answer in budget; ``finished`` remembers ended turns; ``ledger`` knows
-    who owns each session id, on every replica (``voxbus.sessions``).
+    who owns each session id, on every replica (``voxbus.sessions``).  ``pipeline`` is
+    what the stages can do for callers now (:func:`ingress.health.capabilities`); each
+    change is told to every session (its ``pipeline_changed``).
     """
 
     def __init__(self, settings: Settings) -> None:
@@ -50,6 +54,9 @@ class Gateway:
         self.admission = AdmissionControl(settings, list(STAGES))
         self.finished = FinishedTurns()
         self.ledger = SessionLedger(settings, self.produce)
+        self.pipeline = dict.fromkeys(CAPABILITIES, True)
+        self.notices: set[asyncio.Task[None]] = set()
+        self.started = False
 
     async def start(self) -> None:
         """Create missing topics, connect the producer, start reading egress, heartbeats, bindings and lag.
@@ -62,14 +69,18 @@ class Gateway:
         self.producer = AIOKafkaProducer(**producer_kwargs(settings, max_request_size=8 * 1024 * 1024))
         self.egress = EgressReader(settings, self.deliver)
         self.monitor = StageMonitor(settings, list(STAGES))
+        self.probe = BrokerProbe(settings)
         await ensure_topics(settings)
         await self.producer.start()
+        await self.probe.start()
         await self.egress.start()
         await self.monitor.start()
         await self.admission.start()
         await self.ledger.start()
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self.ledger.caught_up.wait(), LEDGER_WAIT_S)
+        self.watcher = asyncio.create_task(self._watch_pipeline(), name="pipeline-watch")
+        self.started = True
 
     async def follow(self, view: TopicFollower) -> None:
         """Start ``view``, a view of some topics every replica keeps from its start (the agent queue).
@@ -82,12 +93,15 @@ class Gateway:
 
     async def stop(self) -> None:
         """Close every Kafka client."""
-        await asyncio.gather(self.egress.stop(), self.monitor.stop(), self.admission.stop(),
-                             self.ledger.stop(), self.router.close(), return_exceptions=True)
+        self.started = False
+        self.watcher.cancel()
+        await asyncio.gather(self.watcher, self.egress.stop(), self.monitor.stop(), self.admission.stop(),
+                             self.ledger.stop(), self.router.close(), self.probe.stop(),
+                             return_exceptions=True)
         await self.producer.stop()
 
     async def produce(self, topic: TopicSpec, record: Record) -> RecordMetadata:
-        """Produce ``record`` keyed by its session and wait for the broker's acknowledgement.
+        """Produce ``record`` keyed by its session (:meth:`schemas.Record.message_key`), wait for the ack.
 
         A record for ``voxbus.egress`` goes to its session's ``egress_partition`` (the
         replica holding the caller), as the stages produce it.
@@ -98,16 +112,43 @@ class Gateway:
         Raises:
             aiokafka.errors.KafkaError: the broker did not take the record.
         """
-        key = record.session_id.encode() if isinstance(record, SessionRecord) else None
+        key = record.message_key()
         partition = record.egress_partition if topic is EGRESS and isinstance(record, SessionRecord) else None
-        return await self.producer.send_and_wait(topic.name, encode(record), key=key, partition=partition)
+        return await self.producer.send_and_wait(topic.name, encode(record), key=key and key.encode(),
+                                                 partition=partition)
 
     async def deliver(self, record: SessionRecord) -> None:
         """Queue an egress event for its session; it never waits for the caller (:mod:`ingress.mailbox`)."""
         self.router.route(record)
 
+    async def ready(self) -> tuple[bool, dict[str, object]]:
+        """(ready, details): this ingress can take callers: started, its broker answers, bindings loaded.
+
+        The stages are not asked: a stage being down degrades what callers get (they are
+        told, :attr:`pipeline`), it does not make the ingress refuse them.
+        """
+        broker = self.started and await self.probe.up()
+        ownership = self.ledger.ready
+        return broker and ownership, {"broker": broker, "ownership": ownership}
+
     async def health(self) -> tuple[bool, dict[str, object]]:
-        """(healthy, details): healthy when the broker answers and every stage has a live worker."""
+        """(healthy, details): the whole pipeline: the broker answers and every stage has a live worker."""
         stages = self.monitor.status()
-        broker = self.monitor.broker_up()
-        return broker and all(stages.values()), {"broker": broker, "stages": stages}
+        broker = self.started and await self.probe.up()
+        return broker and all(stages.values()), {"broker": broker, "stages": stages,
+                                                 "pipeline": capabilities(stages)}
+
+    async def _watch_pipeline(self) -> None:
+        """Follow :attr:`pipeline`; tell every session each change."""
+        while True:
+            now = capabilities(self.monitor.status())
+            if now != self.pipeline:
+                log.warning("pipeline: %s", ", ".join(f"{k} {'up' if v else 'DOWN'}" for k, v in now.items()))
+                self.pipeline = now
+                for session in list(self.sessions.values()):
+                    changed = getattr(session, "pipeline_changed", None)
+                    if changed is not None:  # each on its own: one caller's socket delays no other
+                        task = asyncio.get_running_loop().create_task(changed(now))
+                        self.notices.add(task)
+                        task.add_done_callback(self.notices.discard)
+            await asyncio.sleep(PIPELINE_POLL_S)

@@ -14,6 +14,9 @@ replicas admitting the same new id at once agree: the principal whose record is 
 on the partition owns it, the other is refused.  Until the ledger has read the topic up
 to where it ended at startup (:attr:`SessionLedger.ready`), a ``start`` that names a
 session id is refused with 1013 (try again later): ownership is never guessed.
+
+The claims also order the connections of a session: every claim is read back, and the
+connection's epoch is the one folded at its record (:mod:`ingress.epochs`), not a clock.
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
+from ingress.epochs import EpochClock
 from ingress.follow import TopicFollower
 from schemas import Record, SchemaError, decode
 from schemas.sessions import SessionOwner
@@ -71,6 +75,7 @@ class SessionLedger(TopicFollower):
         self.read: dict[int, int] = {}
         """Partition -> the next offset to read (what the ledger has folded)."""
         self.advanced = asyncio.Event()
+        self.epochs = EpochClock()
 
     @property
     def ready(self) -> bool:
@@ -86,10 +91,13 @@ class SessionLedger(TopicFollower):
         for message in messages:
             self.read[message.partition] = message.offset + 1
             try:
-                self.apply(decode(message.value, SessionOwner))
+                record = decode(message.value, SessionOwner)
             except SchemaError as exc:
                 log.warning("undecodable session binding at %s[%d]@%d: %s", message.topic, message.partition,
                             message.offset, exc)
+                continue
+            self.apply(record)
+            self.epochs.fold(record.session_id, record.epoch, (message.partition, message.offset))
         self.advanced.set()
 
     def apply(self, record: SessionOwner) -> None:
@@ -111,35 +119,40 @@ class SessionLedger(TopicFollower):
         return found
 
     async def claim(self, session_id: str, principal: str, egress_partition: int,
-                    first: bool = False) -> None:
-        """Bind ``session_id`` to ``principal`` on the bus (waits for the broker's acknowledgement).
+                    first: bool = False) -> int:
+        """Bind ``session_id`` to ``principal`` on the bus and read the claim back: the connection's epoch.
 
         Args:
             session_id: the session.
             principal: its owner.
             egress_partition: where the session is held (for the record).
-            first: nobody held the id: wait until the record is read back, and check that no
-                other principal's claim came first.
+            first: nobody held the id: check that no other principal's claim came first.
+
+        Returns:
+            The connection's epoch, folded at the claim's record (:mod:`ingress.epochs`):
+            greater than the epoch of every earlier connection of the session, on any replica.
 
         Raises:
             ClaimLost: (``first``) another principal's claim is earlier on the topic.
-            TimeoutError: (``first``) the record was not read back within :data:`CONFIRM_TIMEOUT_S`.
+            TimeoutError: the record was not read back within :data:`CONFIRM_TIMEOUT_S`.
             aiokafka.errors.KafkaError: the broker did not take the record.
         """
         now = time.time()
+        proposed = self.epochs.propose(session_id, now)
         record = SessionOwner(session_id=session_id, egress_partition=egress_partition, principal=principal,
-                              expires=now + self.horizon_s, ts=now)
+                              expires=now + self.horizon_s, ts=now, epoch=proposed)
         written = await self.produce(SESSIONS, record)
-        if not first:
-            self.apply(record)
-            return
         async with asyncio.timeout(CONFIRM_TIMEOUT_S):
             while self.read.get(written.partition, 0) <= written.offset:
                 self.advanced.clear()
                 await self.advanced.wait()
         found = self.owner(session_id)
-        if found is None or found.principal != principal:
+        if first and (found is None or found.principal != principal):
             raise ClaimLost(session_id)
+        epoch = self.epochs.at((written.partition, written.offset))
+        if epoch is None:
+            raise TimeoutError(f"the claim of session {session_id} was read back too late to know its epoch")
+        return epoch
 
     def tick(self) -> None:
         """Forget expired bindings about once a minute."""
@@ -147,4 +160,5 @@ class SessionLedger(TopicFollower):
             now = time.time()
             for session_id in [s for s, o in self.owners.items() if o.expires <= now]:
                 del self.owners[session_id]
+                self.epochs.forget(session_id)
             self.pruned = time.monotonic()

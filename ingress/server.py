@@ -1,7 +1,8 @@
 """The ingress web server.
 
 Routes: ``/v1/stream`` (callers: JSON + PCM16), ``/v1/twilio`` (Twilio Media Streams),
-``/v1/twilio/twiml`` (a voice webhook answering TwiML), ``/healthz``, ``/metrics`` and
+``/v1/twilio/twiml`` (a voice webhook answering TwiML), ``/livez`` (the process answers),
+``/readyz`` (this ingress can take callers), ``/healthz`` (the whole pipeline), ``/metrics`` and
 ``/`` (the browser voice page, ``static/``), ``/analytics`` and ``/agent`` (the agent
 console, :mod:`ingress.agents`).  Both caller endpoints go through the same
 edge checks (:mod:`ingress.edge`) and run a :class:`~ingress.session.CallerSession`
@@ -169,7 +170,7 @@ async def stream(request: web.Request) -> web.WebSocketResponse:
         session, named = started
         admit_load(gateway, session.session_id, resuming=named)
         admission = guard.admit(principal, session.session_id, named=named)
-        await guard.claim(admission, session.partition)
+        session.epoch = await guard.claim(admission, session.partition)
     except Rejection as rejection:
         await reject(ws, rejection, peer)
         return ws
@@ -258,7 +259,7 @@ async def twilio_stream(request: web.Request) -> web.WebSocketResponse:
         admit_load(gateway, session_id)
         call = principal.kind == "twilio"
         admission = guard.admit(principal, session_id, exclusive=call)
-        await guard.claim(admission, session.partition)
+        session.epoch = await guard.claim(admission, session.partition)
     except Rejection as rejection:
         await twilio.reject_twilio(ws, rejection, request)
         return ws
@@ -285,6 +286,21 @@ async def twilio_stream(request: web.Request) -> web.WebSocketResponse:
 
 
 # -- http ------------------------------------------------------------------------------
+async def livez(request: web.Request) -> web.Response:
+    """200 while the process serves requests (Kubernetes liveness: nothing else is asked)."""
+    return web.json_response({"alive": True})
+
+
+async def readyz(request: web.Request) -> web.Response:
+    """200 when this ingress can take callers (started, its broker answers, bindings loaded), else 503.
+
+    Stages are not asked: a pipeline missing a stage still takes callers and tells them what
+    works (a ``degraded`` event), so one stage's rollout takes no ingress out of its Service.
+    """
+    ready, details = await request.app[GATEWAY].ready()
+    return web.json_response(details, status=200 if ready else 503)
+
+
 async def healthz(request: web.Request) -> web.Response:
     """200 when the broker and every stage are up, 503 otherwise (JSON details either way)."""
     healthy, details = await request.app[GATEWAY].health()
@@ -322,6 +338,8 @@ def make_app(settings: Settings | None = None, gateway: Gateway | None = None) -
     app.router.add_get("/v1/stream", stream)
     app.router.add_get("/v1/twilio", twilio_stream)
     app.router.add_route("*", "/v1/twilio/twiml", twilio.twiml)
+    app.router.add_get("/livez", livez)
+    app.router.add_get("/readyz", readyz)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/metrics", prometheus)
     app.router.add_get("/", index)

@@ -12,6 +12,7 @@ from ingress import metrics
 from ingress.audio import Chunker
 from ingress.backpressure import NOTICE_INTERVAL_S, Outbox
 from ingress.edge import CLOSE_TOO_SLOW
+from ingress.health import degraded_event
 from ingress.playback import is_backchannel
 from ingress.protocol import ProtocolError
 from ingress.turns import Turn
@@ -35,18 +36,11 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-_last_epoch = 0
-
-
-def next_epoch() -> int:
-    """A connection epoch: the time in ms, strictly increasing within this process."""
-    global _last_epoch
-    _last_epoch = max(int(time.time() * 1000), _last_epoch + 1)
-    return _last_epoch
-
-
 class CallerSession:
     """Audio in, events out, for one session id on one connection (one ``epoch``).
+
+    ``epoch`` is set from the session's claim on the bus before :meth:`open`
+    (:mod:`ingress.epochs`): it orders the connections of the session on every replica.
 
     Records to the bus go through an :class:`~ingress.backpressure.Outbox` (bounded,
     shedding audio with an ``overloaded`` event when the broker falls behind).  Events
@@ -71,7 +65,7 @@ class CallerSession:
         self.speak = speak
         self.ended = False
         self.chunker = Chunker(sample_rate, gateway.settings.chunk_ms)
-        self.epoch = next_epoch()
+        self.epoch = 0
         self.outbox = Outbox(lambda record: gateway.produce(AUDIO, record), gateway.audio_budget,
                              max_bytes=int(gateway.settings.session_buffer_s * 32000))
         self.overload_notified = 0.0
@@ -91,6 +85,12 @@ class CallerSession:
         ))
         await self.send_json({"type": "ready", "session_id": self.session_id,
                               "sample_rate": 16000, "chunk_ms": self.gateway.settings.chunk_ms})
+        if not all(self.gateway.pipeline.values()):
+            await self.send_json(degraded_event(self.gateway.pipeline))
+
+    async def pipeline_changed(self, capable: dict[str, bool]) -> None:
+        """Tell the caller what the pipeline can do now (a ``degraded`` event, :mod:`ingress.health`)."""
+        await self.send_json(degraded_event(capable))
 
     async def on_audio(self, frame: bytes) -> None:
         """Chunk one PCM frame onto ``voxbus.audio`` (through the outbox; never waits for Kafka).
@@ -199,7 +199,10 @@ class CallerSession:
         if isinstance(event, ReplyText | SynthAudio) and turn.repeats(event):
             metrics.DUPLICATES.inc()
             return
+        first_sentence = isinstance(event, ReplyText) and "ingress.first_reply_text" not in turn.marks
         turn.absorb(event)  # type: ignore[arg-type]
+        if first_sentence and turn.speak and not self.gateway.pipeline["speaking"]:
+            turn.speak = False  # tts is down: the reply is text only, the turn ends with its text
         if isinstance(event, SynthAudio):
             await self.play(turn, event)
         else:

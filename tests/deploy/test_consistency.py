@@ -233,8 +233,8 @@ def test_ingress_reads_the_egress_partition_of_its_ordinal(render: Render, defau
     port = int(config(render)["VOXBUS_PORT"])
     assert port == default_settings.port == 8765
     assert port_number(main, main["readinessProbe"]["httpGet"]["port"]) == port
-    assert main["readinessProbe"]["httpGet"]["path"] == "/healthz"
-    assert main["livenessProbe"]["httpGet"]["path"] == "/metrics"
+    assert main["readinessProbe"]["httpGet"]["path"] == "/readyz"  # its own readiness, not the stages'
+    assert main["livenessProbe"]["httpGet"]["path"] == "/livez"
     assert render.get("Service", ingress["spec"]["serviceName"])["spec"]["clusterIP"] == "None"
     assert ingress["spec"]["podManagementPolicy"] == "Parallel"
 

@@ -37,7 +37,8 @@ from tests.deploy.test_consistency import KAFKA, config, container, pod_spec, st
 AUTH_SECRET = "voxbus-auth"
 CA_SECRET = f"{KAFKA}-cluster-ca-cert"
 CALLER_PATHS = {"/", "/static", "/v1/stream", "/v1/twilio"}
-INTERNAL_PATHS = ("/metrics", "/healthz", "/agent", "/v1/agent/sessions", "/analytics", "/v1/analytics")
+INTERNAL_PATHS = ("/metrics", "/livez", "/readyz", "/healthz", "/agent", "/v1/agent/sessions", "/analytics",
+                  "/v1/analytics")
 SECRET_SETTINGS = (
     "VOXBUS_API_KEYS",
     "VOXBUS_JWT_SECRET",

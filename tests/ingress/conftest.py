@@ -17,6 +17,7 @@ from aiohttp.test_utils import TestClient, TestServer
 
 from ingress.admission import AdmissionControl
 from ingress.backpressure import AudioBudget
+from ingress.health import CAPABILITIES
 from ingress.ownership import SessionLedger
 from ingress.turns import FinishedTurns
 from schemas import SessionRecord, encode
@@ -36,6 +37,7 @@ class FakeGateway:
         self.admission = AdmissionControl(settings, ["vad", "asr"])  # no lag read: tests set it
         self.finished = FinishedTurns()
         self.ledger = SessionLedger(settings, self.produce)
+        self.pipeline = dict.fromkeys(CAPABILITIES, True)  # what the stages can do: tests set it
         self.views: list = []
 
     def read_bindings(self) -> None:
@@ -84,6 +86,9 @@ class FakeGateway:
 
     async def health(self):
         return True, {"broker": True, "stages": {}}
+
+    async def ready(self):
+        return True, {"broker": True, "ownership": True}
 
     def records(self, kind: type, session_id: str | None = None) -> list:
         return [r for _, r in self.produced
