@@ -10,8 +10,9 @@ Client -> server:
 
 Server -> client: ``ready``, ``speech_started``/``speech_ended``, ``transcript``,
 ``intent``, ``reply_text``, ``reply_audio`` (a JSON header, then one binary frame of
-``bytes`` PCM16LE bytes unless 0), ``playback_stop``, ``turn_end`` and ``error``; see
-``README.md``.  Credentials and close codes: :mod:`ingress.auth`, :mod:`ingress.edge`.
+``bytes`` PCM16LE bytes unless 0), ``playback_stop``, ``turn_end``, ``error`` and ``degraded``
+(what the pipeline can do now, :func:`ingress.health.degraded_event`); see ``README.md``.
+Credentials and close codes: :mod:`ingress.auth`, :mod:`ingress.edge`.
 """
 
 from __future__ import annotations
