@@ -131,6 +131,9 @@ class ReplyText(SessionRecord):
         final: True on the last sentence of the reply.
         speak: whether the tts stage should synthesize it.
         marks: per-stage wall-clock timestamps.
+        sources: the knowledge-base files (:attr:`Passage.source`, e.g. ``billing.md``) the
+            reply is grounded on, best first, at most :data:`MAX_PASSAGES`; empty for a reply
+            of no article (canned, redirect, tool result) and in records of older producers.
     """
 
     type: Literal["reply_text"] = "reply_text"
@@ -140,3 +143,4 @@ class ReplyText(SessionRecord):
     final: bool = False
     speak: bool = True
     marks: Marks = Field(default_factory=dict)
+    sources: list[Name] = Field(default_factory=list, max_length=MAX_PASSAGES)

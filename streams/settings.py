@@ -237,6 +237,13 @@ class Settings(BaseSettings):
         default=0.6,
         description="Best-passage cosine at or above which the answer is read from the article, no LLM.",
     )
+    redirect_text: str = Field(
+        default="I can help with your Harbor Mobile account, bills, plans, orders or appointments. "
+                "What do you need?",
+        min_length=1, max_length=400,
+        description="Said instead of an LLM answer to speech that is no customer-service request "
+                    "(processors/generation/topic.py: intent 'other' and no relevant passage).",
+    )
 
     # -- tools and hand-off (processors/workflow) ---------------------------------------------
     llm_tools: bool = Field(

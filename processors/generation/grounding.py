@@ -53,6 +53,11 @@ def relevant(passages: list[Passage]) -> list[Passage]:
     return [p for p in passages if p.score >= RELEVANT_SCORE]
 
 
+def cited(passages: list[Passage]) -> list[str]:
+    """The knowledge-base files of ``passages``, each once, in the passages' order (best first)."""
+    return list(dict.fromkeys(p.source for p in passages))
+
+
 def direct_answer(passages: list[Passage], direct_score: float) -> str | None:
     """The best passage's text when retrieval is confident enough to answer with it."""
     if passages and passages[0].score >= direct_score:

@@ -21,14 +21,16 @@ from openai import AsyncOpenAI
 from processors.base import Emit, Stage
 from processors.cancel import CancelledTurns
 from processors.generation.dialogue import DialogueState, ToolChoice, choose_tool
-from processors.generation.grounding import CANNED, FALLBACK, direct_answer, relevant, ungrounded
+from processors.generation.grounding import CANNED, FALLBACK, cited, direct_answer, relevant, ungrounded
 from processors.generation.llm_server import MODEL_ALIAS, embedded_url
 from processors.generation.prompt import build_messages
 from processors.generation.sentences import SentenceAggregator, speech_units
 from processors.generation.tools import TOOLS, ToolCallAccumulator
+from processors.generation.topic import off_topic
 from schemas import (
     ConversationLine,
     HandoffUpdate,
+    Passage,
     QueueEvent,
     Record,
     ReplyText,
@@ -150,11 +152,30 @@ class GenerationStage(Stage):
         if rest:
             yield rest
 
-    async def answer(self, turn: RetrievalResult, history: list[dict[str, Any]], marks: dict[str, float],
-                     tool_calls: ToolCallAccumulator | None = None) -> AsyncIterator[str]:
-        """The reply's sentences: canned, read from a confident article, or checked LLM output.
+    def fixed_reply(self, turn: RetrievalResult, marks: dict[str, float]) -> tuple[str, list[Passage]] | None:
+        """A reply without the LLM: canned by intent, an off-topic turn's redirect, or a confident article.
 
-        See :mod:`processors.generation.grounding`.  A reply without a relevant passage,
+        An off-topic turn (:mod:`processors.generation.topic`) sets ``marks["generation.redirect"]``.
+
+        Returns:
+            ``(text, the passages it is grounded on)``, or None when the LLM answers.
+        """
+        if turn.intent in CANNED:
+            return CANNED[turn.intent], []
+        if off_topic(turn):
+            marks["generation.redirect"] = time.time()
+            return self.settings.redirect_text, []
+        direct = direct_answer(turn.passages, self.settings.grounding_direct_score)
+        return (direct, turn.passages[:1]) if direct is not None else None
+
+    async def answer(self, turn: RetrievalResult, history: list[dict[str, Any]], marks: dict[str, float],
+                     tool_calls: ToolCallAccumulator | None = None,
+                     sources: list[str] | None = None) -> AsyncIterator[str]:
+        """The reply's sentences: canned, a redirect, read from a confident article, or checked LLM output.
+
+        See :mod:`processors.generation.grounding`.  ``sources``, when given, is filled before
+        the first sentence with the knowledge-base files the reply is grounded on (the article
+        read out, or those of the passages the LLM answered from).  A reply without a relevant passage,
         or whose LLM sentence was cut as ungrounded, is *unanswered*: it sets
         ``marks["generation.unanswered"]`` (repeated, it hands the session off).  With
         ``tool_calls`` (``VOXBUS_LLM_TOOLS``) the LLM may call a tool instead of answering,
@@ -164,13 +185,17 @@ class GenerationStage(Stage):
             TimeoutError: the LLM took longer than ``llm_timeout_s``.
             openai.OpenAIError: the LLM server failed.
         """
-        fixed = CANNED.get(turn.intent) or direct_answer(turn.passages, self.settings.grounding_direct_score)
+        grounds = [] if sources is None else sources
+        fixed = self.fixed_reply(turn, marks)
         if fixed is not None:
+            text, passages = fixed
+            grounds.extend(cited(passages))
             marks["generation.first_token"] = time.time()
-            for unit in speech_units(fixed):  # a long first clause is synthesized on its own
+            for unit in speech_units(text):  # a long first clause is synthesized on its own
                 yield unit
             return
         facts = relevant(turn.passages)
+        grounds.extend(cited(facts))
         if not facts:
             marks["generation.unanswered"] = time.time()
         grounded_turn = turn.model_copy(update={"passages": facts})
@@ -223,14 +248,17 @@ class GenerationStage(Stage):
             self.remember(record, "", state, tool="rules-1")
             return
         sentences: list[str] = []
+        sources: list[str] = []
         tool_calls = ToolCallAccumulator() if self.settings.llm_tools else None
         try:
-            async with contextlib.aclosing(self.answer(record, history, marks, tool_calls)) as answer:
+            answer = self.answer(record, history, marks, tool_calls, sources)
+            async with contextlib.aclosing(answer):
                 async for sentence in answer:
                     if key in self.cancelled:
                         break
                     sentences.append(sentence)
-                    for emit in self.reply(record, len(sentences) - 1, sentence, marks, final=False):
+                    for emit in self.reply(record, len(sentences) - 1, sentence, marks, final=False,
+                                           sources=sources):
                         yield emit
                     if len(sentences) >= MAX_SENTENCES:
                         break
@@ -249,7 +277,7 @@ class GenerationStage(Stage):
                 self.remember(record, " ".join(sentences), state, tool=call_id, said=len(sentences))
                 return
             if key not in self.cancelled:
-                for emit in self.reply(record, len(sentences), "", marks, final=True):
+                for emit in self.reply(record, len(sentences), "", marks, final=True, sources=sources):
                     yield emit
         if key in self.cancelled and key not in self.heard:
             return  # a backchannel or a hang-up: not part of the conversation
@@ -348,10 +376,11 @@ class GenerationStage(Stage):
         self.history[event.session_id] = [*history, entry][-self.settings.history_turns:]
 
     def reply(self, turn: RetrievalResult | ToolResult, index: int, text: str, marks: dict[str, float],
-              final: bool) -> list[Emit]:
+              final: bool, sources: list[str] | None = None) -> list[Emit]:
         """One reply sentence, to the replies topic and the caller.
 
-        The empty final sentence marks the end of the reply.
+        The empty final sentence marks the end of the reply.  ``sources`` are the
+        knowledge-base files the reply is grounded on (:attr:`ReplyText.sources`).
         """
         now = time.time()
         stamped = {**marks, f"generation.sentence{index}": now}
@@ -359,6 +388,6 @@ class GenerationStage(Stage):
             stamped["generation.end"] = now
         reply = ReplyText(
             session_id=turn.session_id, egress_partition=turn.egress_partition, turn_id=turn.turn_id,
-            index=index, text=text, final=final, speak=turn.speak, marks=stamped,
+            index=index, text=text, final=final, speak=turn.speak, marks=stamped, sources=list(sources or []),
         )
         return [Emit(REPLIES, reply), Emit(EGRESS, reply)]

@@ -104,3 +104,29 @@ async def test_a_continued_turn_leaves_the_history():
     await stage.on_cancel(TurnCancel(session_id="s", turn_id="t2", reason="continuation", ts=1.0))
     assert [e["turn_id"] for e in stage.history["s"]] == ["t1"]
     assert ("s", "t2") in stage.cancelled
+
+
+def _turn(intent: str, *scores: float) -> RetrievalResult:
+    passages = [Passage(text=f"fact {i}", source=f"a{i}.md", score=s) for i, s in enumerate(scores)]
+    return RetrievalResult(session_id="s", turn_id="t", text="front, left", intent=intent, confidence=0.3,
+                           sentiment="neutral", sentiment_score=0.0, passages=passages)
+
+
+def test_off_topic_needs_intent_other_and_no_relevant_passage():
+    from processors.generation.grounding import RELEVANT_SCORE
+    from processors.generation.topic import off_topic
+
+    below = RELEVANT_SCORE - 0.01
+    assert off_topic(_turn("other", below, below - 0.05))
+    assert off_topic(_turn("other"))  # nothing retrieved at all
+    assert not off_topic(_turn("other", RELEVANT_SCORE))  # an article matched: the KB answers
+    assert not off_topic(_turn("billing", below))  # a customer-service intent is never redirected
+
+
+def test_cited_sources_are_each_file_once_best_first():
+    from processors.generation.grounding import cited
+
+    passages = [Passage(text=t, source=s, score=0.5) for t, s in (("a", "plans.md"), ("b", "billing.md"),
+                                                                  ("c", "plans.md"))]
+    assert cited(passages) == ["plans.md", "billing.md"]
+    assert cited([]) == []

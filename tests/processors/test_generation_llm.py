@@ -236,3 +236,38 @@ async def test_an_llm_that_stalls_past_the_timeout_ends_with_an_apology(llm, tmp
 async def test_an_llm_server_that_is_not_there_is_answered_with_an_apology(tmp_path):
     emits = [e async for e in stage_for("http://127.0.0.1:9/v1", tmp_path, llm_timeout_s=2).handle(turn())]
     assert replies(emits) == [(0, APOLOGY, True)]
+
+
+def sources(emits: list) -> list[list[str]]:
+    """The ``sources`` of each ReplyText sent to the caller."""
+    return [e.record.sources for e in emits if e.topic is EGRESS]
+
+
+async def test_an_off_topic_turn_gets_the_redirect_without_the_llm(llm, tmp_path):
+    script, url = llm
+    stage = stage_for(url, tmp_path, redirect_text="I can help with your account. What do you need?")
+    stray = turn().model_copy(update={"text": "front, left", "intent": "other", "confidence": 0.37,
+                                      "passages": [FACTS.model_copy(update={"score": 0.12})]})
+    emits = [e async for e in stage.handle(stray)]
+    assert replies(emits) == [(0, "I can help with your account.", False), (1, "What do you need?", False),
+                              (2, "", True)]
+    assert script.requests == [], "no LLM prose for an off-topic turn"
+    assert all(e.record.speak for e in emits), "the redirect is spoken like any reply"
+    assert sources(emits) == [[], [], []]
+    assert "generation.redirect" in emits[0].record.marks
+    assert "generation.unanswered" not in emits[-1].record.marks, "a redirect is not a miss"
+
+
+async def test_a_reply_grounded_on_passages_carries_their_sources(llm, tmp_path):
+    script, url = llm
+    script.tokens = words(FIRST)
+    stage = stage_for(url, tmp_path)
+    other = Passage(text="AutoPay saves 5 dollars a month.", source="plans.md", score=0.4)
+    emits = [e async for e in stage.handle(turn().model_copy(update={"passages": [FACTS, other]}))]
+    assert replies(emits) == [(0, FIRST, False), (1, "", True)]
+    assert sources(emits) == [["billing.md", "plans.md"]] * 2
+    read_out = turn("t2").model_copy(update={"passages": [FACTS.model_copy(update={"score": 0.8})]})
+    emits = [e async for e in stage.handle(read_out)]  # a confident article is read out, no LLM
+    assert len(script.requests) == 1 and all(s == ["billing.md"] for s in sources(emits))
+    hello = turn("t3").model_copy(update={"text": "hello", "intent": "greeting", "passages": []})
+    assert all(s == [] for s in sources([e async for e in stage.handle(hello)]))
