@@ -2,8 +2,10 @@
 
 Client -> server:
 
-* ``{"type": "start", "sample_rate": 16000, "encoding": "pcm_s16le", "session_id"?: str, "speak"?: bool}``
-  first frame of a session; ``session_id`` resumes a session after a reconnect.
+* ``{"type": "start", "sample_rate": 16000, "encoding": "pcm_s16le", "session_id"?: str, "speak"?: bool,
+  "caller_id"?: str}`` first frame of a session; ``session_id`` resumes a session after a reconnect;
+  ``caller_id`` (a phone number or customer id, :data:`schemas.desk.CallerId`) files the session's
+  tickets and history under it for the agents.
 * binary frames: PCM16LE mono audio at ``sample_rate``.
 * ``{"type": "text", "text": "..."}``: a turn through the text channel.
 * ``{"type": "end"}``: the caller hangs up (closing the socket does the same).
@@ -22,6 +24,7 @@ from typing import Annotated, Literal
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, TypeAdapter
 
 from schemas.base import SESSION_ID_PATTERN
+from schemas.desk import CALLER_ID_PATTERN
 
 SUPPORTED_RATES = (8000, 16000, 22050, 24000, 32000, 44100, 48000)
 """Caller sample rates (Hz) the ingress accepts and resamples to the bus rate."""
@@ -39,6 +42,7 @@ class Start(_Message):
     encoding: Literal["pcm_s16le"] = "pcm_s16le"
     session_id: Annotated[str, StringConstraints(pattern=SESSION_ID_PATTERN)] | None = None
     speak: bool = True
+    caller_id: Annotated[str, StringConstraints(pattern=CALLER_ID_PATTERN)] | None = None
 
 
 class Text(_Message):

@@ -9,6 +9,7 @@ from collections import deque
 from typing import TYPE_CHECKING, Any
 
 from ingress import metrics
+from ingress.agents.callers import announce_caller
 from ingress.audio import Chunker
 from ingress.backpressure import NOTICE_INTERVAL_S, Outbox
 from ingress.edge import CLOSE_TOO_SLOW
@@ -52,13 +53,15 @@ class CallerSession:
         session_id: the session.
         sample_rate: Hz of the caller's PCM16 audio.
         speak: False for text replies only.
+        caller_id: who the caller is (:data:`schemas.desk.CallerId`), announced at open; empty: unknown.
 
     Raises:
         ProtocolError: unsupported ``sample_rate``.
     """
 
     def __init__(self, gateway: Gateway, transport: Transport, session_id: str, sample_rate: int,
-                 speak: bool = True) -> None:
+                 speak: bool = True, caller_id: str = "") -> None:
+        self.caller_id = caller_id
         self.gateway = gateway
         self.transport = transport
         self.session_id = session_id
@@ -83,6 +86,8 @@ class CallerSession:
             session_id=self.session_id, egress_partition=self.partition, epoch=self.epoch, action="start",
             config={"speak": self.speak}, ts=time.time(),
         ))
+        if self.caller_id:
+            await announce_caller(self.gateway, self.session_id, self.partition, self.caller_id)
         await self.send_json({"type": "ready", "session_id": self.session_id,
                               "sample_rate": 16000, "chunk_ms": self.gateway.settings.chunk_ms})
         if not all(self.gateway.pipeline.values()):

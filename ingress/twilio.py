@@ -47,6 +47,7 @@ from ingress.edge import (
 from ingress.g711 import ulaw_decode, ulaw_encode
 from ingress.protocol import ProtocolError
 from schemas.base import SESSION_ID_PATTERN
+from schemas.desk import CALLER_ID_PATTERN
 
 log = logging.getLogger(__name__)
 
@@ -350,6 +351,20 @@ def session_id_for(start: StreamStart, principal: Principal) -> str:
     if not re.fullmatch(SESSION_ID_PATTERN.strip("^$"), session_id):
         raise Rejection(CLOSE_BAD_REQUEST, "bad_session_id", "session_id/callSid is not a valid session id")
     return session_id
+
+
+def caller_id_for(start: StreamStart) -> str:
+    """The call's caller id: the ``caller_id`` custom parameter, else ``from``; empty without either.
+
+    ``from`` is what TwiML ``<Parameter name="from" value="{{From}}"/>`` passes: the caller's number.
+
+    Raises:
+        Rejection: 4400 when the value is not a :data:`schemas.desk.CallerId`.
+    """
+    caller_id = start.customParameters.get("caller_id") or start.customParameters.get("from") or ""
+    if caller_id and not re.fullmatch(CALLER_ID_PATTERN, caller_id):
+        raise Rejection(CLOSE_BAD_REQUEST, "bad_caller_id", "caller_id/from is not a valid caller id")
+    return caller_id
 
 
 async def handle_message(session: Any, transport: TwilioTransport, data: dict[str, Any]) -> bool:

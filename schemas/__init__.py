@@ -11,7 +11,7 @@ from schemas.analytics import (
 from schemas.audio import BUS_SAMPLE_RATE, AudioChunk, SessionControl, SynthAudio, Utterance
 from schemas.base import MAX_RECORD_BYTES, MAX_TEXT_CHARS, Record, SessionRecord
 from schemas.codec import SchemaError, decode, encode
-from schemas.desk import QueueEvent
+from schemas.desk import QueueEvent, SessionCaller, Ticket
 from schemas.events import (
     DEAD_LETTER_PAYLOAD_BYTES,
     DeadLetter,
@@ -61,11 +61,13 @@ __all__ = [
     "SchemaError",
     "Sentiment",
     "SentimentCount",
+    "SessionCaller",
     "SessionControl",
     "SessionOwner",
     "SessionRecord",
     "StageHeartbeat",
     "SynthAudio",
+    "Ticket",
     "ToolCall",
     "ToolName",
     "ToolResult",

@@ -122,6 +122,10 @@ class Record(Part):
         merged.update({key.replace("__", "."): value for key, value in marks.items()})
         return self.model_copy(update={"marks": merged})
 
+    def message_key(self) -> str | None:
+        """The Kafka message key of the record: None (no key) unless the record type has one."""
+        return None
+
 
 class SessionRecord(Record):
     """A record that belongs to one caller session.
@@ -133,3 +137,7 @@ class SessionRecord(Record):
 
     session_id: SessionId
     egress_partition: int = Field(ge=0, default=0)
+
+    def message_key(self) -> str:
+        """The session id: a session's records share a partition, in order."""
+        return self.session_id

@@ -18,7 +18,7 @@ from pydantic import ValidationError
 from schemas.analytics import EscalationCount, IntentCount, LatencyPercentiles, SentimentCount, TurnsPerMinute
 from schemas.audio import AudioChunk, SessionControl, SynthAudio, Utterance
 from schemas.base import MAX_RECORD_BYTES, TOLERANT, Record
-from schemas.desk import QueueEvent
+from schemas.desk import QueueEvent, SessionCaller, Ticket
 from schemas.events import DeadLetter, ErrorEvent, StageHeartbeat, TurnCancel, TurnRecord, VadEvent
 from schemas.sessions import SessionOwner
 from schemas.text import IntentResult, ReplyText, RetrievalResult, Transcript
@@ -55,6 +55,8 @@ REGISTRY: dict[str, type[Record]] = {
         HandoffUpdate,
         SessionOwner,
         QueueEvent,
+        Ticket,
+        SessionCaller,
     )
 }
 """Wire ``type`` tag -> record class."""

@@ -87,7 +87,8 @@ async def ensure_topics(settings: Settings | None = None, timeout_s: float = 30.
         return await _create_missing(admin, [
             NewTopic(name=spec.name, num_partitions=spec.partitions(settings),
                      replication_factor=settings.replication_factor,
-                     topic_configs={"retention.ms": str(spec.retention_ms)})
+                     topic_configs={"retention.ms": str(spec.retention_ms),
+                                    "cleanup.policy": spec.cleanup_policy})
             for spec in ALL_TOPICS
         ])
     finally:

@@ -25,6 +25,8 @@ class TopicSpec:
             fixed count.
         retention_ms: retention (ms); -1 keeps forever.
         doc: what the topic is for.
+        cleanup_policy: Kafka's ``cleanup.policy``: ``delete`` (by age), or ``compact`` (the last
+            record per key is kept; records must have a key).
     """
 
     name: str
@@ -32,6 +34,7 @@ class TopicSpec:
     partitions_from: str | int
     retention_ms: int
     doc: str
+    cleanup_policy: str = "delete"
 
     def partitions(self, settings: Settings | None = None) -> int:
         """Partition count under ``settings`` (default: this process's)."""
@@ -78,13 +81,18 @@ BOOKINGS = TopicSpec("voxbus.bookings", ("booking",), "partitions", 30 * DAY_MS,
 SESSIONS = TopicSpec("voxbus.sessions", ("session_owner",), "partitions", DAY_MS,
                      "Session id -> owning principal, written at admission, read back by every ingress at "
                      "startup (retention must exceed VOXBUS_MAX_SESSION_S + VOXBUS_SESSION_BINDING_TTL_S).")
-HANDOFFS = TopicSpec("voxbus.handoffs", ("handoff", "handoff_update"), "partitions", 7 * DAY_MS,
+HANDOFFS = TopicSpec("voxbus.handoffs", ("handoff", "handoff_update", "session_caller"), "partitions",
+                     7 * DAY_MS,
                      "Sessions handed to a person (with a summary), their later caller turns and agent "
-                     "replies; read by the agent console.")
+                     "replies, and the caller ids sessions start with; read by the agent console.")
 AGENT_QUEUE = TopicSpec("voxbus.agent-queue", ("queue_event",), "partitions", 7 * DAY_MS,
                         "What happens to handed-off sessions (claim, release, transfer, SLA expiry, end), "
                         "keyed by session id: the first claim in log order wins; read by every ingress "
                         "and by the generation stage (the bot is back).")
+
+TICKETS = TopicSpec("voxbus.tickets", ("ticket",), "partitions", -1,
+                    "Wrap-up tickets of agent calls, keyed and compacted by ticket id (the last version "
+                    "is the ticket); read from the beginning by every ingress.", "compact")
 
 # -- analytics (processors/analytics): windowed upsert streams, key "<window_start>/<dimension>";
 # consumers keep the last record per key. One partition each: a few records per turn, in order.
@@ -111,4 +119,5 @@ ALL_TOPICS: tuple[TopicSpec, ...] = (
     AUDIO, UTTERANCES, TRANSCRIPTS, INTENTS, RETRIEVALS, REPLIES, CONTROL, EGRESS, TURNS, DEAD_LETTER, HEARTBEATS,
     ANALYTICS_WINDOWS, *ANALYTICS_TOPICS,
     TOOL_CALLS, TOOL_RESULTS, BOOKINGS, HANDOFFS, SESSIONS, AGENT_QUEUE,
+    TICKETS,
 )

@@ -13,7 +13,9 @@ waiting caller's socket tells them their place and estimated wait, repeats it ev
 * ``POST /v1/agent/sessions/{id}/take``: claim a waiting session (409 if another claim won);
 * ``POST /v1/agent/sessions/{id}/reply`` ``{"text"}``: say something to the caller;
 * ``POST /v1/agent/sessions/{id}/release`` ``{"note"?}``: back to the bot, the note in its history;
-* ``POST /v1/agent/sessions/{id}/transfer`` ``{"to", "note"?}``: pass the session to another agent.
+* ``POST /v1/agent/sessions/{id}/transfer`` ``{"to", "note"?}``: pass the session to another agent;
+* ``POST /v1/agent/sessions/{id}/end`` ``{"disposition", "note"?}``: wrap up, and a ticket
+  (:mod:`ingress.agents.wrapup`: tickets, their search and resolution, a caller's history).
 """
 
 from __future__ import annotations
@@ -27,10 +29,11 @@ from typing import Any
 
 from aiohttp import web
 
-from ingress.agents import routes
+from ingress.agents import routes, wrapup
 from ingress.agents.desk import Desk
 from ingress.agents.hold import HoldLine
 from ingress.agents.queue import AgentQueue
+from ingress.agents.tickets import TicketBook, TicketDesk
 from ingress.edge import EdgeGuard
 
 log = logging.getLogger(__name__)
@@ -78,6 +81,8 @@ def add_routes(app: web.Application, gateway: Any, guard: EdgeGuard) -> None:
     """
     queue = app[QUEUE] = AgentQueue(gateway.settings)
     desk = app[routes.DESK] = Desk(queue, gateway)
+    book = TicketBook(gateway.settings)
+    app[wrapup.TICKETS] = TicketDesk(book, gateway)
     app[routes.GUARD] = guard
 
     async def lifecycle(app: web.Application) -> AsyncIterator[None]:
@@ -85,16 +90,24 @@ def add_routes(app: web.Application, gateway: Any, guard: EdgeGuard) -> None:
             await gateway.follow(queue)
         except Exception as exc:  # the keeper retries
             log.warning("agent queue not started: %s: %s", type(exc).__name__, exc)
+        try:
+            await gateway.follow(book)
+        except Exception as exc:  # the first request that needs it retries
+            log.warning("tickets not followed: %s: %s", type(exc).__name__, exc)
         keeper = asyncio.create_task(keep(desk, HoldLine(desk)), name="agent-desk")
         yield
         keeper.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await keeper
         await queue.stop()
+        await book.stop()
 
     app.cleanup_ctx.append(lifecycle)
     app.router.add_get("/agent", page)
     app.router.add_get("/v1/agent/sessions", routes.list_sessions)
     app.router.add_get("/v1/agent/queue", routes.queue)
-    for action in (routes.take, routes.reply, routes.release, routes.transfer):
+    for action in (routes.take, routes.reply, routes.release, routes.transfer, wrapup.end):
         app.router.add_post(f"/v1/agent/sessions/{{session_id}}/{action.__name__}", action)
+    app.router.add_get("/v1/agent/tickets", wrapup.list_tickets)
+    app.router.add_post("/v1/agent/tickets/{ticket_id}/resolve", wrapup.resolve)
+    app.router.add_get("/v1/agent/callers/{caller_id}/sessions", wrapup.caller_sessions)

@@ -1,7 +1,8 @@
 """The queue of handed-off sessions, shared by every ingress replica: folded from the bus.
 
 Every replica follows ``voxbus.handoffs`` (:class:`schemas.Handoff` puts a session in the
-queue, :class:`schemas.HandoffUpdate` adds transcript lines) and ``voxbus.agent-queue``
+queue, :class:`schemas.HandoffUpdate` adds transcript lines, :class:`schemas.SessionCaller`
+says who a session's caller is) and ``voxbus.agent-queue``
 (:class:`schemas.QueueEvent`: claim, release, transfer, expire, end) with a consumer of
 its own (every partition, no consumer group), reading back :data:`HORIZON_S`; so every
 replica holds the same queue, and a restarted one rebuilds it.
@@ -25,26 +26,19 @@ are kept and folded when it arrives.
 
 from __future__ import annotations
 
-import asyncio
-import logging
 import time
-from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from ingress.follow import TopicFollower
-from schemas import Handoff, HandoffUpdate, QueueEvent, Record, SchemaError, decode
+from ingress.agents.readback import ReadBack
+from schemas import Handoff, HandoffUpdate, QueueEvent, Record, SessionCaller
 from streams.settings import Settings
-from streams.topics import AGENT_QUEUE, HANDOFFS, TopicSpec
-
-log = logging.getLogger(__name__)
+from streams.topics import AGENT_QUEUE, HANDOFFS
 
 HORIZON_S = 24 * 3600.0
 """How far back (s) the queue reads its topics at startup: a day of hand-offs (handle times for
 the wait estimate, recent history for the console); a waiting caller is not older than an hour
 (``VOXBUS_MAX_SESSION_S``)."""
-SETTLE_TIMEOUT_S = 5.0
-"""Longest a replica waits to read its own queue event back (s)."""
 MAX_ORPHANS = 100
 """Most events kept for a session whose hand-off is not read yet."""
 
@@ -120,7 +114,7 @@ class DeskSession:
         }
 
 
-class AgentQueue(TopicFollower):
+class AgentQueue(ReadBack):
     """The handed-off sessions of every replica, folded from ``voxbus.handoffs`` and ``voxbus.agent-queue``.
 
     Args:
@@ -128,35 +122,26 @@ class AgentQueue(TopicFollower):
     """
 
     topics = (HANDOFFS, AGENT_QUEUE)
+    records = (Handoff, HandoffUpdate, QueueEvent, SessionCaller)
 
     def __init__(self, settings: Settings) -> None:
         super().__init__(settings)
         self.sessions: dict[str, DeskSession] = {}
         self.orphans: dict[str, list[QueueEvent]] = {}
-        self.read: dict[tuple[str, int], int] = {}
-        """(topic, partition) -> the next offset to fold."""
-        self.advanced = asyncio.Event()
+        self.callers: dict[str, SessionCaller] = {}
+        """Session id -> who its caller is (sessions started within :data:`HORIZON_S` with a caller id)."""
         self.pruned = time.time()
 
     def since(self) -> float:
         """:data:`HORIZON_S` ago."""
         return time.time() - HORIZON_S
 
-    def absorb(self, messages: Iterable[Any]) -> None:
-        """Fold consumed messages (undecodable ones are logged and skipped)."""
-        for message in messages:
-            self.read[(message.topic, message.partition)] = message.offset + 1
-            try:
-                self.apply(decode(message.value, Handoff, HandoffUpdate, QueueEvent))
-            except SchemaError as exc:
-                log.warning("undecodable record at %s[%d]@%d: %s", message.topic, message.partition,
-                            message.offset, exc)
-        self.advanced.set()
-
     def apply(self, record: Record) -> None:
         """Fold one record (idempotent for hand-offs and transcript lines; events in log order)."""
         if isinstance(record, Handoff):
             self._handoff(record)
+        elif isinstance(record, SessionCaller):
+            self.callers[record.session_id] = record
         elif isinstance(record, QueueEvent):
             session = self.sessions.get(record.session_id)
             if session is None:  # its hand-off is not read yet
@@ -197,18 +182,6 @@ class AgentQueue(TopicFollower):
         session.events.extend(e for e in waiting if e.handoff_turn == record.turn_id)
         session.refold()
 
-    async def settle(self, topic: TopicSpec, written: Any) -> None:
-        """Wait until the record written at ``written`` (``partition``, ``offset``) of ``topic`` is folded.
-
-        Raises:
-            TimeoutError: not read back within :data:`SETTLE_TIMEOUT_S`.
-        """
-        key = (topic.name, written.partition)
-        async with asyncio.timeout(SETTLE_TIMEOUT_S):
-            while self.read.get(key, 0) <= written.offset:
-                self.advanced.clear()
-                await self.advanced.wait()
-
     def waiting(self) -> list[DeskSession]:
         """The waiting sessions in queue order: by hand-off time, then session id (every replica agrees)."""
         return sorted((s for s in self.sessions.values() if s.status == WAITING),
@@ -246,3 +219,5 @@ class AgentQueue(TopicFollower):
             del self.sessions[session_id]
         for session_id in [sid for sid, events in self.orphans.items() if events[-1].ts < old]:
             del self.orphans[session_id]
+        for session_id in [sid for sid, link in self.callers.items() if link.ts < old]:
+            del self.callers[session_id]

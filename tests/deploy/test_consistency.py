@@ -89,6 +89,7 @@ def test_a_kafka_topic_per_declared_topic(render: Render, default_settings) -> N
         assert topic["spec"].get("topicName", spec.name) == spec.name
         assert topic["spec"]["partitions"] == spec.partitions(default_settings), spec.name
         assert int(topic["spec"]["config"]["retention.ms"]) == spec.retention_ms, spec.name
+        assert topic["spec"]["config"]["cleanup.policy"] == spec.cleanup_policy, spec.name
         assert topic["metadata"]["labels"]["strimzi.io/cluster"] == KAFKA
     changelog = topics[CHANGELOG]["spec"]
     assert changelog["partitions"] == default_settings.partitions

@@ -30,7 +30,7 @@ from schemas import (
 )
 from schemas.audio import MAX_CHUNK_SAMPLES
 from schemas.codec import REGISTRY
-from schemas.desk import QueueEvent
+from schemas.desk import DISPOSITIONS, QueueEvent, SessionCaller, Ticket
 from schemas.sessions import SessionOwner
 from schemas.tools import Booking, ConversationLine, Handoff, HandoffUpdate, ToolCall, ToolResult
 
@@ -126,6 +126,15 @@ STRATEGIES.update({
                           kind=st.sampled_from(["claim", "release", "transfer", "expire", "end"]),
                           handoff_turn=turn_ids, agent=st.text(max_size=20), to_agent=st.text(max_size=20),
                           note=text, ts=ts),
+})
+caller_ids = st.from_regex(r"[A-Za-z0-9+_.:@-]{1,64}", fullmatch=True)
+STRATEGIES.update({
+    Ticket: st.builds(Ticket, id=st.from_regex(r"[0-9a-f]{32}", fullmatch=True), session_id=session_ids,
+                      handoff_turn=turn_ids, agent=st.text(max_size=20), intent=text,
+                      disposition=st.sampled_from(DISPOSITIONS), note=text,
+                      status=st.sampled_from(["open", "resolved"]), caller_id=caller_ids | st.just(""),
+                      resolved_by=st.text(max_size=20), resolution=text, created=ts, updated=ts),
+    SessionCaller: st.builds(SessionCaller, session_id=session_ids, caller_id=caller_ids, ts=ts),
 })
 
 
