@@ -28,6 +28,7 @@ from pydantic import ValidationError
 from ingress import metrics, ports, twilio
 from ingress.agents import add_routes as add_agent_routes
 from ingress.analytics import add_routes as add_analytics_routes
+from ingress.calls import add_routes as add_call_routes
 from ingress.edge import (
     CLOSE_BAD_REQUEST,
     CLOSE_FRAME_TOO_LARGE,
@@ -347,6 +348,7 @@ def make_app(settings: Settings | None = None, gateway: Gateway | None = None) -
     app.router.add_get("/", index)
     add_analytics_routes(app, app[GATEWAY], app[GUARD])
     add_agent_routes(app, app[GATEWAY], app[GUARD])
+    add_call_routes(app, app[GATEWAY], app[GUARD])  # /v1/calls: recorded calls (ingress.calls)
     if STATIC.is_dir():
         app.router.add_static("/static", STATIC)
     return app

@@ -349,6 +349,25 @@ class Settings(BaseSettings):
         default=0, ge=0, description="Port of the archive's /metrics; 0: none (`voxbus up` runs it without)."
     )
 
+    # -- recorded calls (ingress/calls.py, POST /v1/calls) --------------------------------------
+    calls_max_bytes: int = Field(
+        default=50 * 2**20, ge=1024, description="Largest recorded-call upload (bytes); larger: 413."
+    )
+    calls_concurrency: int = Field(
+        default=1, ge=1, description="Recorded calls an ingress feeds to the pipeline at once; more wait."
+    )
+    calls_speed: float = Field(
+        default=4.0, gt=0,
+        description="How much faster than real time a recorded call's audio is produced (batch pacing).",
+    )
+    calls_timeout_s: float = Field(
+        default=600.0, gt=0,
+        description="A recorded call not done this long (s) after its audio was produced ends 'failed'.",
+    )
+    calls_kept: int = Field(
+        default=256, ge=1, description="Finished recorded calls an ingress keeps to be read."
+    )
+
     # -- edge security (ingress) ------------------------------------------------------------
     api_keys: str = Field(
         default="",

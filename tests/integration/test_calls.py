@@ -1,0 +1,145 @@
+"""Recorded calls on the real stack: ``POST /v1/calls`` -> poll -> ``done`` with the transcript.
+
+An authenticated ingress runs in-process on the stack's broker (its own egress
+partition, ``ingress_slot=3``), next to the stack's open one, where a live caller
+is measured with and without a recorded call running (logged, not asserted).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import logging
+import time
+
+import aiohttp
+import numpy as np
+import pytest
+import pytest_asyncio
+import soundfile
+from aiohttp.test_utils import TestServer
+
+from ingress.server import make_app
+from streams.settings import Settings
+from tests.conftest import DATA, wer
+from tests.integration.caller import ScriptedCaller
+
+pytestmark = [pytest.mark.integration, pytest.mark.asyncio(loop_scope="module")]
+log = logging.getLogger(__name__)
+
+KEYS = "alice=alice-calls-key-0123456789,bob=bob-calls-key-0123456789"
+ALICE = {"Authorization": "Bearer alice-calls-key-0123456789"}
+BOB = {"Authorization": "Bearer bob-calls-key-0123456789"}
+MAX_BYTES = 2 * 2**20
+LONG_CLIP = "sense_and_sensibility_01_austen_64kb-0870"
+
+
+@pytest_asyncio.fixture(loop_scope="module", scope="module")
+async def calls(stack):
+    settings = Settings(api_keys=KEYS, ingress_slot=3, calls_max_bytes=MAX_BYTES)
+    server = TestServer(make_app(settings), host="127.0.0.1")
+    await server.start_server()
+    async with aiohttp.ClientSession() as http:
+        yield f"http://127.0.0.1:{server.port}", http
+    await server.close()
+
+
+def flac_of(clip: str) -> bytes:
+    audio, rate = soundfile.read(DATA / f"{clip}.wav", dtype="int16")
+    out = io.BytesIO()
+    soundfile.write(out, audio, rate, format="FLAC")
+    return out.getvalue()
+
+
+async def post_wav(http, base: str, clip: str, headers=ALICE) -> dict:
+    body = (DATA / f"{clip}.wav").read_bytes()
+    headers = {**headers, "Content-Type": "audio/wav"}
+    async with http.post(f"{base}/v1/calls", data=body, headers=headers) as r:
+        assert r.status == 202, await r.text()
+        return await r.json()
+
+
+async def until_done(http, base: str, call_id: str, timeout_s: float = 240.0) -> dict:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        async with http.get(f"{base}/v1/calls/{call_id}", headers=ALICE) as r:
+            assert r.status == 200
+            body = await r.json()
+        if body["status"] != "running":
+            return body
+        await asyncio.sleep(0.5)
+    raise TimeoutError(f"call {call_id} not done in {timeout_s} s: {body}")
+
+
+def transcript(body: dict) -> str:
+    return " ".join(turn["transcript"] for turn in body["turns"])
+
+
+async def test_a_wav_call_is_answered_turn_by_turn(calls):
+    base, http = calls
+    posted = await post_wav(http, base, "jfk")
+    assert posted["status"] == "running" and posted["id"]
+    body = await until_done(http, base, posted["id"])
+    assert body["status"] == "done", body
+    assert wer((DATA / "jfk.txt").read_text(), transcript(body)) <= 0.3, body
+    assert all(turn["intent"] and turn["sentiment"] and turn["reply_text"] for turn in body["turns"]), body
+    async with http.get(f"{base}/v1/calls/{posted['id']}/audio", headers=ALICE) as r:
+        assert r.status == 200 and r.content_type == "audio/wav"
+        audio, rate = soundfile.read(io.BytesIO(await r.read()), dtype="int16")
+    assert audio.size > rate // 2 and np.abs(audio).max() > 1000  # at least half a second of reply speech
+    for headers, status in ((BOB, 404), ({}, 401)):  # only alice may read her call
+        for path in ("", "/audio"):
+            async with http.get(f"{base}/v1/calls/{posted['id']}{path}", headers=headers) as r:
+                assert r.status == status and (await r.json())["error"], (headers, path)
+
+
+async def test_a_multipart_flac_call(calls):
+    base, http = calls
+    form = aiohttp.FormData()
+    form.add_field("file", flac_of(LONG_CLIP), filename="call.flac", content_type="audio/flac")
+    async with http.post(f"{base}/v1/calls", data=form, headers=ALICE) as r:
+        assert r.status == 202, await r.text()
+        posted = await r.json()
+    body = await until_done(http, base, posted["id"])
+    assert body["status"] == "done", body
+    assert wer((DATA / f"{LONG_CLIP}.txt").read_text(), transcript(body)) <= 0.3, body
+
+
+@pytest.mark.parametrize(("headers", "body", "status", "code"), [
+    ({"Content-Type": "audio/wav"}, b"\0" * (MAX_BYTES + 1), 413, "too_large"),
+    ({"Content-Type": "text/plain"}, b"hello", 415, "unsupported_media_type"),
+    ({"Content-Type": "audio/wav"}, b"RIFF not really a wave file" * 20, 400, "undecodable"),
+])
+async def test_bad_uploads_are_refused_clearly(calls, headers, body, status, code):
+    base, http = calls
+    async with http.post(f"{base}/v1/calls", data=body, headers={**ALICE, **headers}) as r:
+        assert r.status == status
+        answer = await r.json()
+    assert answer["error"] == code and answer["message"]
+
+
+async def test_no_credential_is_401(calls):
+    base, http = calls
+    wav = (DATA / "jfk.wav").read_bytes()
+    async with http.post(f"{base}/v1/calls", data=wav, headers={"Content-Type": "audio/wav"}) as r:
+        assert r.status == 401 and (await r.json())["error"] == "unauthenticated"
+
+
+async def live_voice_to_voice(url: str) -> float:
+    async with ScriptedCaller(url) as caller:
+        await caller.say("jfk")
+        end = await caller.until(lambda e: e["type"] == "turn_end" and e.get("transcript"), timeout_s=120)
+    return end["voice_to_voice_ms"]
+
+
+async def test_a_live_caller_with_and_without_a_recorded_call(calls, url):
+    """A measurement for the log (the stages' speed varies by machine): no timed assertion."""
+    base, http = calls
+    alone = await live_voice_to_voice(url)
+    posted = await post_wav(http, base, LONG_CLIP)
+    beside = await live_voice_to_voice(url)
+    body = await until_done(http, base, posted["id"])
+    log.warning("live voice-to-voice: %.0f ms alone, %.0f ms beside a recorded call (%s)",
+                alone, beside, body["status"])
+    print(f"\nlive voice-to-voice: {alone:.0f} ms alone, {beside:.0f} ms beside a recorded call")
+    assert alone > 0 and beside > 0 and body["status"] == "done"
