@@ -21,8 +21,10 @@ class ScriptedCaller:
     ``{"type": "binary", "bytes": n}``.
     """
 
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, **start: Any) -> None:
         self.url = url
+        self.start = start
+        """More fields of the start message (``caller_id``...)."""
         self.events: list[tuple[float, dict[str, Any]]] = []
         self.frame = 16000 * FRAME_MS // 1000
         self.clock = 0.0
@@ -30,7 +32,7 @@ class ScriptedCaller:
     async def __aenter__(self) -> ScriptedCaller:
         self.http = aiohttp.ClientSession()
         self.ws = await self.http.ws_connect(self.url, max_msg_size=16 * 1024 * 1024)
-        await self.ws.send_str(json.dumps({"type": "start", "sample_rate": 16000}))
+        await self.ws.send_str(json.dumps({"type": "start", "sample_rate": 16000, **self.start}))
         ready = await self.ws.receive_json(timeout=10)
         assert ready["type"] == "ready", ready
         self.session_id = ready["session_id"]

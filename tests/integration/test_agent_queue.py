@@ -115,3 +115,50 @@ async def test_no_agent_within_the_sla_brings_the_bot_back_and_a_callback_is_boo
         # and the caller was not queued again
         async with http.get(f"http://{b}/v1/agent/queue", headers=BOB) as response:
             assert caller.session_id not in json.dumps(await response.json())
+
+
+async def test_a_wrap_up_files_a_ticket_under_the_caller_id_and_it_is_resolved(stack, replicas):
+    """Hand-off on one replica, take and end on the other; search and resolve on the first."""
+    (a, b), http = replicas
+    caller_id = f"+1555{int(time.time() * 1000) % 10**7:07d}"  # a caller of this run only
+    url = f"ws://{a}/v1/stream?api_key=alice-key-0123456789"
+    async with ScriptedCaller(url, caller_id=caller_id) as caller:
+        await typed(caller, ASK)
+        await listed(http, b, caller.session_id, "waiting")
+        base = f"http://{b}/v1/agent/sessions/{caller.session_id}"
+        async with http.post(f"{base}/take", json={}, headers=CAROL) as r:
+            assert r.status == 200, await r.text()
+        wrap_up = {"disposition": "follow_up", "note": "Call back about the bill."}
+        async with http.post(f"{base}/end", json=wrap_up, headers=CAROL) as r:
+            assert r.status == 200, await r.text()
+            ended = await r.json()
+        assert ended["status"] == "ended" and ended["ticket"]["caller_id"] == caller_id
+    async with http.get(f"http://{a}/v1/agent/tickets", params={"caller_id": caller_id}, headers=BOB) as r:
+        [ticket] = (await r.json())["tickets"]
+    assert (ticket["session_id"], ticket["agent"], ticket["disposition"], ticket["status"]) == (
+        caller.session_id, "key:carol", "follow_up", "open")
+    async with http.post(f"http://{a}/v1/agent/tickets/{ticket['id']}/resolve", json={"note": "Called back."},
+                         headers=BOB) as r:
+        assert r.status == 200 and (await r.json())["resolved_by"] == "key:bob"
+    deadline = time.monotonic() + 15
+    while True:  # the other replica reads the resolution from the bus
+        async with http.get(f"http://{b}/v1/agent/tickets", params={"session_id": caller.session_id},
+                            headers=CAROL) as r:
+            [seen] = (await r.json())["tickets"]
+        if seen["status"] == "resolved":
+            break
+        assert time.monotonic() < deadline, seen
+        await asyncio.sleep(0.3)
+    async with http.get(f"http://{b}/v1/agent/callers/{caller_id}/sessions", headers=CAROL) as r:
+        [session] = (await r.json())["sessions"]
+    assert session["session_id"] == caller.session_id and session["handoff"]["status"] == "ended"
+    assert [t["status"] for t in session["tickets"]] == ["resolved"]
+    # a caller's key is refused on every new endpoint
+    alice = {"Authorization": "Bearer alice-key-0123456789"}
+    for method, path in (("POST", f"/v1/agent/sessions/{caller.session_id}/end"),
+                         ("GET", "/v1/agent/tickets"),
+                         ("POST", f"/v1/agent/tickets/{ticket['id']}/resolve"),
+                         ("GET", f"/v1/agent/callers/{caller_id}/sessions")):
+        async with http.request(method, f"http://{a}{path}", json={"disposition": "resolved"},
+                                headers=alice) as r:
+            assert r.status == 403, (method, path)
