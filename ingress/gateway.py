@@ -56,6 +56,7 @@ class Gateway:
         self.ledger = SessionLedger(settings, self.produce)
         self.pipeline = dict.fromkeys(CAPABILITIES, True)
         self.notices: set[asyncio.Task[None]] = set()
+        self.watcher: asyncio.Task[None] | None = None
         self.started = False
 
     async def start(self) -> None:
@@ -94,8 +95,10 @@ class Gateway:
     async def stop(self) -> None:
         """Close every Kafka client."""
         self.started = False
-        self.watcher.cancel()
-        await asyncio.gather(self.watcher, self.egress.stop(), self.monitor.stop(), self.admission.stop(),
+        if self.watcher is not None:
+            self.watcher.cancel()
+            await asyncio.gather(self.watcher, return_exceptions=True)
+        await asyncio.gather(self.egress.stop(), self.monitor.stop(), self.admission.stop(),
                              self.ledger.stop(), self.router.close(), self.probe.stop(),
                              return_exceptions=True)
         await self.producer.stop()
