@@ -77,6 +77,7 @@ TEMPLATE.innerHTML = `
   .msg .who { display: block; font-size: .75em; font-weight: 700; color: #51636f; }
   .msg .tag { font-size: .75em; color: #51636f; margin-left: 6px; }
   .msg.cut .text::after { content: " — interrupted"; color: #51636f; font-style: italic; }
+  .msg .cites { display: block; font-size: .75em; color: #51636f; margin-top: 4px; }
   form { display: flex; gap: 8px; }
   input[type=text] { flex: 1; font: inherit; padding: 9px 12px; border-radius: 10px; border: 1px solid #b7c5ce; }
   input[type=text]:focus-visible, button:focus-visible, input[type=radio]:focus-visible { outline: 3px solid #f2b705; }
@@ -313,6 +314,7 @@ export class VoiceMic extends HTMLElement {
       case "reply_text":
         this.claimTextTurn(ev.turn_id);
         if (ev.text) this.addBot(ev.turn_id, ev.text);
+        if (ev.sources && ev.sources.length) this.addCites(ev.turn_id, ev.sources);
         if (ev.final && !this.sources.size && this.pendingTextTurns.has(ev.turn_id)) this.thinking = false;
         break;
       case "reply_audio":
@@ -360,6 +362,21 @@ export class VoiceMic extends HTMLElement {
     const span = entry.bot.querySelector(".text");
     span.textContent = span.textContent ? `${span.textContent} ${text}` : text;
     this.ui.log.scrollTop = this.ui.log.scrollHeight;
+  }
+
+  // The knowledge-base files a reply is grounded on, under it ("Source: billing.md"), each once.
+  addCites(turnId, files) {
+    const entry = this.entry(turnId);
+    if (!entry.bot) return;
+    const cited = new Set([...(entry.cited || []), ...files]);
+    entry.cited = [...cited];
+    let node = entry.bot.querySelector(".cites");
+    if (!node) {
+      node = document.createElement("span");
+      node.className = "cites";
+      entry.bot.appendChild(node);
+    }
+    node.textContent = `${entry.cited.length > 1 ? "Sources" : "Source"}: ${entry.cited.join(", ")}`;
   }
 
   // A typed turn gets its id from the server's first event about it (text turns have no transcript event).
