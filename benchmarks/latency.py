@@ -337,6 +337,9 @@ def start_voxbus(data_dir: Path, llm_only: bool = False,
         # answering every turn (no automatic hand-off to a person), as the Pipecat bot does
         "VOXBUS_HANDOFF_AFTER_MISSES": "1000000",
         "VOXBUS_HANDOFF_SENTIMENT": "-1.0",
+        # and answering them with the LLM, not the off-topic redirect: the Pipecat bot asks its LLM
+        # on every turn, so both systems do identical work
+        "VOXBUS_REDIRECT_OFF_TOPIC": "false",
         **{f"VOXBUS_{k.upper().removeprefix('VOXBUS_')}": v for k, v in (extra_env or {}).items()},
     })
     from streams.settings import get_settings

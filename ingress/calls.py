@@ -201,12 +201,21 @@ class CallService:
         self.slots = asyncio.Semaphore(self.settings.calls_concurrency)
         self.tasks: set[asyncio.Task[None]] = set()
         self.admin: AIOKafkaAdminClient | None = None
+        self.admin_lock = asyncio.Lock()
 
-    async def start(self) -> None:
-        """Connect the admin client that reads the vad stage's committed offsets."""
-        self.admin = AIOKafkaAdminClient(bootstrap_servers=self.settings.bootstrap,
-                                         **security_kwargs(self.settings))
-        await self.admin.start()
+    async def _admin(self) -> AIOKafkaAdminClient:
+        """The admin client that reads the vad stage's committed offsets, connected on first use.
+
+        Connected lazily, so an ingress starts (and serves live callers) whether or not
+        anyone posts a recording, and whatever the broker's state at start.
+        """
+        async with self.admin_lock:
+            if self.admin is None:
+                admin = AIOKafkaAdminClient(bootstrap_servers=self.settings.bootstrap,
+                                            **security_kwargs(self.settings))
+                await admin.start()
+                self.admin = admin
+            return self.admin
 
     async def stop(self) -> None:
         """Stop the calls in flight and close the admin client."""
@@ -261,8 +270,9 @@ class CallService:
 
     async def _vad_past_end(self, call: RecordedCall) -> bool:
         """True once the vad stage's group has committed past the call's ``end`` record."""
-        assert self.admin is not None and call.end is not None
-        offsets = await self.admin.list_consumer_group_offsets(group_id("vad"), partitions=[call.end])
+        assert call.end is not None
+        admin = await self._admin()
+        offsets = await admin.list_consumer_group_offsets(group_id("vad"), partitions=[call.end])
         meta = offsets.get(call.end)
         return meta is not None and meta.offset > call.end_offset
 
@@ -335,7 +345,6 @@ def add_routes(app: web.Application, gateway: Gateway, guard: EdgeGuard) -> None
     app[SERVICE] = CallService(gateway, guard)
 
     async def lifecycle(app: web.Application) -> Any:
-        await app[SERVICE].start()
         yield
         with contextlib.suppress(Exception):
             await app[SERVICE].stop()

@@ -237,6 +237,12 @@ class Settings(BaseSettings):
         default=0.6,
         description="Best-passage cosine at or above which the answer is read from the article, no LLM.",
     )
+    redirect_off_topic: bool = Field(
+        default=True,
+        description="Answer off-topic speech with VOXBUS_REDIRECT_TEXT, not the LLM "
+                    "(processors/generation/topic.py); false: every turn goes to the LLM (the latency "
+                    "benchmark, for identical work with Pipecat).",
+    )
     redirect_text: str = Field(
         default="I can help with your Harbor Mobile account, bills, plans, orders or appointments. "
                 "What do you need?",

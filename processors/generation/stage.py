@@ -162,7 +162,7 @@ class GenerationStage(Stage):
         """
         if turn.intent in CANNED:
             return CANNED[turn.intent], []
-        if off_topic(turn):
+        if self.settings.redirect_off_topic and off_topic(turn):
             marks["generation.redirect"] = time.time()
             return self.settings.redirect_text, []
         direct = direct_answer(turn.passages, self.settings.grounding_direct_score)

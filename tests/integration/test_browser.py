@@ -178,12 +178,13 @@ async def test_typed_question_on_the_voice_page(browser, stack):
 class Bot(FakeGateway):
     """Answers every typed turn; tests script the rest through :meth:`deliver`."""
 
-    async def produce(self, topic, record) -> None:
-        await super().produce(topic, record)
+    async def produce(self, topic, record):
+        written = await super().produce(topic, record)  # its metadata: the session ledger reads it back
         if isinstance(record, Transcript) and record.source == "text":
             asyncio.get_running_loop().create_task(self.deliver(ReplyText(
                 session_id=record.session_id, turn_id=record.turn_id, index=0,
                 text=f"You said: {record.text}", final=True)))
+        return written
 
     async def speak(self, session_id: str, turn_id: str, chunks: int, seconds: float) -> None:
         """A voice turn's transcript, a sentence, then ``chunks`` tone chunks of ``seconds`` each."""

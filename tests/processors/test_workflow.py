@@ -237,7 +237,7 @@ async def test_a_turn_without_a_relevant_passage_is_unanswered(tmp_path):
     stage.load()  # a client of a server that is not there: the mark is set before the LLM is asked
     marks: dict[str, float] = {}
     with pytest.raises(Exception, match="Connection"):
-        [s async for s in stage.answer(turn("what is the airspeed of a swallow?"), [], marks)]
+        [s async for s in stage.answer(turn("what is the airspeed of a swallow?", "plan_change"), [], marks)]
     assert "generation.unanswered" in marks
 
 
