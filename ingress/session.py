@@ -344,7 +344,7 @@ class CallerSession:
                                   "sentiment_score": event.sentiment_score})
         elif isinstance(event, ReplyText):
             await self.send_json({"type": "reply_text", "turn_id": event.turn_id, "index": event.index,
-                                  "text": event.text, "final": event.final})
+                                  "text": event.text, "final": event.final, "sources": event.sources})
         elif isinstance(event, ErrorEvent):
             await self.send_error(event.code, event.message, turn_id=event.turn_id, stage=event.stage)
 

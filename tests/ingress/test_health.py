@@ -92,9 +92,10 @@ async def test_a_caller_is_told_what_is_down_and_gets_text_replies_while_tts_is(
     # a spoken turn while tts is down: it ends with its text, it does not wait for audio
     await gateway.deliver(Transcript(session_id=sid, turn_id="a100-1", text="when is my bill due"))
     await gateway.deliver(ReplyText(session_id=sid, turn_id="a100-1", index=0, text="On the 15th.",
-                                    final=True))
+                                    final=True, sources=["billing.md"]))
     events = [await ws.receive_json(timeout=5) for _ in range(3)]
     assert [e["type"] for e in events] == ["transcript", "reply_text", "turn_end"], events
+    assert events[1]["sources"] == ["billing.md"]  # the caller sees what the reply is grounded on
     assert events[-1]["reply_text"] == "On the 15th."
     # the pipeline heals: the caller is told
     whole = {"hearing": True, "answering": True, "speaking": True}
