@@ -19,7 +19,7 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from schemas import Record, SchemaError, SessionRecord, decode
 from streams.admin import topic_partitions
-from streams.clients import consumer_kwargs
+from streams.clients import consumer_kwargs, stop_consumer
 from streams.settings import Settings
 from streams.topics import EGRESS
 
@@ -84,4 +84,4 @@ class EgressReader:
         if self.task:
             self.task.cancel()
             await asyncio.gather(self.task, return_exceptions=True)
-        await self.consumer.stop()
+        await stop_consumer(self.consumer)

@@ -19,6 +19,7 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from processors.analytics.io import consumer_for
 from streams.admin import topic_partitions
+from streams.clients import stop_consumer
 from streams.settings import Settings
 from streams.topics import TopicSpec
 
@@ -133,7 +134,7 @@ class TopicFollower:
             await asyncio.gather(self.task, return_exceptions=True)
             self.task = None
         if self.consumer is not None:
-            await self.consumer.stop()
+            await stop_consumer(self.consumer)
             self.consumer = None
 
 

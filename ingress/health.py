@@ -22,7 +22,7 @@ from aiokafka import AIOKafkaClient, AIOKafkaConsumer
 
 from schemas import SchemaError, StageHeartbeat, decode
 from streams.admin import topic_partitions
-from streams.clients import consumer_kwargs, profile, security_kwargs
+from streams.clients import consumer_kwargs, profile, security_kwargs, stop_consumer
 from streams.settings import Settings
 from streams.topics import HEARTBEATS
 
@@ -166,4 +166,4 @@ class StageMonitor:
         if self.task:
             self.task.cancel()
             await asyncio.gather(self.task, return_exceptions=True)
-        await self.consumer.stop()
+        await stop_consumer(self.consumer)

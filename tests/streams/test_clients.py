@@ -57,3 +57,24 @@ def test_sasl_ssl_needs_a_user_and_keeps_the_password_secret():
 
 def test_plaintext_has_no_faust_credentials():
     assert clients.faust_credentials(Settings()) is None
+
+
+async def test_a_cancellation_escaping_a_consumer_stop_is_not_the_callers():
+    """aiokafka's fetcher can let its own fetch's CancelledError out of stop(); only a real cancel propagates."""
+    import asyncio
+
+    class Consumer:
+        async def stop(self):
+            raise asyncio.CancelledError  # what Fetcher.close lets out when the broker is gone
+
+    await clients.stop_consumer(Consumer())  # swallowed: nobody cancelled us
+
+    class Slow:
+        async def stop(self):
+            await asyncio.sleep(10)
+
+    task = asyncio.create_task(clients.stop_consumer(Slow()))
+    await asyncio.sleep(0)
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
