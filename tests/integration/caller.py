@@ -14,6 +14,22 @@ from tests.conftest import DATA
 from voxbus.client import FRAME_MS, load_pcm16
 
 
+def piper_speech(settings: Any, text: str) -> np.ndarray:
+    """``text`` spoken by the configured Piper voice: int16 mono samples at 16 kHz (a synthetic caller).
+
+    The recordings in tests/data are audiobook lines; a customer-service request spoken here is
+    what a test needs when the words matter (an in-domain question, a request for a person).
+    """
+    import soxr
+
+    from processors.tts.piper_voice import Synthesizer
+
+    voice = Synthesizer.from_settings(settings)
+    pcm = np.frombuffer(b"".join(voice.synthesize(text)), dtype="<i2")
+    speech = soxr.resample(pcm.astype(np.float32) / 32768, voice.sample_rate, 16000)
+    return (speech * 32767).astype(np.int16)
+
+
 class ScriptedCaller:
     """Streams audio frames in real time (silence between utterances) and records every event.
 

@@ -8,9 +8,11 @@ import os
 import signal
 import time
 
+import numpy as np
 import pytest
+import soundfile
 
-from tests.integration.caller import ScriptedCaller
+from tests.integration.caller import ScriptedCaller, piper_speech
 from voxbus.client import connect
 from voxbus.supervisor import wait_http
 
@@ -65,29 +67,16 @@ async def test_kill_9_mid_call_still_answers_once(stack, supervisor, url, stage,
     assert wait_http(f"http://{stack.host}:{stack.port}/healthz", 120), f"{stage} did not come back"
 
 
-def spoken(settings, text: str, path) -> str:
-    """``text`` spoken by the Piper voice, as a 16 kHz WAV at ``path`` (a caller's in-domain question)."""
-    import numpy as np
-    import soundfile
-    import soxr
-
-    from processors.tts.piper_voice import Synthesizer
-
-    voice = Synthesizer.from_settings(settings)
-    pcm = np.frombuffer(b"".join(voice.synthesize(text)), dtype="<i2").astype(np.float32) / 32768.0
-    audio = np.concatenate([np.zeros(8000, np.float32), soxr.resample(pcm, voice.sample_rate, 16000),
-                            np.zeros(16000, np.float32)])
-    soundfile.write(path, audio, 16000, subtype="PCM_16")
-    return str(path)
-
-
 async def test_llm_server_down_gives_a_spoken_apology(stack, supervisor, url, tmp_path):
     from processors.generation.llm_server import embedded_url, start_llm_server
     from streams.broker import stop_process
     from voxbus.client import call
 
     # an in-domain question the LLM would answer (a recorded audiobook line is off topic: redirected)
-    question = spoken(stack, "Why is my bill higher this month?", tmp_path / "q.wav")
+    speech = piper_speech(stack, "Why is my bill higher this month?")
+    silence = np.zeros(8000, dtype=np.int16)
+    question = str(tmp_path / "q.wav")
+    soundfile.write(question, np.concatenate([silence, speech, silence, silence]), 16000, subtype="PCM_16")
     stop_process(supervisor.llm)
     try:
         turns = await call(url, question)
