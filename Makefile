@@ -146,6 +146,14 @@ eval: install
 soak: install
 	$(BIN)/python -m benchmarks.soak $(SOAK_ARGS)
 
+# Chaos soak (benchmarks/chaos.py): 4 real-time callers for 10 minutes while one process chosen at
+# random (a stage, the ingress, the LLM server) is SIGKILLed every 60 s; recovery per kill (kill ->
+# next answered turn), lost/failed/duplicated turns, RSS growth -> benchmarks/results/chaos.{json,png}.
+# Shorter: make chaos CHAOS_ARGS="--minutes 3 --every-s 45". About 12 minutes.
+.PHONY: chaos
+chaos: install
+	$(BIN)/python -m benchmarks.chaos $(CHAOS_ARGS)
+
 clean:
 	rm -rf .voxbus .pytest_cache
 

@@ -348,37 +348,53 @@ def plot(summary: dict[str, Any], samples: list[dict[str, Any]], path: Path) -> 
     plt.close(fig)
 
 
-def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--callers", type=int, default=10)
+def add_run_arguments(parser: argparse.ArgumentParser, callers: int, out: Path) -> None:
+    """The options of a run of real-time callers (the soak's and ``benchmarks/chaos.py``'s)."""
+    parser.add_argument("--callers", type=int, default=callers)
     parser.add_argument("--minutes", type=float, default=10.0)
     parser.add_argument("--warmup-s", type=float, default=60.0, help="RSS growth is measured from here on")
     parser.add_argument("--sample-s", type=float, default=10.0, help="RSS sampling period")
     parser.add_argument("--turn-timeout", type=float, default=30.0, help="wait for the first reply audio (s)")
     parser.add_argument("--stagger", type=float, default=1.5, help="between two callers' starts (s)")
     parser.add_argument("--handoff-after-misses", type=int, default=1000,
-                        help="VOXBUS_HANDOFF_AFTER_MISSES of the soak's stack")
+                        help="VOXBUS_HANDOFF_AFTER_MISSES of the stack (the recordings are not questions)")
     parser.add_argument("--data", type=Path, default=ROOT / "tests" / "data")
     parser.add_argument("--work", type=Path, default=ROOT / ".voxbus-bench")
-    parser.add_argument("--out", type=Path, default=RESULTS / "soak.json")
+    parser.add_argument("--out", type=Path, default=out)
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    add_run_arguments(parser, callers=10, out=RESULTS / "soak.json")
     return parser.parse_args(argv)
 
 
-def main(argv: list[str] | None = None) -> int:
-    args = parse_args(argv)
-    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+def start_watched_stack(args: argparse.Namespace,
+                        name: str) -> tuple[list[Utterance], Any, Any, threading.Event]:
+    """The recordings of ``args.data`` and a stack in ``args.work/name``; ``args``: :func:`add_run_arguments`.
+
+    Returns:
+        (utterances, the stack's supervisor, its settings, an event that stops the thread
+        restarting its dead processes, as ``voxbus up`` does)
+    """
     from benchmarks.latency import prepare_data_dir, start_voxbus
     from streams.settings import Settings
 
     defaults = Settings()
     utterances = load_utterances(args.data, defaults.vad_threshold, defaults.vad_min_silence_ms,
                                  defaults.vad_speech_pad_ms)
-    supervisor, settings = start_voxbus(prepare_data_dir(args.work, "soak"),
+    supervisor, settings = start_voxbus(prepare_data_dir(args.work, name),
                                         extra_env={"HANDOFF_AFTER_MISSES": str(args.handoff_after_misses)})
     stop = threading.Event()
-    watcher = threading.Thread(target=supervisor.watch, args=(stop,), daemon=True)
-    watcher.start()
+    threading.Thread(target=supervisor.watch, args=(stop,), daemon=True).start()
+    return utterances, supervisor, settings, stop
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    utterances, supervisor, settings, stop = start_watched_stack(args, "soak")
     base = f"http://{settings.host}:{settings.port}"
     try:
         log(f"{args.callers} callers for {args.minutes:g} min, {len(utterances)} utterances")

@@ -59,9 +59,13 @@ class JsonTransport:
                 await self.ws.send_str(json.dumps(payload))
 
     async def send_audio(self, turn_id: str, pcm: bytes, sample_rate: int, final: bool, offset: int) -> None:
-        """One ``reply_audio`` header and its binary frame (none when ``bytes`` is 0)."""
+        """One ``reply_audio`` header and its binary frame (none when ``bytes`` is 0).
+
+        The header's ``offset`` is the turn's reply byte offset at the frame's end, so a client
+        can tell a frame delivered twice from the next one.
+        """
         header = {"type": "reply_audio", "turn_id": turn_id, "sample_rate": sample_rate, "final": final,
-                  "bytes": len(pcm)}
+                  "bytes": len(pcm), "offset": offset}
         async with self.lock:
             if self.ws.closed:
                 return

@@ -88,6 +88,9 @@ class Supervisor:
         self.env = {**os.environ, "VOXBUS_DATA_DIR": str(settings.data_dir.resolve())}
         self.broker: subprocess.Popen[bytes] | None = None
         self.llm: subprocess.Popen[bytes] | None = None
+        self.llm_started = 0.0
+        self.llm_restarts = 0
+        self.llm_held = False
         self.children: list[Child] = []
 
     def start(self) -> None:
@@ -104,7 +107,7 @@ class Supervisor:
                                                 data_dir=s.data_dir / "kafka", settings=s)
         asyncio.run(ensure_topics(s))
         if not s.llm_url:
-            self.llm = start_llm_server(s, self.logs / "llm.log")
+            self.start_llm()
         python = [sys.executable, "-m", "voxbus"]
         self.children = [
             Child(stage, [*python, "worker", stage], self.logs / f"{stage}.log", env=_member(stage, 0))
@@ -171,8 +174,30 @@ class Supervisor:
                 child.proc.kill()
         return child.proc.wait()
 
+    def start_llm(self) -> None:
+        """(Re)start the embedded LLM server (returns at once; it serves ``/v1/models`` once loaded)."""
+        self.llm = start_llm_server(self.settings, self.logs / "llm.log")
+        self.llm_started = time.monotonic()
+        self.llm_held = False
+
+    def stop_llm(self) -> None:
+        """Stop the embedded LLM server and keep it down (not restarted) until :meth:`start_llm`."""
+        self.llm_held = True
+        if self.llm is not None:
+            stop_process(self.llm)
+
     def restart_exited(self) -> None:
-        """Restart each child that has exited, once its backoff (1 s doubling to 30 s) has passed."""
+        """Restart each child, and the embedded LLM server, that has exited, once its backoff has passed.
+
+        The backoff (1 s doubling to 30 s with each restart) counts from the process's last
+        start, so a process that ran longer than that is restarted at once.
+        """
+        llm_down = self.llm is not None and not self.llm_held and self.llm.poll() is not None
+        if llm_down and time.monotonic() - self.llm_started > min(30.0, 2.0 ** self.llm_restarts):
+            log.warning("the LLM server exited with %s; restarting (log: %s)", self.llm.returncode,
+                        self.logs / "llm.log")
+            self.llm_restarts += 1
+            self.start_llm()
         for child in self.children:
             if child.proc is not None and child.proc.poll() is not None:
                 delay = min(30.0, 2.0 ** child.restarts)

@@ -68,8 +68,7 @@ async def test_kill_9_mid_call_still_answers_once(stack, supervisor, url, stage,
 
 
 async def test_llm_server_down_gives_a_spoken_apology(stack, supervisor, url, tmp_path):
-    from processors.generation.llm_server import embedded_url, start_llm_server
-    from streams.broker import stop_process
+    from processors.generation.llm_server import embedded_url
     from voxbus.client import call
 
     # an in-domain question the LLM would answer (a recorded audiobook line is off topic: redirected)
@@ -77,13 +76,13 @@ async def test_llm_server_down_gives_a_spoken_apology(stack, supervisor, url, tm
     silence = np.zeros(8000, dtype=np.int16)
     question = str(tmp_path / "q.wav")
     soundfile.write(question, np.concatenate([silence, speech, silence, silence]), 16000, subtype="PCM_16")
-    stop_process(supervisor.llm)
+    supervisor.stop_llm()  # and kept down: the watcher does not restart it
     try:
         turns = await call(url, question)
         assert turns and "trouble" in turns[0].reply_text.lower()
         assert turns[0].reply_audio, "the apology is spoken"
     finally:
-        supervisor.llm = start_llm_server(stack)
+        supervisor.start_llm()
         assert wait_http(f"{embedded_url(stack)}/models", 120)
 
 

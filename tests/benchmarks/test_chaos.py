@@ -1,0 +1,127 @@
+"""The chaos soak's accounting: outcomes across reconnections, duplicates, recovery per kill, the summary."""
+
+import random
+
+from benchmarks.caller import TurnResult
+from benchmarks.chaos import (
+    TAIL_S,
+    TARGETS,
+    ChaosTurn,
+    Kill,
+    connection_epochs,
+    duplicate_counts,
+    is_apology,
+    kill_plan,
+    outcome,
+    recovery,
+    summarize,
+    turn_epoch,
+)
+
+
+def turn(span=(16000, 40000), connection=0, first_audio=None, timed_out=True, disconnected=False,
+         turn_id=None):
+    result = TurnResult("voxbus", 1, 0, 0, "clip#0", speech_end_at=100.0, first_audio_at=first_audio,
+                        timed_out=timed_out, turn_id=turn_id)
+    return ChaosTurn(result, span, 90.0, 130.0, connection=connection, disconnected=disconnected)
+
+
+def event(t, kind, turn_id="", connection=0, **fields):
+    return (t, {"type": kind, "turn_id": turn_id, "connection": connection, **fields})
+
+
+def test_turn_epoch():
+    assert turn_epoch("a16000-7") == 7
+    assert turn_epoch("t3-7") is None
+    assert turn_epoch("") is None
+    assert turn_epoch("a16000") is None
+
+
+def test_connection_epochs_take_each_connections_own_turns():
+    events = [event(1, "speech_started", "a100-3"), event(2, "speech_started", "a900-3"),
+              # after the reconnect: a late event of the first connection's turn, then the new ones
+              event(5, "speech_started", "a900-3", connection=1),
+              event(6, "speech_started", "a50-9", connection=1),
+              event(7, "turn_end", "a50-12", connection=1)]
+    assert connection_epochs(events) == {0: 3, 1: 9}
+
+
+def test_outcome_matches_turn_ids_of_the_turns_connection_only():
+    # the second connection counts samples from 0 again: a turn id of its own overlaps the first one's span
+    events = [event(1, "speech_started", "a16000-3"), event(2, "speech_started", "a16000-9", connection=1),
+              event(3, "turn_end", "a16000-9", connection=1, reply_text="For the new turn.")]
+    epochs = connection_epochs(events)
+    assert outcome(turn(connection=0, disconnected=True), events, epochs) == "disconnected"
+    assert outcome(turn(connection=0), events, epochs) == "lost"
+    assert outcome(turn(connection=1), events, epochs) == "late"
+    # the first connection's turn answered on the new connection, after the resume
+    late = events + [event(4, "turn_end", "a16000-3", connection=1, reply_text="Resumed.")]
+    assert outcome(turn(connection=0, disconnected=True), late, connection_epochs(late)) == "late"
+    assert outcome(turn(first_audio=101.0, timed_out=False), [], {}) == "answered"
+    failed = events + [event(4, "error", "a16000-3", code="stage_error")]
+    assert outcome(turn(connection=0), failed, connection_epochs(failed)) == "error"
+    assert outcome(turn(connection=2, disconnected=True), events, epochs) == "disconnected"
+
+
+def test_duplicate_counts_every_kind():
+    events = [event(1, "reply_text", "a1-1", index=0), event(2, "reply_text", "a1-1", index=1),
+              event(3, "reply_audio", "a1-1", bytes=3200, offset=3200),
+              event(4, "reply_audio", "a1-1", bytes=3200, offset=6400),
+              event(5, "reply_audio", "a1-1", bytes=0, offset=6400, final=True),
+              event(6, "turn_end", "a1-1")]
+    assert duplicate_counts(events) == {"turn_end": 0, "sentence": 0, "audio": 0}
+    again = events + [event(7, "reply_text", "a1-1", index=1), event(8, "reply_audio", "a1-1", bytes=3200,
+                                                                     offset=3200),
+                      event(9, "turn_end", "a1-1"), event(10, "reply_audio", "a2-1", bytes=3200, offset=3200)]
+    assert duplicate_counts(again) == {"turn_end": 1, "sentence": 1, "audio": 1}
+
+
+def test_recovery_is_the_first_answer_to_speech_ended_after_the_kill():
+    kill = Kill("asr", at=100.0, wall="", pid=1)
+    # answered before (in flight at the kill, answered after it: not proof of recovery), then two after
+    answered = [(99.0, 101.0), (103.0, 112.5), (104.0, 109.0)]
+    assert recovery(kill, answered) == 109.0
+    assert recovery(kill, [(99.0, 101.0)]) is None
+
+
+def test_apology_is_not_an_answer():
+    apology = "Sorry, I'm having trouble answering right now."
+    spoken = turn(turn_id="a1-1")
+    assert is_apology(spoken, [event(1, "reply_text", "a1-1", index=0, text=apology)], apology)
+    answer = event(1, "reply_text", "a1-1", index=0, text="Your bill is due.")
+    assert not is_apology(spoken, [answer], apology)
+    assert not is_apology(spoken, [event(1, "reply_text", "a2-1", index=0, text=apology)], apology)
+
+
+def test_kill_plan_every_minute_all_targets_before_repeats_none_at_the_end():
+    plan = kill_plan(600.0, 60.0, TARGETS, random.Random(1))
+    assert [t for t, _ in plan] == [60.0 * k for k in range(1, 10)]
+    assert all(t <= 600.0 - TAIL_S for t, _ in plan)
+    assert sorted(target for _, target in plan) == sorted(TARGETS)
+    longer = kill_plan(1200.0, 60.0, TARGETS, random.Random(2))
+    assert set(target for _, target in longer[:9]) == set(TARGETS)
+    assert kill_plan(180.0, 45.0, ("asr", "ingress", "llm"), random.Random(3))[-1][0] == 135.0
+    assert kill_plan(600.0, 60.0, TARGETS, random.Random(1)) == plan  # seeded: reproducible
+
+
+def test_summary():
+    turns = [turn() for _ in range(6)]
+    for t, name in zip(turns, ("answered", "answered", "error", "disconnected", "lost", "late"), strict=True):
+        t.outcome = name
+    kills = [{"target": "asr", "recovery_s": 4.0}, {"target": "ingress", "recovery_s": 12.0},
+             {"target": "llm", "recovery_s": None}, {"target": "tts", "recovery_s": 6.0}]
+    growth = {"asr": {"first_mb": 300.0, "last_mb": 309.0, "growth_pct": 3.0},
+              "llm": {"first_mb": 200.0, "last_mb": None, "growth_pct": None}}
+    summary = summarize(turns, {"turn_end": 0, "sentence": 1, "audio": 2}, kills, growth, [])
+    assert summary["turns"] == 6
+    counts = [summary[k] for k in ("answered", "failed", "disconnected", "lost", "late")]
+    assert counts == [2, 1, 1, 1, 1]
+    assert summary["duplicated"] == 3
+    assert summary["kills"] == 4 and summary["unrecovered"] == 1
+    assert summary["recovery_s"]["p50"] == 6.0 and summary["recovery_s"]["max"] == 12.0
+    assert summary["recovery_s"]["n"] == 3
+    assert 6.0 < summary["recovery_s"]["p95"] <= 12.0
+    assert summary["recovery_over_target"] == 2  # the ingress at 12 s and the llm never
+    assert summary["max_rss_growth_pct"] == 3.0
+    empty = summarize([], {"turn_end": 0, "sentence": 0, "audio": 0}, [], {}, [])
+    assert empty["recovery_s"] == {"p50": None, "p95": None, "max": None, "n": 0}
