@@ -34,11 +34,12 @@ import asyncio
 import json
 import os
 import random
+import re
 import signal
 import sys
 import time
 from collections import Counter
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -67,6 +68,7 @@ ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "benchmarks" / "results"
 TARGETS = ("vad", "asr", "intent", "retrieval", "generation", "tts", "workflow", "ingress", "llm")
 """What a kill may hit: every stage of :data:`processors.runtime.STAGES`, the ingress and the LLM server."""
+STAGE_TARGETS = TARGETS[:7]
 CHAOS_OUTCOMES = (*OUTCOMES, "disconnected")
 RECONNECT_FOR_S = 60.0
 """How long a caller keeps trying to reopen its session after the ingress died (s)."""
@@ -74,6 +76,11 @@ TAIL_S = 30.0
 """No kill in the last this many seconds of the run: the last kill must have time to recover (s)."""
 TURN_FIELDS = ("utterance", "turn_id", "timed_out", "voice_to_voice_ms", "reply_text")
 """What the report keeps of each turn's :class:`benchmarks.caller.TurnResult`."""
+LOG_MARKS = {"loaded": "processors.runtime: stage ", "ready": "[^Worker]: Ready"}
+"""Lines of a stage worker's log: its models are loaded (:func:`processors.runtime.run_worker`), and
+faust's worker has joined the group and been assigned its partitions."""
+LOG_TIME = re.compile(r"(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3})")
+"""The local time stamp of a line of a voxbus or faust log."""
 RECOVERY_TARGET_S = 10.0
 """Issue 16's target: at most this long from a kill to the next answered turn (s)."""
 
@@ -99,6 +106,10 @@ class Kill:
         at: when it was killed; ``wall``: the same as an ISO time (to read the logs by).
         restarted_at: when the supervisor started its replacement (None: not seen).
         answered_at: first reply audio of the next turn answered after the kill (None: none).
+        marks: where the time went, seconds after the kill: a stage's ``loaded`` (imports and
+            models) and ``ready`` (in its group, partitions assigned) from its log
+            (:data:`LOG_MARKS`), the LLM server's ``ready`` (it serves ``/v1/models``), the
+            first caller ``reconnected`` after an ingress kill.
     """
 
     target: str
@@ -107,6 +118,8 @@ class Kill:
     pid: int
     restarted_at: float | None = None
     answered_at: float | None = None
+    marks: dict[str, float] = field(default_factory=dict)
+    wall_ts: float = field(default_factory=time.time)
 
     def report(self, t0: float) -> dict[str, Any]:
         """JSON-ready: times relative to the run's start, the restart delay and the recovery (s)."""
@@ -114,7 +127,8 @@ class Kill:
             return None if t is None else round(t - self.at, 2)
 
         return {"target": self.target, "at_s": round(self.at - t0, 1), "wall": self.wall, "pid": self.pid,
-                "restart_s": rel(self.restarted_at), "recovery_s": rel(self.answered_at)}
+                "restart_s": rel(self.restarted_at), **{f"{k}_s": round(v, 2) for k, v in self.marks.items()},
+                "recovery_s": rel(self.answered_at)}
 
 
 class ChaosCaller(SoakCaller):
@@ -292,14 +306,25 @@ def summarize(turns: list[ChaosTurn], dups: dict[str, int], kills: list[dict[str
     }
 
 
+@dataclass
+class CallerRun:
+    """What one chaos caller brings back: its log, its turns (outcomes set), duplicates and reconnections."""
+
+    record: CallerLog
+    turns: list[ChaosTurn]
+    duplicates: dict[str, int]
+    reconnects: list[tuple[float, float]]
+
+
 async def chaos_caller(url: str, index: int, utterances: list[Utterance], end_at: float, delay_s: float,
-                       timeout_s: float) -> tuple[CallerLog, list[ChaosTurn], dict[str, int]]:
-    """One caller until ``end_at`` (monotonic): its log, its turns (outcomes set) and its duplicates."""
+                       timeout_s: float) -> CallerRun:
+    """One caller until ``end_at`` (monotonic)."""
     record = CallerLog(index)
     turns: list[ChaosTurn] = []
     await asyncio.sleep(delay_s)
+    caller = ChaosCaller(url, record)
     try:
-        async with ChaosCaller(url, record) as caller:
+        async with caller:
             record.session_id = caller.session_id or ""
             await caller.silence_for(LEAD_IN_S)
             while time.monotonic() < end_at:
@@ -320,7 +345,25 @@ async def chaos_caller(url: str, index: int, utterances: list[Utterance], end_at
     epochs = connection_epochs(record.events)
     for turn in turns:
         turn.outcome = outcome(turn, record.events, epochs)
-    return record, turns, duplicate_counts(record.events)
+    return CallerRun(record, turns, duplicate_counts(record.events), caller.reconnects)
+
+
+def log_marks(lines: list[str], since: float, marks: dict[str, str]) -> dict[str, float]:
+    """Name -> the time (epoch s) of the first line at or after ``since`` holding each of ``marks``' texts.
+
+    ``lines``: a log whose lines start with a local time stamp (:data:`LOG_TIME`); marks not
+    found are left out.
+    """
+    out: dict[str, float] = {}
+    for line in lines:
+        stamp = LOG_TIME.search(line[:40])
+        if stamp is None:
+            continue
+        at = datetime.strptime(stamp.group(1), "%Y-%m-%d %H:%M:%S,%f").timestamp()
+        for name, text in marks.items():
+            if name not in out and at >= since and text in line:
+                out[name] = at
+    return out
 
 
 def process_of(supervisor: Any, target: str) -> Any:
@@ -343,8 +386,15 @@ async def killer(supervisor: Any, plan: list[tuple[float, str]], t0: float, kill
         deadline = kill.at + 120.0
         while process_of(supervisor, kill.target) is proc and time.monotonic() < deadline:
             await asyncio.sleep(0.05)
-        if process_of(supervisor, kill.target) is not proc:
-            kill.restarted_at = started_at(supervisor, kill.target)
+        if process_of(supervisor, kill.target) is proc:
+            return
+        kill.restarted_at = started_at(supervisor, kill.target)
+        if kill.target == "llm":
+            from processors.generation.llm_server import embedded_url
+            from voxbus.supervisor import wait_http
+
+            if await asyncio.to_thread(wait_http, f"{embedded_url(supervisor.settings)}/models", 60):
+                kill.marks["ready"] = time.monotonic() - kill.at
 
     watchers = []
     for offset, target in plan:
@@ -358,9 +408,27 @@ async def killer(supervisor: Any, plan: list[tuple[float, str]], t0: float, kill
     await asyncio.gather(*watchers)
 
 
+def mark_recovery(kill: Kill, logs: Path, answered: list[tuple[float, float]],
+                  reconnects: list[tuple[float, float]]) -> None:
+    """Fill in ``kill``'s answer (:func:`recovery`), its stage's log marks, the first reconnection after it.
+
+    Args:
+        logs: the stack's log folder (``<stage>.log``).
+        answered: (speech end, first reply audio) of every answered turn (monotonic s).
+        reconnects: (dropped, reopened) of every caller reconnection (monotonic s).
+    """
+    kill.answered_at = recovery(kill, answered)
+    if kill.target in STAGE_TARGETS:
+        lines = (logs / f"{kill.target}.log").read_text(errors="replace").splitlines()
+        kill.marks.update({k: v - kill.wall_ts for k, v in log_marks(lines, kill.wall_ts, LOG_MARKS).items()})
+    back = [reopened for dropped, reopened in reconnects if dropped >= kill.at]
+    if kill.target == "ingress" and back:
+        kill.marks["reconnected"] = min(back) - kill.at
+
+
 async def run_chaos(url: str, supervisor: Any, args: argparse.Namespace, utterances: list[Utterance],
-                    plan: list[tuple[float, str]]) -> tuple[list[Any], list[Kill], float]:
-    """The callers (staggered by ``args.stagger``) and the killer; returns the callers' results, the kills
+                    plan: list[tuple[float, str]]) -> tuple[list[CallerRun], list[Kill], float]:
+    """The callers (staggered by ``args.stagger``) and the killer; returns the callers' runs, the kills
     and the start (monotonic)."""
     t0 = time.monotonic()
     end_at = t0 + args.minutes * 60
@@ -443,19 +511,19 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         stop.set()
         supervisor.stop()
-    turns = [(record, turn) for record, caller_turns, _ in results for turn in caller_turns]
+    turns = [(run.record, turn) for run in results for turn in run.turns]
     answered = [(t.result.speech_end_at, t.result.first_audio_at) for record, t in turns
                 if t.outcome == "answered" and not is_apology(t, record.events, APOLOGY)]
+    reconnects = [pair for run in results for pair in run.reconnects]
     for kill in kills:
-        kill.answered_at = recovery(kill, answered)
+        mark_recovery(kill, supervisor.logs, answered, reconnects)
     kill_reports = [kill.report(t0) for kill in kills]
-    dups = dict(sum((Counter(d) for _, _, d in results), Counter()))
+    dups = sum((Counter(run.duplicates) for run in results), Counter())
     summary = summarize([t for _, t in turns], {k: dups.get(k, 0) for k in ("turn_end", "sentence", "audio")},
                         kill_reports, rss_growth(sampler.samples, args.warmup_s),
-                        [record.failure for record, _, _ in results if record.failure])
+                        [run.record.failure for run in results if run.record.failure])
     summary["apologies"] = sum(is_apology(t, record.events, APOLOGY) for record, t in turns)
-    summary["reconnects"] = sum(max((e["connection"] for _, e in record.events), default=0)
-                                for record, _, _ in results)
+    summary["reconnects"] = len(reconnects)
     report = {
         "when": datetime.now(UTC).isoformat(timespec="seconds"),
         "machine": {"cpus": os.cpu_count()},

@@ -1,9 +1,12 @@
 """The chaos soak's accounting: outcomes across reconnections, duplicates, recovery per kill, the summary."""
 
 import random
+import time
+from datetime import datetime
 
 from benchmarks.caller import TurnResult
 from benchmarks.chaos import (
+    LOG_MARKS,
     TAIL_S,
     TARGETS,
     ChaosTurn,
@@ -12,6 +15,8 @@ from benchmarks.chaos import (
     duplicate_counts,
     is_apology,
     kill_plan,
+    log_marks,
+    mark_recovery,
     outcome,
     recovery,
     summarize,
@@ -125,3 +130,30 @@ def test_summary():
     assert summary["max_rss_growth_pct"] == 3.0
     empty = summarize([], {"turn_end": 0, "sentence": 0, "audio": 0}, [], {}, [])
     assert empty["recovery_s"] == {"p50": None, "p95": None, "max": None, "n": 0}
+
+
+def test_log_marks_after_the_kill_only():
+    lines = ["2026-12-01 15:32:59,614 INFO processors.runtime: stage asr loaded in 4.9 s",
+             "[2026-12-01 15:33:00,847] [20091] [INFO] [^Worker]: Ready ",
+             "+---------+ a table line without a time stamp",
+             "2026-12-01 15:40:05,500 INFO processors.runtime: stage asr loaded in 2.1 s",
+             "[2026-12-01 15:40:06,750] [20093] [INFO] [^Worker]: Ready "]
+    since = datetime(2026, 12, 1, 15, 40, 1).timestamp()
+    marks = log_marks(lines, since, LOG_MARKS)
+    assert {k: round(v - since, 2) for k, v in marks.items()} == {"loaded": 4.5, "ready": 5.75}
+    assert log_marks(lines[:2], since, LOG_MARKS) == {}
+
+
+def test_mark_recovery(tmp_path):
+    now = time.time()
+    stamp = datetime.fromtimestamp(now + 3.0).strftime("%Y-%m-%d %H:%M:%S,%f")[:-3]
+    (tmp_path / "tts.log").write_text(f"{stamp} INFO processors.runtime: stage tts loaded in 1.8 s\n")
+    kill = Kill("tts", at=100.0, wall="", pid=1, wall_ts=now)
+    mark_recovery(kill, tmp_path, [(101.0, 107.5)], [(50.0, 52.0)])
+    assert kill.answered_at == 107.5
+    assert round(kill.marks["loaded"], 1) == 3.0
+    assert kill.report(t0=40.0) == {"target": "tts", "at_s": 60.0, "wall": "", "pid": 1, "restart_s": None,
+                                    "loaded_s": round(kill.marks["loaded"], 2), "recovery_s": 7.5}
+    ingress = Kill("ingress", at=100.0, wall="", pid=2)
+    mark_recovery(ingress, tmp_path, [], [(50.0, 52.0), (100.2, 104.0), (100.3, 103.5)])
+    assert ingress.marks == {"reconnected": 3.5} and ingress.answered_at is None
