@@ -1,6 +1,7 @@
 """The ingress web server.
 
-Routes: ``/v1/stream`` (callers: JSON + PCM16), ``/v1/twilio`` (Twilio Media Streams),
+Routes: ``/v1/stream`` (callers: JSON + PCM16), ``/v1/webrtc`` (callers over WebRTC, :mod:`ingress.webrtc`),
+``/v1/twilio`` (Twilio Media Streams),
 ``/v1/twilio/twiml`` (a voice webhook answering TwiML), ``/livez`` (the process answers),
 ``/readyz`` (this ingress can take callers), ``/healthz`` (the whole pipeline), ``/metrics`` and
 ``/`` (the browser voice page, ``static/``), ``/analytics`` and ``/agent`` (the agent
@@ -23,19 +24,17 @@ from typing import Any
 from aiohttp import WSMsgType, web
 from aiohttp.http_websocket import WSMessage
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
-from pydantic import ValidationError
 
 from ingress import metrics, ports, twilio
 from ingress.agents import add_routes as add_agent_routes
 from ingress.analytics import add_routes as add_analytics_routes
 from ingress.calls import add_routes as add_call_routes
+from ingress.connections import admit_load, attach, detach, on_client_message, parse_message
 from ingress.edge import (
     CLOSE_BAD_REQUEST,
     CLOSE_FRAME_TOO_LARGE,
-    CLOSE_REPLACED,
     CLOSE_TIMEOUT,
     CLOSE_TOO_LONG,
-    Admission,
     EdgeGuard,
     Rejection,
     count_rejection,
@@ -45,9 +44,10 @@ from ingress.edge import (
 from ingress.gateway import Gateway
 from ingress.logs import AccessLogger
 from ingress.logs import install as install_log_filter
-from ingress.protocol import ClientMessage, End, ProtocolError, Start, Text
+from ingress.protocol import ProtocolError, Start
 from ingress.session import CallerSession, protocol_error_event
 from ingress.transport import JsonTransport
+from ingress.webrtc import add_routes as add_webrtc_routes
 from streams.settings import Settings, get_settings
 
 log = logging.getLogger(__name__)
@@ -63,16 +63,6 @@ STATIC = Path(__file__).parent / "static"
 
 GATEWAY = web.AppKey("gateway", Gateway)
 GUARD = web.AppKey("guard", EdgeGuard)
-
-
-def _parse(data: str) -> Start | Text | End:
-    try:
-        return ClientMessage.validate_json(data)
-    except ValidationError as exc:
-        first = exc.errors()[0]
-        where = ".".join(map(str, first["loc"])) or "message"
-        code = "bad_json" if first["type"] == "json_invalid" else "bad_message"
-        raise ProtocolError(code, f"{where}: {first['msg']}") from None
 
 
 async def frames(ws: web.WebSocketResponse, settings: Settings, opened: float,
@@ -107,50 +97,6 @@ async def frames(ws: web.WebSocketResponse, settings: Settings, opened: float,
         yield msg
 
 
-def admit_load(gateway: Gateway, session_id: str, resuming: bool = False) -> None:
-    """Check that this ingress and the stages can take the session (before any limit counts it).
-
-    A start that resumes a session bound on the bus (a reconnection) passes the capacity
-    check (:mod:`ingress.admission`): the call already exists and is never cut.
-
-    Args:
-        gateway: the ingress's Kafka side.
-        session_id: the session starting.
-        resuming: the caller named the id (it may resume a session).
-
-    Raises:
-        Rejection: 1013 ``overloaded``: the audio buffer is saturated, or (a new session)
-            the stages cannot answer it in budget.
-    """
-    gateway.audio_budget.admit()
-    if not (resuming and gateway.ledger.owner(session_id) is not None):
-        gateway.admission.check()
-
-
-async def attach(gateway: Gateway, session: CallerSession) -> None:
-    """Register ``session`` for its egress events; a live connection of the same session is replaced.
-
-    The older connection's session ends on the bus first (so the vad stage starts the
-    resumed one afresh), then its socket closes with 4409.
-    """
-    old = gateway.sessions.get(session.session_id)
-    if isinstance(old, CallerSession) and old is not session:
-        log.info("session %s resumed on a newer connection; closing the older one", session.session_id)
-        await old.close()
-        await old.transport.close(CLOSE_REPLACED, b"session_replaced: resumed on a newer connection")
-    gateway.sessions[session.session_id] = session
-    metrics.ACTIVE_SESSIONS.inc()
-
-
-async def detach(gateway: Gateway, guard: EdgeGuard, session: CallerSession, admission: Admission) -> None:
-    """Unregister ``session`` (unless a newer connection holds its id), free its slot, end it on the bus."""
-    if gateway.sessions.get(session.session_id) is session:
-        del gateway.sessions[session.session_id]
-    metrics.ACTIVE_SESSIONS.dec()
-    guard.release(admission)
-    await session.close()
-
-
 # -- /v1/stream ------------------------------------------------------------------------
 async def stream(request: web.Request) -> web.WebSocketResponse:
     """A caller session over WebSocket (protocol in :mod:`ingress.protocol`)."""
@@ -182,14 +128,8 @@ async def stream(request: web.Request) -> web.WebSocketResponse:
             try:
                 if msg.type == WSMsgType.BINARY:
                     await session.on_audio(msg.data)
-                elif msg.type == WSMsgType.TEXT:
-                    message = _parse(msg.data)
-                    if isinstance(message, End):
-                        break
-                    if isinstance(message, Text):
-                        await session.on_text(message.text)
-                    else:
-                        raise ProtocolError("already_started", "the session has already started")
+                elif msg.type == WSMsgType.TEXT and not await on_client_message(session, msg.data):
+                    break
             except ProtocolError as exc:
                 await session.send_json(protocol_error_event(exc))
     except Rejection as rejection:
@@ -222,7 +162,7 @@ async def _start(gateway: Gateway, ws: web.WebSocketResponse) -> tuple[CallerSes
     try:
         if msg.type != WSMsgType.TEXT:
             raise ProtocolError("expected_start", "the first frame must be a JSON start message")
-        start = _parse(msg.data)
+        start = parse_message(msg.data)
         if not isinstance(start, Start):
             raise ProtocolError("expected_start", "the first frame must be a JSON start message")
         session_id = start.session_id or uuid.uuid4().hex
@@ -349,6 +289,7 @@ def make_app(settings: Settings | None = None, gateway: Gateway | None = None) -
     add_analytics_routes(app, app[GATEWAY], app[GUARD])
     add_agent_routes(app, app[GATEWAY], app[GUARD])
     add_call_routes(app, app[GATEWAY], app[GUARD])  # /v1/calls: recorded calls (ingress.calls)
+    add_webrtc_routes(app, app[GATEWAY], app[GUARD])  # /v1/webrtc: callers over WebRTC (ingress.webrtc)
     if STATIC.is_dir():
         app.router.add_static("/static", STATIC)
     return app

@@ -450,6 +450,17 @@ class Settings(BaseSettings):
         default=60.0, gt=0,
         description="Lifetime (s) of the single-use token the TwiML webhook gives a call's media stream.",
     )
+    webrtc_ice_servers: str = Field(
+        default="",
+        description=("STUN/TURN servers of the ingress's WebRTC peer connections (ingress/webrtc_ice.py): "
+                     "a JSON list of RTCIceServer objects ({urls, username?, credential?}); empty: host "
+                     "candidates only."),
+    )
+    webrtc_ice_networks: str = Field(
+        default="",
+        description=("Comma-separated networks (CIDR) WebRTC ICE may use, for the ingress's own host "
+                     "candidates and the caller's; empty: any (tests pin it to 127.0.0.0/8)."),
+    )
 
     # -- backpressure (ingress, see ingress/backpressure.py) ---------------------------------
     session_buffer_s: float = Field(

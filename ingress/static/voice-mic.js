@@ -1,4 +1,4 @@
-// <voice-mic>: a voice (and text) conversation with a voxbus ingress over /v1/stream.
+// <voice-mic>: a voice (and text) conversation with a voxbus ingress over /v1/stream (or WebRTC).
 //
 // Vanilla JS, an ES module, no build step, no network but the page's own origin.
 //
@@ -6,7 +6,12 @@
 //   <voice-mic mode="push-to-talk" assistant-name="Harbor Mobile"></voice-mic>
 //
 // Attributes
-//   url             WebSocket URL (default: ws[s]://<this host>/v1/stream)
+//   transport       "websocket" (default: JSON + PCM16 frames on /v1/stream) or "webrtc" (Opus over
+//                   RTP, the same JSON events on a data channel; signalled by POST /v1/webrtc)
+//   url             WebSocket URL (default: ws[s]://<this host>/v1/stream), or with transport="webrtc"
+//                   the signalling URL (default: <this origin>/v1/webrtc)
+//   ice-servers     transport="webrtc": JSON list of RTCIceServer ({urls, username, credential}) for
+//                   networks that need STUN/TURN; default none (host candidates only)
 //   api-key         sent as ?api_key=      token   a JWT, sent as ?access_token=
 //   mode            "push-to-talk" (default: stream only while the mic is held) or
 //                   "hands-free" (stream continuously; the server's VAD finds the turns)
@@ -18,7 +23,11 @@
 // as a "voice-event" CustomEvent (detail = the JSON event). Counters for tests and dashboards:
 // data-chunks-scheduled / data-chunks-played (reply audio chunks queued / played to the end),
 // data-frames-sent (20 ms mic frames sent), data-mic (off | on | denied | unsupported),
-// data-session-id, data-first-audio-ms (end of the caller's turn to first reply audio).
+// data-session-id, data-first-audio-ms (end of the caller's turn to first reply audio). With
+// transport="webrtc", a chunk counts as played when the ingress reports it sent (reply_played), and
+// the element's remoteStream property is the reply audio the page plays.
+
+import { RtcLink } from "./voice-mic-webrtc.js";
 
 const WORKLET_URL = new URL("./voice-mic-worklet.js", import.meta.url);
 const BUS_RATE = 16000;
@@ -144,11 +153,14 @@ export class VoiceMic extends HTMLElement {
     this.backlog = []; // mic frames captured while (re)connecting, sent once the session is ready
     this.counters = { chunksScheduled: 0, chunksPlayed: 0, framesSent: 0 };
     this.micState = "off";
+    this.rtcQueued = new Map(); // transport="webrtc": turn_id -> reply chunks announced, not yet played
   }
 
   get mode() { return this.getAttribute("mode") === "hands-free" ? "hands-free" : "push-to-talk"; }
   set mode(value) { this.setAttribute("mode", value); }
   get state() { return this.dataset.state; }
+  get transport() { return this.getAttribute("transport") === "webrtc" ? "webrtc" : "websocket"; }
+  get remoteStream() { return (this.ws && this.ws.stream) || null; }
 
   connectedCallback() {
     const ui = this.ui;
@@ -193,24 +205,36 @@ export class VoiceMic extends HTMLElement {
 
   // -- connection ---------------------------------------------------------------------
   socketUrl() {
-    const base = this.getAttribute("url")
-      || `${location.protocol === "https:" ? "wss" : "ws"}://${location.host}/v1/stream`;
+    const rtc = this.transport === "webrtc";
+    const base = this.getAttribute("url") || (rtc ? `${location.origin}/v1/webrtc`
+      : `${location.protocol === "https:" ? "wss" : "ws"}://${location.host}/v1/stream`);
     const url = new URL(base, location.href);
     if (this.getAttribute("api-key")) url.searchParams.set("api_key", this.getAttribute("api-key"));
     if (this.getAttribute("token")) url.searchParams.set("access_token", this.getAttribute("token"));
+    if (rtc && this.sessionId) url.searchParams.set("session_id", this.sessionId); // the start message's field
     return url.toString();
   }
+
+  iceServers() {
+    try { return JSON.parse(this.getAttribute("ice-servers") || "[]"); } catch { return []; }
+  }
+
+  micTrack() { return (this.stream && this.stream.getAudioTracks()[0]) || null; }
 
   connect() {
     clearTimeout(this.retryTimer);
     if (this.ws && (this.ws.readyState === WebSocket.OPEN || this.ws.readyState === WebSocket.CONNECTING)) return;
     this.phase = this.retries > 0 ? "reconnecting" : "connecting";
     this.refresh();
-    const ws = new WebSocket(this.socketUrl());
+    const rtc = this.transport === "webrtc";
+    const ws = rtc
+      ? new RtcLink(this.socketUrl(), { iceServers: this.iceServers(), microphone: this.micTrack() })
+      : new WebSocket(this.socketUrl());
     ws.binaryType = "arraybuffer";
     this.ws = ws;
     this.ready = false;
     ws.onopen = () => {
+      if (rtc) return; // the start message's fields went with the offer
       const start = { type: "start", sample_rate: BUS_RATE, encoding: "pcm_s16le" };
       if (this.sessionId) start.session_id = this.sessionId;
       ws.send(JSON.stringify(start));
@@ -318,7 +342,15 @@ export class VoiceMic extends HTMLElement {
         if (ev.final && !this.sources.size && this.pendingTextTurns.has(ev.turn_id)) this.thinking = false;
         break;
       case "reply_audio":
-        this.pendingAudio = ev.bytes > 0 ? ev : null;
+        if (this.transport === "webrtc") this.onRtcAudio(ev);
+        else this.pendingAudio = ev.bytes > 0 ? ev : null;
+        break;
+      case "reply_played": // transport="webrtc": a chunk announced by reply_audio went out to the page
+        if (this.rtcQueued.get(ev.turn_id) > 0) {
+          this.rtcQueued.set(ev.turn_id, this.rtcQueued.get(ev.turn_id) - 1);
+          this.counters.chunksPlayed += 1;
+          this.updateCounters();
+        }
         break;
       case "playback_stop":
         this.stopPlayback();
@@ -444,6 +476,25 @@ export class VoiceMic extends HTMLElement {
     this.refresh();
   }
 
+  // transport="webrtc": the audio itself comes on the reply track; this is its announcement.
+  onRtcAudio(ev) {
+    if (!ev.bytes || this.mutedTurns.has(ev.turn_id)) return;
+    if (this.ws && this.ws.mute) this.ws.mute(false);
+    this.rtcQueued.set(ev.turn_id, (this.rtcQueued.get(ev.turn_id) || 0) + 1);
+    if (this.turnEndAt !== null) {
+      this.dataset.firstAudioMs = String(Math.round(performance.now() - this.turnEndAt));
+      this.turnEndAt = null;
+    }
+    this.thinking = false;
+    this.counters.chunksScheduled += 1;
+    this.updateCounters();
+  }
+
+  rtcPlaying() {
+    for (const n of this.rtcQueued.values()) if (n > 0) return true;
+    return false;
+  }
+
   audioContext() {
     if (!this.ctx) this.ctx = new AudioContext({ latencyHint: "interactive" });
     if (this.ctx.state === "suspended") this.ctx.resume();
@@ -458,6 +509,7 @@ export class VoiceMic extends HTMLElement {
     }
     this.sources.clear();
     this.playhead = 0;
+    this.rtcQueued.clear();
     this.refresh();
   }
 
@@ -483,6 +535,10 @@ export class VoiceMic extends HTMLElement {
         this.analyser.fftSize = 1024;
         source.connect(this.analyser);
         this.stream = stream;
+        if (this.transport === "webrtc") {
+          stream.getAudioTracks()[0].enabled = this.streaming; // off: silence goes out
+          if (this.ws && this.ws.setMicrophone) await this.ws.setMicrophone(this.micTrack());
+        }
         this.micState = "on";
         this.updateCounters();
         return true;
@@ -511,6 +567,11 @@ export class VoiceMic extends HTMLElement {
     const local = this.streaming && level > LEVEL_SPEAKING;
     this.toggleAttribute("data-speaking-local", local);
     if (!this.streaming) return;
+    if (this.transport === "webrtc") { // the track carries the audio; count its 20 ms frames
+      this.counters.framesSent += 1;
+      if (this.counters.framesSent % 25 === 0) this.updateCounters();
+      return;
+    }
     if (this.ready) this.sendFrame(pcm);
     else if (this.backlog.push(pcm) > 100) this.backlog.shift(); // keep the last 2 s
   }
@@ -526,8 +587,9 @@ export class VoiceMic extends HTMLElement {
   async press() {
     this.ensureConnected();
     this.held = true;
-    if (this.sources.size) { // talking over the assistant: stop it here at once
+    if (this.sources.size || this.rtcPlaying()) { // talking over the assistant: stop it here at once
       for (const [turnId, entry] of this.entries) if (entry.bot) this.mutedTurns.add(turnId);
+      if (this.ws && this.ws.mute) this.ws.mute(true);
       this.stopPlayback();
     }
     if (!(await this.startMic())) return;
@@ -551,12 +613,17 @@ export class VoiceMic extends HTMLElement {
 
   startStreaming() {
     this.streaming = true;
+    if (this.transport === "webrtc" && this.micTrack()) this.micTrack().enabled = true;
     this.ui.mic.setAttribute("aria-pressed", "true");
     this.refresh();
   }
 
   stopStreaming(tail = false) {
     this.streaming = false;
+    if (this.transport === "webrtc") {
+      if (this.micTrack()) this.micTrack().enabled = false; // a muted track sends silence: VAD ends the turn
+      tail = false;
+    }
     if (!tail) this.backlog.length = 0;
     this.ui.mic.setAttribute("aria-pressed", "false");
     this.toggleAttribute("data-speaking-local", false);
@@ -606,7 +673,7 @@ export class VoiceMic extends HTMLElement {
   // -- view ------------------------------------------------------------------------------------
   computeState() {
     if (this.phase !== "open") return this.phase;
-    if (this.sources.size) return "speaking";
+    if (this.sources.size || this.rtcPlaying()) return "speaking";
     if (this.thinking) return "thinking";
     if (this.streaming) return "listening";
     return "ready";
