@@ -21,10 +21,11 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, TypeAdapter
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, TypeAdapter, field_validator
 
 from schemas.base import SESSION_ID_PATTERN
 from schemas.desk import CALLER_ID_PATTERN
+from schemas.voice import AGENT_LEG_PREFIX, is_agent_leg
 
 SUPPORTED_RATES = (8000, 16000, 22050, 24000, 32000, 44100, 48000)
 """Caller sample rates (Hz) the ingress accepts and resamples to the bus rate."""
@@ -43,6 +44,13 @@ class Start(_Message):
     session_id: Annotated[str, StringConstraints(pattern=SESSION_ID_PATTERN)] | None = None
     speak: bool = True
     caller_id: Annotated[str, StringConstraints(pattern=CALLER_ID_PATTERN)] | None = None
+
+    @field_validator("session_id")
+    @classmethod
+    def _not_an_agent_leg(cls, value: str | None) -> str | None:
+        if value is not None and is_agent_leg(value):
+            raise ValueError(f"session ids starting with {AGENT_LEG_PREFIX!r} are agents' (schemas.voice)")
+        return value
 
 
 class Text(_Message):

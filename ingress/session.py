@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 from ingress import metrics
 from ingress.agents.callers import announce_caller
+from ingress.agents.voice_play import play_agent_audio
 from ingress.audio import Chunker
 from ingress.backpressure import NOTICE_INTERVAL_S, Outbox
 from ingress.edge import CLOSE_TOO_SLOW
@@ -18,6 +19,7 @@ from ingress.playback import is_backchannel
 from ingress.protocol import ProtocolError
 from ingress.turns import Turn
 from schemas import (
+    AgentAudio,
     AudioChunk,
     ErrorEvent,
     IntentResult,
@@ -191,6 +193,9 @@ class CallerSession:
     # -- bus -> caller ------------------------------------------------------------------
     async def deliver(self, event: SessionRecord) -> None:
         """Send one egress event to the caller, run barge-in, and close turns when complete."""
+        if isinstance(event, AgentAudio):  # an agent's own voice, no turn (ingress.agents.voice_play)
+            await play_agent_audio(self.transport, event)
+            return
         turn_id = getattr(event, "turn_id", "")
         if not turn_id:
             await self.send_event(event)

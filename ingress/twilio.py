@@ -48,6 +48,7 @@ from ingress.g711 import ulaw_decode, ulaw_encode
 from ingress.protocol import ProtocolError
 from schemas.base import SESSION_ID_PATTERN
 from schemas.desk import CALLER_ID_PATTERN
+from schemas.voice import is_agent_leg
 
 log = logging.getLogger(__name__)
 
@@ -343,12 +344,12 @@ def session_id_for(start: StreamStart, principal: Principal) -> str:
     """A call's session id: a Twilio call's ``callSid``; else the ``session_id`` parameter or ``callSid``.
 
     Raises:
-        Rejection: 4400 when neither is a valid session id.
+        Rejection: 4400 when neither is a valid session id, or it is an agent leg's (:mod:`schemas.voice`).
     """
     session_id = start.callSid or start.streamSid
     if principal.kind != "twilio":
         session_id = start.customParameters.get("session_id") or session_id
-    if not re.fullmatch(SESSION_ID_PATTERN.strip("^$"), session_id):
+    if not re.fullmatch(SESSION_ID_PATTERN.strip("^$"), session_id) or is_agent_leg(session_id):
         raise Rejection(CLOSE_BAD_REQUEST, "bad_session_id", "session_id/callSid is not a valid session id")
     return session_id
 

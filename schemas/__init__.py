@@ -34,12 +34,14 @@ from schemas.tools import (
     ToolResult,
     ToolStatus,
 )
+from schemas.voice import AgentAudio, agent_leg, is_agent_leg
 
 __all__ = [
     "BUS_SAMPLE_RATE",
     "DEAD_LETTER_PAYLOAD_BYTES",
     "MAX_RECORD_BYTES",
     "MAX_TEXT_CHARS",
+    "AgentAudio",
     "AudioChunk",
     "Booking",
     "ConversationLine",
@@ -79,6 +81,8 @@ __all__ = [
     "Utterance",
     "VadEvent",
     "WindowedRecord",
+    "agent_leg",
     "decode",
     "encode",
+    "is_agent_leg",
 ]

@@ -23,6 +23,7 @@ from schemas.events import DeadLetter, ErrorEvent, StageHeartbeat, TurnCancel, T
 from schemas.sessions import SessionOwner
 from schemas.text import IntentResult, ReplyText, RetrievalResult, Transcript
 from schemas.tools import Booking, Handoff, HandoffUpdate, ToolCall, ToolResult
+from schemas.voice import AgentAudio
 
 R = TypeVar("R", bound=Record)
 
@@ -57,6 +58,7 @@ REGISTRY: dict[str, type[Record]] = {
         QueueEvent,
         Ticket,
         SessionCaller,
+        AgentAudio,
     )
 }
 """Wire ``type`` tag -> record class."""

@@ -117,6 +117,8 @@ class TurnRecord(SessionRecord):
             None on the text channel.
         interrupted: the caller barged in; ``heard_text`` is what they heard.
         ts: wall-clock time (epoch s) the record was made.
+        speaker: who spoke the turn: ``caller``, or ``agent`` (an agent's own voice while they hold
+            the session, :mod:`schemas.voice`; no reply, ``transcript`` is what the agent said).
     """
 
     type: Literal["turn_record"] = "turn_record"
@@ -134,6 +136,7 @@ class TurnRecord(SessionRecord):
     interrupted: bool = False
     heard_text: str = ""
     ts: EpochSeconds
+    speaker: Literal["caller", "agent"] = "caller"
 
 
 class DeadLetter(Record):

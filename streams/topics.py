@@ -61,9 +61,11 @@ REPLIES = TopicSpec("voxbus.replies", ("reply_text",), "partitions", 7 * DAY_MS,
 CONTROL = TopicSpec("voxbus.control", ("turn_cancel",), "partitions", DAY_MS,
                     "Turn cancellations (barge-in, backchannel, hang-up), read by the stages that drop work.")
 EGRESS = TopicSpec("voxbus.egress",
-                   ("vad_event", "transcript", "intent_result", "reply_text", "synth_audio", "error_event"),
+                   ("vad_event", "transcript", "intent_result", "reply_text", "synth_audio", "error_event",
+                    "agent_audio"),
                    "egress_partitions", HOUR_MS,
-                   "Caller-facing events; partition = the ingress replica holding the socket.")
+                   "Caller-facing events (an agent's voice too); partition = the ingress replica holding "
+                   "the socket.")
 TURNS = TopicSpec("voxbus.turns", ("turn_record",), "partitions", 30 * DAY_MS,
                   "One analytics record per completed turn.")
 DEAD_LETTER = TopicSpec("voxbus.dead-letter", ("dead_letter",), "partitions", 30 * DAY_MS,

@@ -38,6 +38,7 @@ from schemas import (
     ToolCall,
     ToolResult,
     TurnCancel,
+    is_agent_leg,
 )
 from streams.topics import AGENT_QUEUE, EGRESS, HANDOFFS, REPLIES, RETRIEVALS, TOOL_CALLS, TOOL_RESULTS
 
@@ -72,7 +73,8 @@ class GenerationStage(Stage):
     ``voxbus.handoffs`` for the agent, and the turn ends with an empty reply, until the
     agent queue (``voxbus.agent-queue``, consumed here too) says the hand-off is over:
     released or ended by the agent (their note joins the history) or expired unanswered
-    (the bot then offers a callback, :mod:`processors.generation.dialogue`).
+    (the bot then offers a callback, :mod:`processors.generation.dialogue`).  The turns of an
+    agent leg (an agent's voice, :func:`schemas.is_agent_leg`) are never answered.
     """
 
     name = "generation"
@@ -224,6 +226,8 @@ class GenerationStage(Stage):
             self.on_queue(record)
             return
         assert isinstance(record, RetrievalResult)
+        if is_agent_leg(record.session_id):
+            return  # an agent's own words (schemas.voice): transcribed for the record, never answered
         key = (record.session_id, record.turn_id)
         if key in self.cancelled:
             return

@@ -33,6 +33,7 @@ from schemas.codec import REGISTRY
 from schemas.desk import DISPOSITIONS, QueueEvent, SessionCaller, Ticket
 from schemas.sessions import SessionOwner
 from schemas.tools import Booking, ConversationLine, Handoff, HandoffUpdate, ToolCall, ToolResult
+from schemas.voice import AgentAudio
 
 session_ids = st.from_regex(r"[A-Za-z0-9_.:-]{1,64}", fullmatch=True)
 turn_ids = st.from_regex(r"[A-Za-z0-9_]{1,20}", fullmatch=True)
@@ -136,6 +137,8 @@ STRATEGIES.update({
                       resolved_by=st.text(max_size=20), resolution=text, created=ts, updated=ts),
     SessionCaller: st.builds(SessionCaller, session_id=session_ids, caller_id=caller_ids, ts=ts),
 })
+STRATEGIES[AgentAudio] = st.builds(AgentAudio, session_id=session_ids, agent=st.text(max_size=20),
+                                   seq=st.integers(0, 10**6), epoch=st.integers(0, 2**50), pcm=pcm, ts=ts)
 
 
 def test_every_registered_record_has_a_strategy():
