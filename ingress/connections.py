@@ -14,13 +14,13 @@ from pydantic import ValidationError
 from ingress import metrics
 from ingress.edge import CLOSE_REPLACED, Admission, EdgeGuard
 from ingress.gateway import Gateway
-from ingress.protocol import ClientMessage, End, ProtocolError, Start, Text
+from ingress.protocol import ClientMessage, Dtmf, End, ProtocolError, Start, Text
 from ingress.session import CallerSession
 
 log = logging.getLogger(__name__)
 
 
-def parse_message(data: str) -> Start | Text | End:
+def parse_message(data: str) -> Start | Text | Dtmf | End:
     """Validate one client JSON message (:mod:`ingress.protocol`).
 
     Raises:
@@ -47,6 +47,9 @@ async def on_client_message(session: CallerSession, data: str) -> bool:
         return False
     if isinstance(message, Text):
         await session.on_text(message.text)
+        return True
+    if isinstance(message, Dtmf):  # a key (ingress.dtmf)
+        await session.keypad.press(message.digit)
         return True
     raise ProtocolError("already_started", "the session has already started")
 

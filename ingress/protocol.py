@@ -3,11 +3,13 @@
 Client -> server:
 
 * ``{"type": "start", "sample_rate": 16000, "encoding": "pcm_s16le", "session_id"?: str, "speak"?: bool,
-  "caller_id"?: str}`` first frame of a session; ``session_id`` resumes a session after a reconnect;
-  ``caller_id`` (a phone number or customer id, :data:`schemas.desk.CallerId`) files the session's
-  tickets and history under it for the agents.
+  "caller_id"?: str, "record"?: bool}`` first frame of a session; ``session_id`` resumes a session after a
+  reconnect; ``caller_id`` (a phone number or customer id, :data:`schemas.desk.CallerId`) files the
+  session's tickets and history under it for the agents; ``record: false`` keeps the session's audio out
+  of the archive and recordings (:mod:`processors.archive.consent`).
 * binary frames: PCM16LE mono audio at ``sample_rate``.
 * ``{"type": "text", "text": "..."}``: a turn through the text channel.
+* ``{"type": "dtmf", "digit": "0"}``: a key of the caller's keypad (``0-9 * # A-D``, :mod:`ingress.dtmf`).
 * ``{"type": "end"}``: the caller hangs up (closing the socket does the same).
 
 Server -> client: ``ready``, ``speech_started``/``speech_ended``, ``transcript``,
@@ -29,6 +31,8 @@ from schemas.voice import AGENT_LEG_PREFIX, is_agent_leg
 
 SUPPORTED_RATES = (8000, 16000, 22050, 24000, 32000, 44100, 48000)
 """Caller sample rates (Hz) the ingress accepts and resamples to the bus rate."""
+DTMF_KEY = r"^[0-9*#A-D]$"
+"""A DTMF key (ITU-T Q.23: 0-9, ``*``, ``#``, A-D)."""
 
 
 class _Message(BaseModel):
@@ -44,6 +48,7 @@ class Start(_Message):
     session_id: Annotated[str, StringConstraints(pattern=SESSION_ID_PATTERN)] | None = None
     speak: bool = True
     caller_id: Annotated[str, StringConstraints(pattern=CALLER_ID_PATTERN)] | None = None
+    record: bool | None = None
 
     @field_validator("session_id")
     @classmethod
@@ -60,13 +65,20 @@ class Text(_Message):
     text: Annotated[str, StringConstraints(min_length=1, max_length=2000, strip_whitespace=True)]
 
 
+class Dtmf(_Message):
+    """A key the caller pressed (a telephone keypad's: ``0-9``, ``*``, ``#``, ``A``-``D``)."""
+
+    type: Literal["dtmf"]
+    digit: Annotated[str, StringConstraints(pattern=DTMF_KEY)]
+
+
 class End(_Message):
     """The caller hangs up."""
 
     type: Literal["end"]
 
 
-ClientMessage = TypeAdapter(Annotated[Start | Text | End, Field(discriminator="type")])
+ClientMessage = TypeAdapter(Annotated[Start | Text | Dtmf | End, Field(discriminator="type")])
 """Validator of any client JSON message."""
 
 

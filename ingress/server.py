@@ -42,6 +42,7 @@ from ingress.edge import (
     reject,
 )
 from ingress.gateway import Gateway
+from ingress.greeting import greet
 from ingress.logs import AccessLogger
 from ingress.logs import install as install_log_filter
 from ingress.protocol import ProtocolError, Start
@@ -124,6 +125,8 @@ async def stream(request: web.Request) -> web.WebSocketResponse:
     await attach(gateway, session)
     try:
         await session.open()
+        if not named or admission.first:  # a new session, not a reconnection
+            await greet(session)
         async for msg in frames(ws, settings, opened, peer):
             try:
                 if msg.type == WSMsgType.BINARY:
@@ -167,7 +170,7 @@ async def _start(gateway: Gateway, ws: web.WebSocketResponse) -> tuple[CallerSes
             raise ProtocolError("expected_start", "the first frame must be a JSON start message")
         session_id = start.session_id or uuid.uuid4().hex
         session = CallerSession(gateway, JsonTransport(ws), session_id, start.sample_rate, start.speak,
-                                start.caller_id or "")
+                                start.caller_id or "", record=start.record)
         return session, start.session_id is not None
     except ProtocolError as exc:
         await ws.send_str(json.dumps(protocol_error_event(exc)))
@@ -198,7 +201,7 @@ async def twilio_stream(request: web.Request) -> web.WebSocketResponse:
         session_id = twilio.session_id_for(start, principal)
         transport = twilio.TwilioTransport(ws, start.streamSid)
         session = CallerSession(gateway, transport, session_id, twilio.TWILIO_RATE,
-                                caller_id=twilio.caller_id_for(start))
+                                caller_id=twilio.caller_id_for(start), record=twilio.record_for(start))
         admit_load(gateway, session_id)
         call = principal.kind == "twilio"
         admission = guard.admit(principal, session_id, exclusive=call)
@@ -210,6 +213,8 @@ async def twilio_stream(request: web.Request) -> web.WebSocketResponse:
     await attach(gateway, session)
     try:
         await session.open()
+        if admission.first:  # a new call (a PBX's named session may be a reconnection)
+            await greet(session)
         async for msg in frames(ws, settings, opened, peer):
             if msg.type != WSMsgType.TEXT:
                 continue

@@ -8,11 +8,12 @@ import time
 from collections import deque
 from typing import TYPE_CHECKING, Any
 
-from ingress import metrics
+from ingress import greeting, metrics
 from ingress.agents.callers import announce_caller
 from ingress.agents.voice_play import play_agent_audio
 from ingress.audio import Chunker
 from ingress.backpressure import NOTICE_INTERVAL_S, Outbox
+from ingress.dtmf import Keypad
 from ingress.edge import CLOSE_TOO_SLOW
 from ingress.health import degraded_event
 from ingress.playback import is_backchannel
@@ -56,14 +57,17 @@ class CallerSession:
         sample_rate: Hz of the caller's PCM16 audio.
         speak: False for text replies only.
         caller_id: who the caller is (:data:`schemas.desk.CallerId`), announced at open; empty: unknown.
+        record: the caller's ``record`` wish (False: no audio archived, :mod:`processors.archive.consent`);
+            None: not stated.
 
     Raises:
         ProtocolError: unsupported ``sample_rate``.
     """
 
     def __init__(self, gateway: Gateway, transport: Transport, session_id: str, sample_rate: int,
-                 speak: bool = True, caller_id: str = "") -> None:
+                 speak: bool = True, caller_id: str = "", record: bool | None = None) -> None:
         self.caller_id = caller_id
+        self.record = record
         self.gateway = gateway
         self.transport = transport
         self.session_id = session_id
@@ -80,13 +84,15 @@ class CallerSession:
         self.partition = gateway.settings.ingress_slot
         self.text_times: deque[float] = deque()
         self.last_text_ms = 0
+        self.keypad = Keypad(self)
 
     # -- caller -> bus ------------------------------------------------------------------
     async def open(self) -> None:
         """Announce the session on the bus and tell the caller it is ready."""
         self.outbox.put(SessionControl(
             session_id=self.session_id, egress_partition=self.partition, epoch=self.epoch, action="start",
-            config={"speak": self.speak}, ts=time.time(),
+            config={"speak": self.speak, **({} if self.record is None else {"record": self.record})},
+            ts=time.time(),
         ))
         if self.caller_id:
             await announce_caller(self.gateway, self.session_id, self.partition, self.caller_id)
@@ -122,10 +128,13 @@ class CallerSession:
             start_sample=start_sample, pcm=pcm, recv_ts=recv_ts, speak=self.speak,
         ))
 
-    async def on_text(self, text: str) -> None:
-        """Start a text-channel turn: straight to ``voxbus.transcripts``, no vad/asr/tts.
+    async def on_text(self, text: str, speak: bool = False) -> str | None:
+        """Start a text-channel turn: straight to ``voxbus.transcripts``, no vad/asr, no tts unless ``speak``.
 
         A turn with no reply after ``turn_timeout_s`` ends with ``turn_timeout``.
+
+        Returns:
+            The turn id; None once the session has ended.
 
         Raises:
             ProtocolError: ``rate_limited`` (over ``text_turns_per_minute``) or ``too_many_turns``
@@ -139,12 +148,13 @@ class CallerSession:
         turn_id = f"t{self.last_text_ms}"
         transcript = Transcript(
             session_id=self.session_id, egress_partition=self.partition, turn_id=turn_id, text=text,
-            source="text", speak=False, marks={"ingress.text": now},
+            source="text", speak=speak, marks={"ingress.text": now},
         )
-        turn = self.turns[turn_id] = Turn(turn_id, source="text", speak=False)
+        turn = self.turns[turn_id] = Turn(turn_id, source="text", speak=speak)
         turn.absorb(transcript)
         await self.gateway.produce(TRANSCRIPTS, transcript)
         self.watch_turn(turn)
+        return turn_id
 
     def _admit_text(self, now: float) -> None:
         """Count one text turn against the session's rate and its unanswered turns.
@@ -174,6 +184,7 @@ class CallerSession:
         if self.ended:
             return
         self.ended = True
+        self.keypad.close()
         now = time.time()
         for start_sample, pcm in self.chunker.flush():
             self._queue_chunk(start_sample, pcm, now)
@@ -238,7 +249,8 @@ class CallerSession:
         if event.kind == "speech_start":
             for turn in list(self.turns.values()):
                 finished = turn.complete and not turn.playback.playing()
-                if turn is caller_turn or turn.paused_by or not turn.transcript or finished:
+                replying = turn.transcript or turn.source == greeting.SOURCE  # a reply on its way
+                if turn is caller_turn or turn.paused_by or not replying or finished:
                     continue
                 turn.paused_by = caller_turn.turn_id
                 turn.marks["barge_in.onset"] = event.ts

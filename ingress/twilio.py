@@ -13,7 +13,9 @@ audio is resampled (soxr) to 8 kHz and mu-law encoded by :class:`TwilioTransport
 Mark names carry the turn, a playback epoch and the turn's byte offset, so each echo
 tells the session how much of the reply the caller has heard
 (:meth:`~ingress.session.CallerSession.confirm_heard`); echoes of marks dropped by a
-``clear`` belong to an older epoch and are ignored.
+``clear`` belong to an older epoch and are ignored.  A ``dtmf`` key goes to the session's keypad
+(:mod:`ingress.dtmf`); the ``record`` custom parameter (``false``: no audio archived) is the
+caller protocol's ``record`` (:func:`record_for`).
 """
 
 from __future__ import annotations
@@ -31,7 +33,7 @@ from xml.sax.saxutils import quoteattr
 import numpy as np
 import soxr
 from aiohttp import WSMsgType, web
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, TypeAdapter, ValidationError
 
 from ingress import metrics
 from ingress.auth import CALL_SID_PATTERN, AuthError, Principal, twilio_signature_valid, twilio_url_candidates
@@ -62,6 +64,8 @@ Sid = Annotated[str, StringConstraints(pattern=SESSION_ID_PATTERN)]
 """A Twilio SID (``streamSid``, ``callSid``): 1-64 characters of ``[A-Za-z0-9_.:-]``."""
 DTMF_DIGIT = r"^[0-9*#A-Da-dw]$"
 """A DTMF key, as Twilio reports it (0-9, ``*``, ``#``, A-D)."""
+RECORD = TypeAdapter(bool)
+"""Reads the ``record`` custom parameter as pydantic reads a bool."""
 
 
 class MediaFormat(BaseModel):
@@ -368,6 +372,25 @@ def caller_id_for(start: StreamStart) -> str:
     return caller_id
 
 
+def record_for(start: StreamStart) -> bool | None:
+    """The call's ``record`` wish, from ``<Parameter name="record" value="false"/>`` in its ``<Stream>``.
+
+    Returns:
+        False or True as pydantic reads a bool (``false``, ``0``, ``no``, ``off``; ``true``, ``1``, ``yes``,
+        ``on``); None without the parameter.
+
+    Raises:
+        Rejection: 4400 ``bad_record``: another value.
+    """
+    value = start.customParameters.get("record")
+    if value is None:
+        return None
+    try:
+        return RECORD.validate_python(value)
+    except ValidationError:
+        raise Rejection(CLOSE_BAD_REQUEST, "bad_record", "record must be true or false") from None
+
+
 async def handle_message(session: Any, transport: TwilioTransport, data: dict[str, Any]) -> bool:
     """Apply one Twilio message to the session; return False on ``stop``.
 
@@ -391,6 +414,7 @@ async def handle_message(session: Any, transport: TwilioTransport, data: dict[st
     elif isinstance(message, DtmfMessage):
         metrics.DTMF.inc()
         log.info("twilio stream %s: DTMF %s", transport.stream_sid, message.dtmf.digit)
+        await session.keypad.press(message.dtmf.digit.upper())
     elif isinstance(message, StopMessage):
         return False
     return True

@@ -29,6 +29,10 @@ KAFKA_GROUP_TIMEOUTS = {
 }
 """Group timeouts (s) used against an external broker unless set explicitly."""
 
+Localized = str | dict[str, str]
+"""A caller-facing text setting: one text for every language, or a JSON object of language -> text
+(``{"en": "...", "es": "..."}``; ``en`` stands in for a language without one), see :mod:`ingress.greeting`."""
+
 
 class Settings(BaseSettings):
     """All tunables; every field maps to ``VOXBUS_<FIELD>`` (upper case)."""
@@ -149,6 +153,14 @@ class Settings(BaseSettings):
             "decoded and answered as one; 0: off."
         ),
     )
+    vad_continuation_reaction_ms: int = Field(
+        default=600, ge=0, le=5000,
+        description=(
+            "Speech starting within this time (ms) after the reply began to reach the caller still "
+            "continues the turn (the caller cannot have answered a reply yet: planning a spoken response "
+            "takes at least ~600 ms, Levinson & Torreira 2015); 0: the first reply audio ends the window."
+        ),
+    )
     vad_batch_size: int = Field(
         default=32, ge=1, le=256,
         description=(
@@ -179,6 +191,19 @@ class Settings(BaseSettings):
         description="Comma-separated phrases that resume playback instead of interrupting it.",
     )
     backchannel_max_words: int = Field(default=2, description="Longer caller turns always interrupt.")
+
+    # -- pickup and keypad (ingress/greeting.py, ingress/dtmf.py); Localized: text, or {language: text}
+    greeting: Localized = Field(
+        default="", description="Said and shown as soon as a new call connects (web and phone). Empty: none.")
+    consent_notice: Localized = Field(
+        default="", description="Recording notice said before the greeting (e.g. 'This call may be recorded "
+                                "for quality.'), not to sessions started with record: false. Empty: none.")
+    dtmf_timeout_s: float = Field(
+        default=3.0, gt=0, description="Seconds after the last key at which the keys pressed are taken as "
+                                       "entered, as '#' does (Twilio <Gather> waits 5 s).")
+    dtmf_agent_text: Localized = Field(
+        default="I want to talk to a person",
+        description="The caller turn a lone '0' key makes: words the intent stage reads as human_agent.")
 
     # -- models -----------------------------------------------------------------------
     whisper_model: str = Field(
@@ -226,6 +251,10 @@ class Settings(BaseSettings):
     llm_temperature: float = 0.2
     llm_timeout_s: float = 20.0
     history_turns: int = 4
+    suggest_metrics_port: int = Field(
+        default=0, ge=0, le=65535,
+        description="Port of the agent-assist worker's /metrics (voxbus suggest); 0: any free port.",
+    )
     generation_concurrency: int = Field(
         default=8, ge=1, le=64,
         description=(
