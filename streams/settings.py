@@ -153,14 +153,6 @@ class Settings(BaseSettings):
             "decoded and answered as one; 0: off."
         ),
     )
-    vad_continuation_reaction_ms: int = Field(
-        default=600, ge=0, le=5000,
-        description=(
-            "Speech starting within this time (ms) after the reply began to reach the caller still "
-            "continues the turn (the caller cannot have answered a reply yet: planning a spoken response "
-            "takes at least ~600 ms, Levinson & Torreira 2015); 0: the first reply audio ends the window."
-        ),
-    )
     vad_batch_size: int = Field(
         default=32, ge=1, le=256,
         description=(
@@ -251,10 +243,6 @@ class Settings(BaseSettings):
     llm_temperature: float = 0.2
     llm_timeout_s: float = 20.0
     history_turns: int = 4
-    suggest_metrics_port: int = Field(
-        default=0, ge=0, le=65535,
-        description="Port of the agent-assist worker's /metrics (voxbus suggest); 0: any free port.",
-    )
     generation_concurrency: int = Field(
         default=8, ge=1, le=64,
         description=(
