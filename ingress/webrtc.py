@@ -4,7 +4,7 @@
   audio section (``sendrecv``: the microphone in, replies out, Opus) and a data channel,
   every ICE candidate in it (no trickle).  Credentials exactly as for ``/v1/stream``
   (``Authorization: Bearer``, ``?api_key=``, ``?access_token=``), and the start message's
-  fields as query parameters: ``session_id`` (resume), ``speak``, ``caller_id``.  The
+  fields as query parameters: ``session_id`` (resume), ``speak``, ``caller_id``, ``record``.  The
   origin, ownership, rate, concurrency and load checks are the socket's
   (:mod:`ingress.edge`, :mod:`ingress.admission`).  Answer: ``201`` with the SDP answer and
   ``Location: /v1/webrtc/{session_id}``; a refusal is JSON ``{"type": "error", "code",
@@ -14,7 +14,8 @@
 
 The browser opens the ``voxbus`` data channel; once it is open the session starts (a
 ``ready`` event) and runs the WebSocket's caller protocol on it (:mod:`ingress.webrtc_transport`):
-the same :class:`~ingress.session.CallerSession`, turns, barge-in and playback position.
+the same :class:`~ingress.session.CallerSession`: the greeting of a new session, turns, keys
+(``dtmf``), barge-in and playback position.
 A call whose channel does not open within :data:`CONNECT_TIMEOUT_S` is dropped; a call
 ends on ``{"type": "end"}``, ``DELETE``, the channel or the peer connection closing,
 ``VOXBUS_IDLE_TIMEOUT_S`` without media or message (4408) or ``VOXBUS_MAX_SESSION_S`` (4413).
@@ -51,6 +52,7 @@ from ingress.edge import (
     peer_of,
 )
 from ingress.gateway import Gateway
+from ingress.greeting import greet
 from ingress.protocol import ProtocolError, Start
 from ingress.session import CallerSession, protocol_error_event
 from ingress.webrtc_media import MicDecoder
@@ -68,6 +70,8 @@ MAX_OFFER_BYTES = 64 * 1024
 STATUS_OF_CLOSE = {CLOSE_BAD_REQUEST: 400, CLOSE_UNAUTHENTICATED: 401, CLOSE_FORBIDDEN: 403,
                    CLOSE_REPLACED: 409, CLOSE_LIMITED: 429}
 """Edge close code -> HTTP status of a refused offer (any other: 503, try again later)."""
+START_FIELDS = ("session_id", "speak", "caller_id", "record")
+"""The start message's fields an offer's query may carry (:class:`ingress.protocol.Start`)."""
 TICK_S = 1.0
 """How often a call checks its idle and length limits (s)."""
 
@@ -116,16 +120,19 @@ class WebRTCCall:
             await self.pc.setLocalDescription(await self.pc.createAnswer())  # gathers the host candidates
         return self.pc.localDescription.sdp
 
-    def start(self, session: CallerSession, admission: Admission) -> None:
-        """Run the call in the background once answered (:meth:`run`)."""
-        self.task = asyncio.get_running_loop().create_task(self.run(session, admission))
+    def start(self, session: CallerSession, admission: Admission, new: bool) -> None:
+        """Run the call in the background once answered (:meth:`run`); ``new``: not a reconnection."""
+        self.task = asyncio.get_running_loop().create_task(self.run(session, admission, new))
 
     def end(self) -> None:
         """End the call (idempotent): the caller hung up, or the ingress closed it."""
         self.done.set()
 
-    async def run(self, session: CallerSession, admission: Admission) -> None:
-        """Wait for the data channel, then serve the session until the call ends; release everything."""
+    async def run(self, session: CallerSession, admission: Admission, new: bool) -> None:
+        """Wait for the data channel, then serve the session until the call ends; release everything.
+
+        A ``new`` session (not a reconnection) is greeted once open (:func:`ingress.greeting.greet`).
+        """
         opened = time.monotonic()
         try:
             try:
@@ -139,6 +146,8 @@ class WebRTCCall:
             try:
                 self.transport.confirm_heard = session.confirm_heard
                 await session.open()
+                if new:
+                    await greet(session)
                 await self._serve(session, opened)
             except Rejection as rejection:
                 count_rejection(rejection.reason, rejection.code, session.session_id, str(rejection))
@@ -250,7 +259,7 @@ def _start_of(query: Any) -> Start:
         Rejection: 4400 ``bad_message``: a field the start message refuses.
     """
     fields: dict[str, Any] = {"type": "start", "sample_rate": BUS_SAMPLE_RATE}
-    fields.update({name: query[name] for name in ("session_id", "speak", "caller_id") if name in query})
+    fields.update({name: query[name] for name in START_FIELDS if name in query})
     try:
         return Start.model_validate(fields)
     except ValidationError as exc:
@@ -293,7 +302,7 @@ async def post_offer(request: web.Request) -> web.Response:
     session_id = start.session_id or uuid.uuid4().hex
     call = WebRTCCall(gateway, guard, principal.id)
     session = CallerSession(gateway, call.transport, session_id, BUS_SAMPLE_RATE, start.speak,
-                            start.caller_id or "")
+                            start.caller_id or "", record=start.record)
     try:
         admit_load(gateway, session_id, resuming=named)
         admission = guard.admit(principal, session_id, named=named)
@@ -309,7 +318,7 @@ async def post_offer(request: web.Request) -> web.Response:
         return _bad_offer(400, "bad_offer", f"the offer cannot be used: {str(exc)[:200]}")
     calls: dict[str, WebRTCCall] = request.app[CALLS]
     calls[session_id] = call
-    call.start(session, admission)
+    call.start(session, admission, new=not named or admission.first)
     assert call.task is not None
     call.task.add_done_callback(lambda _: calls.pop(session_id) if calls.get(session_id) is call else None)
     log.info("webrtc call from %s: session %s", principal.id, session_id)

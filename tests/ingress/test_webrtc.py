@@ -17,7 +17,7 @@ from aiortc import RTCConfiguration, RTCPeerConnection, RTCSessionDescription
 
 from ingress.webrtc_ice import filter_candidates, gathering_on, parse_ice_servers, parse_networks
 from ingress.webrtc_media import MicDecoder, ReplyTrack
-from schemas import AudioChunk, SessionControl, SynthAudio, Transcript, VadEvent
+from schemas import AudioChunk, ReplyText, SessionControl, SynthAudio, Transcript, VadEvent
 
 LOOPBACK = "127.0.0.0/8"
 VOICE_RATE = 22050
@@ -95,12 +95,16 @@ async def until(predicate, timeout: float = 10.0) -> None:
 
 
 async def test_a_call_over_webrtc(serve):
-    client, bus = await serve(webrtc_ice_networks=LOOPBACK, sessions_per_minute=0)
+    client, bus = await serve(webrtc_ice_networks=LOOPBACK, sessions_per_minute=0,
+                              greeting="Harbor Mobile, how can I help?")
     caller = Caller()
     try:
-        ready = await caller.call(client)
+        ready = await caller.call(client, record="false")
         session_id = ready["session_id"]
         session = bus.sessions[session_id]
+        assert bus.records(SessionControl, session_id)[0].config == {"speak": True, "record": False}
+        await until(lambda: any(r.text == "Harbor Mobile, how can I help?"
+                                for r in bus.records(ReplyText, session_id)))  # greeted on pickup
 
         # the microphone: Opus over RTP, decoded and resampled to 16 kHz chunks on the bus
         caller.say(tone(440, 1.0, 16000), 16000)
@@ -140,6 +144,10 @@ async def test_a_call_over_webrtc(serve):
         # text turns and the hang-up on the data channel
         caller.channel.send(json.dumps({"type": "text", "text": "hello"}))
         await until(lambda: any(r.source == "text" for r in bus.records(Transcript, session_id)))
+        for key in "0#":  # keys: a lone 0 asks for a person (ingress.dtmf)
+            caller.channel.send(json.dumps({"type": "dtmf", "digit": key}))
+        await until(lambda: any(r.text == session.gateway.settings.dtmf_agent_text
+                                for r in bus.records(Transcript, session_id)))
         caller.channel.send(json.dumps({"type": "start", "sample_rate": 16000}))
         assert (await caller.event("error"))["code"] == "already_started"
         caller.channel.send(json.dumps({"type": "end"}))
