@@ -130,3 +130,20 @@ def test_cited_sources_are_each_file_once_best_first():
                                                                   ("c", "plans.md"))]
     assert cited(passages) == ["plans.md", "billing.md"]
     assert cited([]) == []
+
+
+async def test_an_agents_words_are_never_answered():
+    """An agent leg's turn (schemas.voice: the agent's own voice, transcribed) gets no reply, no tool."""
+    from collections import defaultdict
+
+    from processors.generation.stage import GenerationStage
+    from schemas import agent_leg
+    from streams.settings import Settings
+
+    stage = GenerationStage(Settings())
+    stage.history, stage.cancelled, stage.heard = defaultdict(list), set(), {}
+    turn = RetrievalResult(session_id=agent_leg("s"), turn_id="a0-1", text="Let me get a supervisor.",
+                           intent="human_agent", confidence=0.9, sentiment="neutral", sentiment_score=0.0,
+                           passages=[])
+    assert [emit async for emit in stage.handle(turn)] == []
+    assert not stage.history[agent_leg("s")]
