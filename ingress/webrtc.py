@@ -135,11 +135,14 @@ class WebRTCCall:
         """
         opened = time.monotonic()
         try:
-            try:
-                await asyncio.wait_for(self.channel_open.wait(), CONNECT_TIMEOUT_S)
-            except TimeoutError:
-                count_rejection("connect_timeout", CLOSE_TIMEOUT, session.session_id,
-                                f"no data channel within {CONNECT_TIMEOUT_S:g} s")
+            waits = [asyncio.ensure_future(event.wait()) for event in (self.channel_open, self.done)]
+            await asyncio.wait(waits, timeout=CONNECT_TIMEOUT_S, return_when=asyncio.FIRST_COMPLETED)
+            for wait in waits:
+                wait.cancel()
+            if not self.channel_open.is_set() or self.done.is_set():  # never connected, or hung up first
+                if not self.done.is_set():
+                    count_rejection("connect_timeout", CLOSE_TIMEOUT, session.session_id,
+                                    f"no data channel within {CONNECT_TIMEOUT_S:g} s")
                 self.guard.release(admission)
                 return
             await attach(self.gateway, session)

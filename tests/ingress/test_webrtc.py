@@ -223,3 +223,28 @@ async def test_the_reply_track_plays_in_real_time_and_reports_its_position():
     track.flush("t2")
     assert track.queued_s == 0.0
     track.stop()
+
+
+async def test_a_call_that_never_connects_is_dropped(serve, monkeypatch):
+    from ingress import webrtc
+
+    monkeypatch.setattr(webrtc, "CONNECT_TIMEOUT_S", 0.5)
+    client, bus = await serve(api_keys="alice=k-alice,bob=k-bob", webrtc_ice_networks=LOOPBACK)
+    calls = client.app[webrtc.CALLS]
+    guard = client.app[webrtc.GUARD]
+    for hang_up in (False, True):
+        caller = Caller()  # its offer is answered, but it never takes the answer: no ICE, no channel
+        try:
+            response = await client.post("/v1/webrtc", data=await caller.offer(),
+                                         params={"api_key": "k-alice"},
+                                         headers={"Content-Type": "application/sdp"})
+            assert response.status == 201
+            location = response.headers["Location"]
+            assert len(calls) == 1 and guard.active
+            if hang_up:
+                assert (await client.delete(location, params={"api_key": "k-bob"})).status == 404
+                assert (await client.delete(location, params={"api_key": "k-alice"})).status == 204
+            await until(lambda: not calls, timeout=3.0)
+            assert not guard.active and not bus.sessions  # the slot is free, no session was opened
+        finally:
+            await caller.close()
