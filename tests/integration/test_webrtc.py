@@ -12,6 +12,7 @@ of the same clip over each transport on the same ingress, p50 of the voice-to-vo
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import io
 import os
@@ -26,7 +27,7 @@ import pytest_asyncio
 from aiohttp.test_utils import TestServer
 
 from ingress.server import make_app
-from schemas import VadEvent
+from schemas import AudioChunk, VadEvent
 from streams.settings import Settings
 from tests.conftest import load_clip, wer
 
@@ -194,6 +195,31 @@ async def test_barge_in_stops_webrtc_playback_where_the_caller_was(chromium, scr
                                  ".querySelectorAll('.msg.bot')]"
                                  ".some(m => m.textContent.includes('still there?'))", timeout=5_000)
     assert not page.errors, page.errors
+    await page.close()
+
+
+async def test_the_microphone_reaches_the_bus_over_rtp(chromium, scripted):
+    bot, url = scripted
+    page = await open_call(chromium, url.replace("?", "?mode=hands-free&"))
+    session_id = await page.get_attribute("voice-mic", "data-session-id")
+    await page.click("voice-mic >> button.mic")
+    await page.wait_for_selector("voice-mic[data-mic=on]", timeout=10_000)
+
+    def received() -> np.ndarray:
+        pcm = b"".join(r.pcm for r in bot.records(AudioChunk, session_id))
+        return np.frombuffer(pcm, dtype="<i2").astype(np.float32) / 32768
+
+    deadline = time.monotonic() + 20.0
+    while received().size < 16000 * 4.5 and time.monotonic() < deadline:
+        await asyncio.sleep(0.1)
+    await page.click("voice-mic >> button.mic")
+    audio = received()
+    clip, _ = load_clip(QUESTION)
+    # the recording's 3 s question (after 0.5 s of silence), through Opus and the resamplers
+    speech = audio[int(0.5 * 16000):int(4.5 * 16000)]
+    rms = float(np.sqrt(np.mean(speech ** 2)))
+    assert audio.size >= 16000 * 4.5 and rms > 0.3 * float(np.sqrt(np.mean(clip ** 2))), (audio.size, rms)
+    assert await page.get_attribute("voice-mic", "data-frames-sent") != "0"
     await page.close()
 
 
