@@ -35,6 +35,7 @@ from ingress.follow import CATCH_UP_WAIT_S, TopicFollower, started, stop_on_clea
 from ingress.turns import STAGE_SPANS
 from processors.analytics.windows import WINDOW_S
 from schemas import (
+    AgentWindow,
     EscalationCount,
     IntentCount,
     LatencyPercentiles,
@@ -53,6 +54,13 @@ PAGE = Path(__file__).parent / "static" / "analytics.html"
 SENTIMENTS = ("negative", "neutral", "positive")
 QUANTITIES = ("p50", "p95", "p99", "count")
 """The per-minute series of a latency span."""
+TEAM_SERIES = ("calls_taken", "calls_handled", "handle_s_mean", "wait_p50_s", "wait_p95_s", "sla_breaches",
+               "abandoned")
+"""The per-minute series of the team (:class:`schemas.AgentWindow` fields)."""
+TEAM_SECONDS = frozenset({"handle_s_mean", "wait_p50_s", "wait_p95_s"})
+"""The team series in seconds (None in a minute without a call); the others count (0)."""
+TEAM_COUNTS = ("calls_taken", "calls_handled", "sla_breaches", "abandoned")
+"""The team series summed into the period's totals."""
 
 
 class AnalyticsView(TopicFollower):
@@ -97,6 +105,45 @@ class AnalyticsView(TopicFollower):
 
 
 
+def team(windows: list[tuple[int, AgentWindow]], minutes: int) -> dict[str, Any]:
+    """The team analytics of the page: the team's series per minute, and each agent's period.
+
+    Args:
+        windows: ``(minute index, record)`` of every :class:`schemas.AgentWindow` in the period.
+        minutes: how many minutes the period has.
+
+    Returns:
+        JSON-able: ``series`` (each of :data:`TEAM_SERIES`, one value per minute, None or 0 where
+        a minute has no call), ``totals`` (calls taken and handled, SLA breaches, abandoned) and
+        ``agents`` (per agent, most calls first: calls taken and handled, mean handle time (s),
+        the worst per-minute queue-wait p95 (s), and the last minute they took a call).
+    """
+    series: dict[str, list[Any]] = {name: [None if name in TEAM_SECONDS else 0] * minutes
+                                    for name in TEAM_SERIES}
+    agents: dict[str, dict[str, Any]] = {}
+    for i, record in windows:
+        if not record.agent:
+            for name in TEAM_SERIES:
+                series[name][i] = getattr(record, name)
+            continue
+        row = agents.setdefault(record.agent, {"agent": record.agent, "calls_taken": 0, "calls_handled": 0,
+                                               "handle_s": 0.0, "wait_p95_s": None, "last_taken": None})
+        row["calls_taken"] += record.calls_taken
+        row["calls_handled"] += record.calls_handled
+        row["handle_s"] += (record.handle_s_mean or 0.0) * record.calls_handled
+        if record.wait_p95_s is not None:
+            row["wait_p95_s"] = max(row["wait_p95_s"] or 0.0, record.wait_p95_s)
+            row["last_taken"] = max(row["last_taken"] or 0.0, record.window_start)
+    rows = []
+    for row in agents.values():
+        handle = row.pop("handle_s")
+        rows.append({**row, "handle_s_mean": round(handle / row["calls_handled"], 2) if row["calls_handled"]
+                     else None})
+    rows.sort(key=lambda r: (-r["calls_taken"], r["agent"]))
+    totals = {name: sum(series[name]) for name in TEAM_COUNTS}
+    return {"series": series, "totals": totals, "agents": rows}
+
+
 def summarize(records: Iterable[WindowedRecord], now: float, minutes: int) -> dict[str, Any]:
     """The analytics page's data: one value per minute for the last ``minutes`` (current one last).
 
@@ -107,8 +154,8 @@ def summarize(records: Iterable[WindowedRecord], now: float, minutes: int) -> di
 
     Returns:
         JSON-able: ``windows`` (window starts), ``turns``, ``intents``, ``sentiment``,
-        ``escalations`` and ``latency`` series aligned with ``windows`` (``None`` or 0
-        where a window has no data), and hour ``totals``.
+        ``escalations``, ``latency`` and ``team`` (:func:`team`) series aligned with ``windows``
+        (``None`` or 0 where a window has no data), and hour ``totals``.
     """
     current = math.floor(now / WINDOW_S) * WINDOW_S
     windows = [float(current - WINDOW_S * i) for i in range(minutes - 1, -1, -1)]
@@ -122,6 +169,7 @@ def summarize(records: Iterable[WindowedRecord], now: float, minutes: int) -> di
                                          for name in ("escalations", "human_agent", "negative")}
     escalated: list[tuple[float, str]] = []
     latency: dict[str, dict[str, list[Any]]] = {}
+    desk: list[tuple[int, AgentWindow]] = []
     for record in records:
         i = index.get(record.window_start)
         if i is None:
@@ -145,6 +193,8 @@ def summarize(records: Iterable[WindowedRecord], now: float, minutes: int) -> di
             span = latency.setdefault(record.span, {q: [None] * minutes for q in QUANTITIES})
             span["p50"][i], span["p95"][i], span["p99"][i] = record.p50_ms, record.p95_ms, record.p99_ms
             span["count"][i] = record.turns
+        elif isinstance(record, AgentWindow):
+            desk.append((i, record))
     order = ["voice_to_voice", *(s for s in STAGE_SPANS if s != "voice_to_voice")]
     spans = sorted(latency, key=lambda s: (order.index(s) if s in order else len(order), s))
     intent_totals = {name: sum(counts) for name, counts in intents.items()}
@@ -167,6 +217,7 @@ def summarize(records: Iterable[WindowedRecord], now: float, minutes: int) -> di
         },
         "escalations": {"series": escalations, "sessions": sessions[:20]},
         "latency": {span: latency[span] for span in spans},
+        "team": team(desk, minutes),
         "totals": {
             "turns": sum(turns["turns"]),
             "escalations": sum(escalations["escalations"]),

@@ -279,9 +279,18 @@ def build(name: str, settings: Settings | None = None) -> tuple[faust.App, Stage
     Models are not loaded here; :func:`run_worker` loads them before starting.
     """
     settings = settings or get_settings()
-    stage = stage_class(name)(settings)
     index = list(STAGES).index(name)
-    app = make_app(name, settings, web_port=settings.metrics_base_port + index)
+    return build_stage(stage_class(name)(settings), settings.metrics_base_port + index)
+
+
+def build_stage(stage: Stage, web_port: int) -> tuple[faust.App, StageRunner]:
+    """Build the faust App of ``stage`` (consumer group ``voxbus-<stage.name>``), /metrics on ``web_port``.
+
+    What :func:`build` does for the pipeline's stages, for a worker outside :data:`STAGES` too
+    (agent assist, :mod:`processors.generation.suggest`).
+    """
+    name, settings = stage.name, stage.settings
+    app = make_app(name, settings, web_port=web_port)
     runner = StageRunner(stage, app)
     stage.bind(app)
     source = app.topic(stage.input.name, value_serializer="raw", key_serializer="raw")
@@ -326,8 +335,13 @@ def run_worker(name: str) -> None:
     Raises:
         KeyError: no such stage.
     """
-    settings = get_settings()
-    app, runner = build(name, settings)
+    app, runner = build(name, get_settings())
+    run_stage(app, runner)
+
+
+def run_stage(app: faust.App, runner: StageRunner) -> None:
+    """Create the App's internal topics, load the stage's models, then run the worker until SIGINT/SIGTERM."""
+    name, settings = runner.stage.name, runner.stage.settings
     loop = asyncio.new_event_loop()
     try:
         loop.run_until_complete(ensure_internal_topics(app, settings))

@@ -1,6 +1,8 @@
 """Typed, versioned records of the voxbus bus, msgpack on the wire (:mod:`schemas.codec`)."""
 
 from schemas.analytics import (
+    AgentWindow,
+    DeskFact,
     EscalationCount,
     IntentCount,
     LatencyPercentiles,
@@ -8,6 +10,7 @@ from schemas.analytics import (
     TurnsPerMinute,
     WindowedRecord,
 )
+from schemas.assist import Suggestion
 from schemas.audio import BUS_SAMPLE_RATE, AudioChunk, SessionControl, SynthAudio, Utterance
 from schemas.base import MAX_RECORD_BYTES, MAX_TEXT_CHARS, Record, SessionRecord
 from schemas.codec import SchemaError, decode, encode
@@ -42,10 +45,12 @@ __all__ = [
     "MAX_RECORD_BYTES",
     "MAX_TEXT_CHARS",
     "AgentAudio",
+    "AgentWindow",
     "AudioChunk",
     "Booking",
     "ConversationLine",
     "DeadLetter",
+    "DeskFact",
     "ErrorEvent",
     "EscalationCount",
     "Handoff",
@@ -68,6 +73,7 @@ __all__ = [
     "SessionOwner",
     "SessionRecord",
     "StageHeartbeat",
+    "Suggestion",
     "SynthAudio",
     "Ticket",
     "ToolCall",

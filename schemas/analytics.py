@@ -16,7 +16,8 @@ from typing import Literal
 
 from pydantic import Field
 
-from schemas.base import EpochSeconds, Name, Record, SessionId
+from schemas.base import EpochSeconds, Name, Record, SessionId, TurnRef
+from schemas.desk import AgentId
 
 
 class WindowedRecord(Record):
@@ -145,7 +146,78 @@ class LatencyPercentiles(WindowedRecord):
         return self.span
 
 
+DeskFactKind = Literal["taken", "handled", "sla_breach", "abandoned"]
+"""What a hand-off round came to: ``taken`` (an agent's claim counted), ``handled`` (the agent
+holding it released or ended the call), ``sla_breach`` (no agent within ``VOXBUS_HANDOFF_SLA_S``:
+the ``expire`` counted), ``abandoned`` (the caller hung up while waiting in the queue)."""
+
+
+class DeskFact(Record):
+    """One outcome of a hand-off round, found by the analytics processor's desk fold.
+
+    The fold (:mod:`processors.analytics.desk`) reads a session's hand-offs, queue events and
+    hang-up in their partition's order and puts each outcome on ``voxbus.analytics.turn-windows``
+    keyed by the window of its ``ts``, where the team windows are folded.
+
+    Attributes:
+        kind: one of :data:`DeskFactKind`.
+        session_id: the session.
+        handoff_turn: the hand-off round (the :class:`~schemas.tools.Handoff`'s ``turn_id``).
+        agent: the claimant (``taken``) or the agent who ended the call (``handled``); empty
+            for ``sla_breach`` and ``abandoned``.
+        seconds: ``taken``: the queue wait (hand-off to claim); ``handled``: the handle time
+            (claim to release or end); ``sla_breach`` / ``abandoned``: the wait until the expiry
+            or the hang-up (s).
+        ts: when it happened (epoch s): the claim, the release or end, the expiry, the hang-up.
+    """
+
+    type: Literal["desk_fact"] = "desk_fact"
+    kind: DeskFactKind
+    session_id: SessionId
+    handoff_turn: TurnRef
+    agent: AgentId = ""
+    seconds: float = Field(ge=0.0)
+    ts: EpochSeconds
+
+
+class AgentWindow(WindowedRecord):
+    """One agent's (or the whole team's) calls in one window (topic ``voxbus.analytics.agents``).
+
+    Each figure counts the :class:`DeskFact` s whose time falls in the window: a call taken in
+    one minute and ended in the next is taken in the first and handled in the second.  Queue
+    waits are those of the calls taken (the time to answer); the waits of callers nobody took
+    are counted in ``sla_breaches`` and ``abandoned``, which have no agent.
+
+    Attributes:
+        agent: the agent (:data:`schemas.desk.AgentId`); empty for the whole team.
+        turns: desk facts counted.
+        calls_taken: claims that counted.
+        calls_handled: calls released or ended.
+        handle_s_mean / handle_s_max: handle time of those calls (s); None without one.
+        wait_p50_s / wait_p95_s: queue wait of the calls taken (s), nearest rank within 1 %
+            (as :class:`LatencyPercentiles`); None without one.
+        sla_breaches: waiting callers given back to the bot by the SLA (team only).
+        abandoned: callers who hung up while waiting (team only).
+    """
+
+    type: Literal["analytics_agent"] = "analytics_agent"
+    agent: AgentId = ""
+    calls_taken: int = Field(ge=0)
+    calls_handled: int = Field(ge=0)
+    handle_s_mean: float | None = None
+    handle_s_max: float | None = None
+    wait_p50_s: float | None = None
+    wait_p95_s: float | None = None
+    sla_breaches: int = Field(ge=0)
+    abandoned: int = Field(ge=0)
+
+    @property
+    def dimension(self) -> str:
+        """``team``, or ``agent:<agent>``."""
+        return f"agent:{self.agent}" if self.agent else "team"
+
+
 ANALYTICS_RECORDS: tuple[type[WindowedRecord], ...] = (
-    TurnsPerMinute, IntentCount, SentimentCount, EscalationCount, LatencyPercentiles,
+    TurnsPerMinute, IntentCount, SentimentCount, EscalationCount, LatencyPercentiles, AgentWindow,
 )
 """Every analytics record type."""

@@ -15,7 +15,16 @@ from typing import Any, TypeVar
 import msgpack
 from pydantic import ValidationError
 
-from schemas.analytics import EscalationCount, IntentCount, LatencyPercentiles, SentimentCount, TurnsPerMinute
+from schemas.analytics import (
+    AgentWindow,
+    DeskFact,
+    EscalationCount,
+    IntentCount,
+    LatencyPercentiles,
+    SentimentCount,
+    TurnsPerMinute,
+)
+from schemas.assist import Suggestion
 from schemas.audio import AudioChunk, SessionControl, SynthAudio, Utterance
 from schemas.base import MAX_RECORD_BYTES, TOLERANT, Record
 from schemas.desk import QueueEvent, SessionCaller, Ticket
@@ -58,6 +67,9 @@ REGISTRY: dict[str, type[Record]] = {
         QueueEvent,
         Ticket,
         SessionCaller,
+        DeskFact,
+        AgentWindow,
+        Suggestion,
         AgentAudio,
     )
 }

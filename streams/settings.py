@@ -243,6 +243,10 @@ class Settings(BaseSettings):
     llm_temperature: float = 0.2
     llm_timeout_s: float = 20.0
     history_turns: int = 4
+    suggest_metrics_port: int = Field(
+        default=0, ge=0, le=65535,
+        description="Port of the agent-assist worker's /metrics (voxbus suggest); 0: any free port.",
+    )
     generation_concurrency: int = Field(
         default=8, ge=1, le=64,
         description=(

@@ -92,15 +92,21 @@ AGENT_QUEUE = TopicSpec("voxbus.agent-queue", ("queue_event",), "partitions", 7 
                         "keyed by session id: the first claim in log order wins; read by every ingress "
                         "and by the generation stage (the bot is back).")
 
+SUGGESTIONS = TopicSpec("voxbus.suggestions", ("suggestion",), "partitions", 7 * DAY_MS,
+                        "Agent assist: a suggested reply, with the passages and sources it rests on, for "
+                        "each caller turn of a handed-off session (the suggest stage); read by every "
+                        "ingress.")
+
 TICKETS = TopicSpec("voxbus.tickets", ("ticket",), "partitions", -1,
                     "Wrap-up tickets of agent calls, keyed and compacted by ticket id (the last version "
                     "is the ticket); read from the beginning by every ingress.", "compact")
 
 # -- analytics (processors/analytics): windowed upsert streams, key "<window_start>/<dimension>";
 # consumers keep the last record per key. One partition each: a few records per turn, in order.
-ANALYTICS_WINDOWS = TopicSpec("voxbus.analytics.turn-windows", ("turn_record",), "partitions", DAY_MS,
-                              "Turn records re-keyed by their 1-minute window, so one window is folded "
-                              "by one analytics worker (the faust tables' partitioning).")
+ANALYTICS_WINDOWS = TopicSpec("voxbus.analytics.turn-windows", ("turn_record", "desk_fact"), "partitions",
+                              DAY_MS, "Turn records and the agent desk's outcomes re-keyed by their 1-minute "
+                              "window, so one window is folded by one analytics worker (the faust tables' "
+                              "partitioning).")
 ANALYTICS_TURNS = TopicSpec("voxbus.analytics.turns-per-minute", ("analytics_turns",), 1, 30 * DAY_MS,
                             "Turns and sessions per 1-minute window (upserts).")
 ANALYTICS_INTENTS = TopicSpec("voxbus.analytics.intents", ("analytics_intent",), 1, 30 * DAY_MS,
@@ -112,8 +118,13 @@ ANALYTICS_ESCALATIONS = TopicSpec("voxbus.analytics.escalations", ("analytics_es
                                   "window (upserts).")
 ANALYTICS_LATENCY = TopicSpec("voxbus.analytics.latency", ("analytics_latency",), 1, 30 * DAY_MS,
                               "p50/p95/p99 of each latency span per 1-minute window (upserts).")
+ANALYTICS_AGENTS = TopicSpec("voxbus.analytics.agents", ("analytics_agent",), 1, 30 * DAY_MS,
+                             "Per agent and for the team, per 1-minute window: calls taken and handled, "
+                             "handle time, queue wait p50/p95, SLA breaches, callers who hung up waiting "
+                             "(upserts).")
 ANALYTICS_TOPICS: tuple[TopicSpec, ...] = (
     ANALYTICS_TURNS, ANALYTICS_INTENTS, ANALYTICS_SENTIMENT, ANALYTICS_ESCALATIONS, ANALYTICS_LATENCY,
+    ANALYTICS_AGENTS,
 )
 """The analytics output topics (what the analytics page and analysts read)."""
 
@@ -121,5 +132,5 @@ ALL_TOPICS: tuple[TopicSpec, ...] = (
     AUDIO, UTTERANCES, TRANSCRIPTS, INTENTS, RETRIEVALS, REPLIES, CONTROL, EGRESS, TURNS, DEAD_LETTER, HEARTBEATS,
     ANALYTICS_WINDOWS, *ANALYTICS_TOPICS,
     TOOL_CALLS, TOOL_RESULTS, BOOKINGS, HANDOFFS, SESSIONS, AGENT_QUEUE,
-    TICKETS,
+    TICKETS, SUGGESTIONS,
 )

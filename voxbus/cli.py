@@ -104,6 +104,15 @@ def archive(bootstrap: Bootstrap = None) -> None:
 
 
 @app.command()
+def suggest(bootstrap: Bootstrap = None) -> None:
+    """Run agent assist (consumer group voxbus-suggest): suggested replies for the agents' held calls."""
+    _configure(bootstrap)
+    from processors.generation.suggest import run_worker
+
+    run_worker()
+
+
+@app.command()
 def recording(
     session: Annotated[str, typer.Argument(help="The session id.")],
     out: Annotated[Path, typer.Option("--out", dir_okay=False, help="Stereo WAV to write.")],

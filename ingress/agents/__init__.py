@@ -16,6 +16,8 @@ waiting caller's socket tells them their place and estimated wait, repeats it ev
 * ``POST /v1/agent/sessions/{id}/transfer`` ``{"to", "note"?}``: pass the session to another agent;
 * ``POST /v1/agent/sessions/{id}/end`` ``{"disposition", "note"?}``: wrap up, and a ticket
   (:mod:`ingress.agents.wrapup`: tickets, their search and resolution, a caller's history);
+* ``GET /v1/agent/sessions/{id}/suggestions``: agent assist, the passages and a suggested reply
+  for each caller turn (:mod:`ingress.agents.assist`);
 * ``GET /v1/agent/sessions/{id}/voice`` (WebSocket): the agent speaks to the caller and hears them
   live, through the bus (:mod:`ingress.agents.voice`).
 """
@@ -31,7 +33,7 @@ from typing import Any
 
 from aiohttp import web
 
-from ingress.agents import routes, voice, wrapup
+from ingress.agents import assist, routes, voice, wrapup
 from ingress.agents.desk import Desk
 from ingress.agents.hold import HoldLine
 from ingress.agents.queue import AgentQueue
@@ -113,4 +115,5 @@ def add_routes(app: web.Application, gateway: Any, guard: EdgeGuard) -> None:
     app.router.add_get("/v1/agent/tickets", wrapup.list_tickets)
     app.router.add_post("/v1/agent/tickets/{ticket_id}/resolve", wrapup.resolve)
     app.router.add_get("/v1/agent/callers/{caller_id}/sessions", wrapup.caller_sessions)
+    assist.add_routes(app, gateway)
     app.router.add_get("/v1/agent/sessions/{session_id}/voice", voice.stream)

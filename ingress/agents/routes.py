@@ -177,17 +177,23 @@ async def take(request: web.Request) -> web.Response:
 
 
 async def reply(request: web.Request) -> web.Response:
-    """``POST /v1/agent/sessions/{session_id}/reply`` ``{"text"}``: say it to the caller (spoken if spoken).
+    """``POST /v1/agent/sessions/{session_id}/reply`` ``{"text", "speak"?}``: say it to the caller.
 
-    Also a :class:`schemas.HandoffUpdate` ``agent`` line for every console's transcript.
+    Spoken when the session is spoken, unless ``"speak": false`` (shown only); ``"speak": true``
+    cannot make a typing caller's session spoken.  Also a :class:`schemas.HandoffUpdate`
+    ``agent`` line for every console's transcript.
     """
     body = await json_body(request)
     agent = agent_of(request, body)
     text = text_field(body, "text", MAX_REPLY_CHARS, required=True)
+    asked = body.get("speak", True)
+    if not isinstance(asked, bool):
+        raise web.HTTPBadRequest(text="speak must be true or false")
     desk, session = await session_of(request)
     held_by(session, agent)
+    speak = session.speak and asked
     try:
-        turn_id = await desk.say(session, text, "agent")
+        turn_id = await desk.say(session, text, "agent", speak=speak)
         update = HandoffUpdate(session_id=session.session_id, egress_partition=session.egress_partition,
                                kind="agent", turn_id=turn_id, text=text, agent=agent, ts=time.time())
         await desk.gateway.produce(HANDOFFS, update)
@@ -195,7 +201,7 @@ async def reply(request: web.Request) -> web.Response:
         log.warning("session %s: reply not sent: %s: %s", session.session_id, type(exc).__name__, exc)
         raise web.HTTPServiceUnavailable(text="the reply could not be sent: try again") from None
     desk.queue.apply(update)
-    return web.json_response({"session_id": session.session_id, "turn_id": turn_id, "speak": session.speak})
+    return web.json_response({"session_id": session.session_id, "turn_id": turn_id, "speak": speak})
 
 
 async def release(request: web.Request) -> web.Response:

@@ -2,7 +2,7 @@
 
 It runs as its own faust App and consumer group (``voxbus-analytics``), beside the
 pipeline stages rather than among them (it is not on a caller's path; ``/healthz`` does
-not wait for it).  Two agents, both through the stage runtime (:class:`StageRunner`:
+not wait for it).  Two agents for the turns, both through the stage runtime (:class:`StageRunner`:
 dead-lettering, metrics, heartbeats come from there):
 
 1. ``route`` reads ``voxbus.turns`` (keyed by session) and re-produces each turn record to
@@ -16,6 +16,12 @@ dead-lettering, metrics, heartbeats come from there):
 Windows follow the turn's own time (``TurnRecord.ts``), not the time it is processed, so
 a replay gives the same windows.  A redelivered turn is recognised (a windowed "seen"
 table keyed by session and turn) and not counted twice.
+
+A third agent, ``desk``, reads the agent desk's topics (``voxbus.handoffs``,
+``voxbus.agent-queue``, and the hang-ups on ``voxbus.audio``), keyed by session like them:
+:func:`processors.analytics.desk.track` follows each session's hand-off round in a table
+(``desk_sessions``), and each outcome (:class:`schemas.DeskFact`) goes to the windows topic
+like a turn, where ``fold`` counts it per agent and for the team (``voxbus.analytics.agents``).
 """
 
 from __future__ import annotations
@@ -31,6 +37,7 @@ import faust
 from prometheus_client import Counter
 
 from processors import metrics
+from processors.analytics.desk import DESK, fact_dimensions, fold_fact, to_agent_window, track
 from processors.analytics.windows import (
     METRICS,
     WINDOW_S,
@@ -43,12 +50,23 @@ from processors.analytics.windows import (
 )
 from processors.base import Emit, Stage
 from processors.runtime import STAGES, StageRunner, serve_liveness
-from schemas import Record, TurnRecord, WindowedRecord, encode
+from schemas import (
+    DeskFact,
+    Handoff,
+    HandoffUpdate,
+    QueueEvent,
+    Record,
+    SessionCaller,
+    SessionControl,
+    TurnRecord,
+    WindowedRecord,
+    encode,
+)
 from streams.admin import ensure_internal_topics, ensure_topics
 from streams.app import make_app
 from streams.clients import profile
 from streams.settings import Settings, get_settings
-from streams.topics import ANALYTICS_WINDOWS, EGRESS, TURNS, TopicSpec
+from streams.topics import AGENT_QUEUE, ANALYTICS_WINDOWS, AUDIO, EGRESS, HANDOFFS, TURNS, TopicSpec
 
 log = logging.getLogger(__name__)
 
@@ -56,8 +74,15 @@ NAME = "analytics"
 """Stage name: consumer group ``voxbus-analytics``, heartbeats as ``analytics``."""
 SEEN = "seen"
 """Name of the table of turns (and sessions) already counted, per window."""
-TABLES = (*[metric.name for metric in METRICS], SEEN)
+TABLES = (*[metric.name for metric in METRICS], DESK.name, SEEN)
 """Every windowed table of the processor."""
+SESSIONS_TABLE = "desk_sessions"
+"""Name of the table of the hand-off round each session is in (keyed by session id, not windowed)."""
+DESK_RECORDS = (Handoff, HandoffUpdate, SessionCaller, QueueEvent, SessionControl)
+"""What the ``desk`` agent accepts from its topics (only hand-offs, queue events and hang-ups count)."""
+CONTROL_TAG = b"session_control"
+"""The wire ``type`` of :class:`schemas.SessionControl`: an audio message without these bytes is a chunk,
+skipped by the ``desk`` agent without being decoded."""
 
 SKIPPED = Counter(
     "voxbus_analytics_skipped_turns_total",
@@ -122,32 +147,54 @@ class AnalyticsStage(Stage):
     def __init__(self, settings: Settings) -> None:
         super().__init__(settings)
         self.windows: dict[str, Windows] = {name: MemoryWindows() for name in TABLES}
+        self.sessions: Any = {}
+        """Session id -> its desk state (:func:`processors.analytics.desk.track`); a Table once bound."""
         self.clock = time.time
 
     def bind(self, app: faust.App) -> None:
-        """Declare the windowed tables (changelogs ``voxbus-analytics-<table>-changelog``)."""
+        """Declare the tables (changelogs ``voxbus-analytics-<table>-changelog``)."""
         self.windows = {name: FaustWindows(app, name, self.settings) for name in TABLES}
+        self.sessions = app.Table(
+            SESSIONS_TABLE, default=None, partitions=self.settings.partitions,
+            schema=faust.Schema(key_type=str, key_serializer="json", value_serializer="json"),
+            help="analytics: the hand-off round of each session",
+        )
 
     async def handle(self, record: Record) -> AsyncIterator[Emit]:
         """Route a turn to the windows topic (keyed by its window: :class:`AnalyticsRunner`)."""
         assert isinstance(record, TurnRecord)
         yield Emit(ANALYTICS_WINDOWS, record)
 
-    def late(self, turn: TurnRecord, now: float) -> bool:
-        """True when ``turn``'s window has expired (or is about to) from the tables.
+    def late(self, ts: float, now: float) -> bool:
+        """True when the window of ``ts`` (a turn's or a desk outcome's time) has expired (or is about to).
 
         faust drops a window ``expires`` seconds after its end, checked every
         ``table_cleanup_interval`` (60 s); a turn for a dropped window would restart its
         counts from zero and publish a wrong upsert, so it is not counted at all.
         """
         margin = 2 * WINDOW_S
-        return window_start(turn.ts) + WINDOW_S + self.settings.analytics_expires_s - margin < now
+        return window_start(ts) + WINDOW_S + self.settings.analytics_expires_s - margin < now
+
+    async def track(self, record: Record) -> AsyncIterator[Emit]:
+        """Fold one desk record into its session's round; route each outcome to the windows topic."""
+        state, facts = track(self.sessions.get(record.session_id), record)
+        for fact in facts:
+            yield Emit(ANALYTICS_WINDOWS, fact)
+        # stored last: a crash before this point refolds the record (its outcomes are deduplicated)
+        if state is None:
+            self.sessions.pop(record.session_id, None)
+        elif state != self.sessions.get(record.session_id):
+            self.sessions[record.session_id] = state
 
     async def aggregate(self, record: Record) -> AsyncIterator[Emit]:
-        """Fold one turn into its window; yield the new record of every dimension it updated."""
+        """Fold one turn (or desk outcome) into its window; yield the new record of each dimension updated."""
+        if isinstance(record, DeskFact):
+            async for emit in self.aggregate_fact(record):
+                yield emit
+            return
         assert isinstance(record, TurnRecord)
         now = self.clock()
-        if self.late(record, now):
+        if self.late(record.ts, now):
             SKIPPED.labels("late").inc()
             log.warning("turn %s/%s of %.0f s ago is past the analytics window expiry; not counted",
                         record.session_id, record.turn_id, now - record.ts)
@@ -171,8 +218,28 @@ class AnalyticsStage(Stage):
         seen.set(turn_key, ts, {"n": 1})
 
 
-def window_key(record: TurnRecord) -> bytes:
-    """Kafka key of a turn on ``voxbus.analytics.turn-windows``: its window start (epoch s)."""
+    async def aggregate_fact(self, fact: DeskFact) -> AsyncIterator[Emit]:
+        """Fold one desk outcome into its window, per agent and for the team (once per round and kind)."""
+        now = self.clock()
+        if self.late(fact.ts, now):
+            SKIPPED.labels("late").inc()
+            log.warning("desk outcome %s of %s of %.0f s ago is past the window expiry; not counted",
+                        fact.kind, fact.session_id, now - fact.ts)
+            return
+        seen, ts, key = self.windows[SEEN], fact.ts, f"desk:{fact.session_id}/{fact.handoff_turn}/{fact.kind}"
+        if seen.get(key, ts):
+            SKIPPED.labels("duplicate").inc()
+            return
+        table, start = self.windows[DESK.name], window_start(ts)
+        for dimension in fact_dimensions(fact):
+            state = fold_fact(table.get(dimension, ts), fact)
+            table.set(dimension, ts, state)
+            yield Emit(DESK.topic, to_agent_window(dimension, start, state, now))
+        seen.set(key, ts, {"n": 1})
+
+
+def window_key(record: TurnRecord | DeskFact) -> bytes:
+    """Kafka key of a turn or desk outcome on ``voxbus.analytics.turn-windows``: its window start (s)."""
     return str(int(window_start(record.ts))).encode()
 
 
@@ -189,7 +256,7 @@ class AnalyticsRunner(StageRunner):
         """Produce ``record`` to ``topic`` and wait for the broker's acknowledgement."""
         if topic is EGRESS:
             return
-        if topic is ANALYTICS_WINDOWS and isinstance(record, TurnRecord):
+        if topic is ANALYTICS_WINDOWS and isinstance(record, TurnRecord | DeskFact):
             key = window_key(record)
         elif isinstance(record, WindowedRecord):
             key = record.key.encode()
@@ -203,7 +270,14 @@ class AnalyticsRunner(StageRunner):
     async def on_window(self, message: Any) -> None:
         """Fold one message of the windows topic; never raises (bad records are dead-lettered)."""
         assert isinstance(self.stage, AnalyticsStage)
-        await self._process(message, self.stage.accepts, self.stage.aggregate)
+        await self._process(message, (TurnRecord, DeskFact), self.stage.aggregate)
+
+    async def on_desk(self, message: Any) -> None:
+        """Fold one message of the desk's topics; audio chunks are skipped undecoded; never raises."""
+        assert isinstance(self.stage, AnalyticsStage)
+        if message.topic == AUDIO.name and CONTROL_TAG not in bytes(message.value or b""):
+            return
+        await self._process(message, DESK_RECORDS, self.stage.track)
 
 
 def metrics_port(settings: Settings) -> int:
@@ -225,6 +299,14 @@ def build(settings: Settings | None = None) -> tuple[faust.App, AnalyticsRunner]
     async def route(stream: faust.Stream) -> None:
         async for event in stream.events():
             await runner.on_message(event.message)
+
+    desk = app.topic(HANDOFFS.name, AGENT_QUEUE.name, AUDIO.name, value_serializer="raw",
+                     key_serializer="raw")
+
+    @app.agent(desk, name=f"voxbus-{NAME}.desk")
+    async def follow_desk(stream: faust.Stream) -> None:
+        async for event in stream.events():
+            await runner.on_desk(event.message)
 
     @app.agent(windows, name=f"voxbus-{NAME}.fold")
     async def fold_windows(stream: faust.Stream) -> None:

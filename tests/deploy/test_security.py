@@ -23,17 +23,22 @@ import pytest
 import streams.topics
 from processors.runtime import STAGES
 from streams.topics import (
+    AGENT_QUEUE,
     ANALYTICS_TOPICS,
     ANALYTICS_WINDOWS,
+    AUDIO,
     CONTROL,
     DEAD_LETTER,
     EGRESS,
+    HANDOFFS,
     HEARTBEATS,
     TURNS,
 )
 from tests.deploy.conftest import ROOT, Render
 from tests.deploy.test_consistency import KAFKA, config, container, pod_spec, stage_input, workloads
 
+DESK_TOPICS = (HANDOFFS, AGENT_QUEUE, AUDIO)
+"""What the analytics processor reads for team analytics (processors/analytics/desk.py)."""
 AUTH_SECRET = "voxbus-auth"
 CA_SECRET = f"{KAFKA}-cluster-ca-cert"
 CALLER_PATHS = {"/", "/static", "/v1/stream", "/v1/twilio"}
@@ -345,6 +350,8 @@ def test_analytics_acls(render: Render) -> None:
     user = render.get("KafkaUser", "voxbus-analytics")
     assert allows(user, "topic", TURNS.name, "Read") and not allows(user, "topic", TURNS.name, "Write")
     assert allows(user, "topic", ANALYTICS_WINDOWS.name, "Read")
+    for topic in DESK_TOPICS:  # team analytics: hand-offs, queue events, hang-ups
+        assert allows(user, "topic", topic.name, "Read") and not allows(user, "topic", topic.name, "Write")
     for topic in (*ANALYTICS_TOPICS, ANALYTICS_WINDOWS, DEAD_LETTER, HEARTBEATS):
         assert allows(user, "topic", topic.name, "Write"), topic.name
     assert allows(user, "group", "voxbus-analytics", "Read")
@@ -352,7 +359,7 @@ def test_analytics_acls(render: Render) -> None:
     # ensure_topics() at start lists the topics: Describe on all of them, Read/Write on its own only
     for topic in streams.topics.ALL_TOPICS:
         assert allows(user, "topic", topic.name, "Describe"), topic.name
-        if topic not in (TURNS, ANALYTICS_WINDOWS, DEAD_LETTER, HEARTBEATS, *ANALYTICS_TOPICS):
+        if topic not in (TURNS, ANALYTICS_WINDOWS, DEAD_LETTER, HEARTBEATS, *ANALYTICS_TOPICS, *DESK_TOPICS):
             assert not any(allows(user, "topic", topic.name, op) for op in ("Read", "Write")), topic.name
 
 

@@ -4,8 +4,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from schemas import (
+    AgentWindow,
     AudioChunk,
     DeadLetter,
+    DeskFact,
     ErrorEvent,
     EscalationCount,
     IntentCount,
@@ -18,6 +20,7 @@ from schemas import (
     SentimentCount,
     SessionControl,
     StageHeartbeat,
+    Suggestion,
     SynthAudio,
     Transcript,
     TurnCancel,
@@ -139,6 +142,21 @@ STRATEGIES.update({
 })
 STRATEGIES[AgentAudio] = st.builds(AgentAudio, session_id=session_ids, agent=st.text(max_size=20),
                                    seq=st.integers(0, 10**6), epoch=st.integers(0, 2**50), pcm=pcm, ts=ts)
+
+passages = st.lists(st.builds(Passage, text=text, source=text, score=st.floats(-1, 1)), max_size=3)
+optional_s = st.none() | st.floats(0, 1e5)
+STRATEGIES.update({  # agent assist and team analytics (schemas.assist, schemas.analytics)
+    Suggestion: st.builds(Suggestion, session_id=session_ids, turn_id=turn_ids, handoff_turn=turn_ids,
+                          caller_text=text, text=text, passages=passages, sources=st.lists(text, max_size=3),
+                          error=st.sampled_from(["", "llm_failed"]), marks=marks, ts=ts),
+    DeskFact: st.builds(DeskFact, kind=st.sampled_from(["taken", "handled", "sla_breach", "abandoned"]),
+                        session_id=session_ids, handoff_turn=turn_ids, agent=st.text(max_size=20),
+                        seconds=st.floats(0, 1e5), ts=ts),
+    AgentWindow: st.builds(AgentWindow, window_start=window_starts, window_end=ts, turns=counts, ts=ts,
+                           agent=st.text(max_size=20), calls_taken=counts, calls_handled=counts,
+                           handle_s_mean=optional_s, handle_s_max=optional_s, wait_p50_s=optional_s,
+                           wait_p95_s=optional_s, sla_breaches=counts, abandoned=counts),
+})
 
 
 def test_every_registered_record_has_a_strategy():
