@@ -70,8 +70,6 @@ TARGETS = ("vad", "asr", "intent", "retrieval", "generation", "tts", "workflow",
 """What a kill may hit: every stage of :data:`processors.runtime.STAGES`, the ingress and the LLM server."""
 STAGE_TARGETS = TARGETS[:7]
 CHAOS_OUTCOMES = (*OUTCOMES, "disconnected")
-RECONNECT_FOR_S = 60.0
-"""How long a caller keeps trying to reopen its session after the ingress died (s)."""
 TAIL_S = 30.0
 """No kill in the last this many seconds of the run: the last kill must have time to recover (s)."""
 TURN_FIELDS = ("utterance", "turn_id", "timed_out", "voice_to_voice_ms", "reply_text")
@@ -158,12 +156,13 @@ class ChaosCaller(SoakCaller):
             return await super()._send(pcm)
 
     async def reconnect(self) -> None:
-        """Reopen the session (same id) with :func:`voxbus.client.connect`'s backoff.
+        """Reopen the session (same id) with :func:`voxbus.client.connect`'s backoff, as ``voxbus call`` does.
 
         Raises:
-            voxbus.client.Refused | aiohttp.ClientError | OSError: not back within :data:`RECONNECT_FOR_S`.
+            voxbus.client.Refused | aiohttp.ClientError | OSError: not back within
+                :data:`voxbus.client.RECONNECT_FOR_S`.
         """
-        from voxbus.client import connect
+        from voxbus.client import RECONNECT_FOR_S, connect
 
         dropped = time.monotonic()
         self.reader.cancel()
@@ -336,7 +335,8 @@ async def chaos_caller(url: str, index: int, utterances: list[Utterance], end_at
                 turn.span, turn.ended_at = caller.speech_span, time.monotonic()
                 turn.disconnected = caller.connection != turn.connection
             drain_until = time.monotonic() + DRAIN_S
-            while open_turns(record.events) and time.monotonic() < drain_until:
+            while time.monotonic() < drain_until and open_turns(
+                    events_of(record.events, connection_epochs(record.events).get(caller.connection))):
                 await caller.silence_for(0.5)
             caller.attach_turn_ends([t.result for t in turns])
     except Exception as exc:  # noqa: BLE001 - a caller that fails is reported, the others go on

@@ -28,8 +28,10 @@ TRAILING_SILENCE_S = 1.5
 """Silence streamed after the recording before the caller may hang up (s): lets the VAD endpoint."""
 REFUSALS = frozenset({1009, 4400, 4401, 4403, 4413})
 """Close codes that refuse the caller (bad request, credentials, too long): never retried."""
-BACKOFF_S = (0.25, 4.0)
-"""First and longest wait between two connection attempts (s); doubles in between."""
+BACKOFF_S = (0.25, 1.0)
+"""First and longest wait between two connection attempts (s); doubles in between.  A restarted
+ingress serves again within seconds, and a caller retrying every 4 s lost up to 4 s of it
+(``make chaos``); a refused connection costs the server nothing."""
 RECONNECT_FOR_S = 60.0
 """How long :func:`call` keeps trying to reopen a dropped connection (s)."""
 
