@@ -191,12 +191,23 @@ def write_config(data_dir: Path, props: dict[str, str], log_level: str) -> tuple
     return server, log4j
 
 
-def java_command(lib: Path, log4j: Path, heap_mb: int, main: str, *args: str) -> list[str]:
-    """The ``java`` command line running ``main`` with Kafka's jars, logging config and heap.
+GC_FLAGS = {
+    "serial": ["-XX:+UseSerialGC"],
+    "g1": ["-XX:+UseG1GC", "-XX:MaxGCPauseMillis=20", "-XX:+ExplicitGCInvokesConcurrent"],
+}
+"""JVM flags per ``VOXBUS_KAFKA_GC``; ``g1`` is what Kafka's ``kafka-run-class.sh`` sets."""
+
+
+def java_command(lib: Path, log4j: Path, heap_mb: int, main: str, *args: str,
+                 gc: str = "serial") -> list[str]:
+    """The ``java`` command line running ``main`` with Kafka's jars, logging config, heap and collector.
 
     The heap is fixed (``-Xms`` = ``-Xmx`` = ``heap_mb`` MiB): a single node of a few
     topics needs far less than Kafka's 1 GiB default, and a fixed heap keeps the RSS
-    flat.  G1 with a 20 ms pause goal, as Kafka's ``kafka-run-class.sh`` sets.
+    flat.  ``gc`` is a key of :data:`GC_FLAGS`; the default is the serial collector, not Kafka's
+    G1: one node with a small heap beside the models on 2 cores gains nothing from G1's
+    concurrent threads, and the broker used fewer cores under streaming callers with it
+    (``benchmarks/bus.py``); its young collections of a 384 MiB heap take a few ms.
 
     Raises:
         KafkaUnavailable: no Java runtime is found.
@@ -204,8 +215,7 @@ def java_command(lib: Path, log4j: Path, heap_mb: int, main: str, *args: str) ->
     java = _java()
     if java is None:
         raise KafkaUnavailable("no java on PATH or JAVA_HOME")
-    return [java, f"-Xms{heap_mb}m", f"-Xmx{heap_mb}m", "-XX:+UseG1GC", "-XX:MaxGCPauseMillis=20",
-            "-XX:+ExplicitGCInvokesConcurrent", "-Djava.awt.headless=true",
+    return [java, f"-Xms{heap_mb}m", f"-Xmx{heap_mb}m", *GC_FLAGS[gc], "-Djava.awt.headless=true",
             f"-Dlog4j2.configurationFile={log4j}", "-cp", f"{lib}/*", main, *args]
 
 

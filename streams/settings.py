@@ -59,6 +59,10 @@ class Settings(BaseSettings):
         description="Cache folder of the embedded Apache Kafka's jars (fetched once with Maven).",
     )
     kafka_heap_mb: int = Field(default=384, ge=128, description="Heap of the embedded Apache Kafka (MiB).")
+    kafka_gc: Literal["serial", "g1"] = Field(
+        default="serial",
+        description="Garbage collector of the embedded Apache Kafka (streams/kafka_server.GC_FLAGS).",
+    )
     kafka_controller_port: int = Field(
         default=0, ge=0, description="KRaft controller port of the embedded Kafka; 0: the broker port + 1."
     )
@@ -72,7 +76,14 @@ class Settings(BaseSettings):
             "(Kafka rejects values under its group.min.session.timeout.ms, 6 s by default)."
         ),
     )
-    broker_heartbeat_interval: float = Field(default=0.5, description="Consumer heartbeat (s).")
+    broker_heartbeat_interval: float = Field(
+        default=1.0,
+        description=(
+            "Consumer heartbeat (s): a third of the 3 s session timeout, as Kafka's defaults keep it (3 s of "
+            "10 s). Every member of every group heartbeats this often, so it sets part of the idle cost "
+            "(benchmarks/bus.py) and how soon a member learns of a rebalance."
+        ),
+    )
     broker_rebalance_timeout: float = Field(default=3.0, description="Rebalance timeout (s).")
     fetch_max_wait_ms: int = Field(
         default=0, ge=0,
@@ -108,7 +119,16 @@ class Settings(BaseSettings):
     replication_factor: int = Field(default=1, ge=1)
 
     # -- audio ----------------------------------------------------------------------
-    chunk_ms: int = Field(default=64, ge=10, le=1000, description="Audio chunk on the bus (ms).")
+    chunk_ms: int = Field(
+        default=128, ge=10, le=1000,
+        description=(
+            "Audio chunk on the bus (ms). It sets the record rate of every consumer of voxbus.audio "
+            "(7.8 records/s per caller at 128 ms) and how late endpointing and barge-in can react (a "
+            "decision waits for the chunk carrying it: on average half a chunk). 128 instead of 64 halves "
+            "the per-record cost of vad, broker, archive and ingress (benchmarks/bus.py) for 32 ms more "
+            "endpointing delay on average."
+        ),
+    )
 
     # -- endpointing (vad stage) ----------------------------------------------------
     vad_threshold: float = Field(default=0.5, description="Speech probability to start speech.")
@@ -151,6 +171,14 @@ class Settings(BaseSettings):
             "Speech resuming within this silence (ms) after a turn ended, before any of its reply "
             "reached the caller, continues that turn: its reply is cancelled and both pieces are "
             "decoded and answered as one; 0: off."
+        ),
+    )
+    vad_continuation_reaction_ms: int = Field(
+        default=600, ge=0, le=5000,
+        description=(
+            "Speech starting within this time (ms) after the reply began to reach the caller still "
+            "continues the turn (the caller cannot have answered a reply yet: planning a spoken response "
+            "takes at least ~600 ms, Levinson & Torreira 2015); 0: the first reply audio ends the window."
         ),
     )
     vad_batch_size: int = Field(

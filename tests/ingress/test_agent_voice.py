@@ -55,7 +55,7 @@ def test_an_agent_leg_is_no_callers_session():
 
 
 async def test_the_agents_voice_reaches_the_caller_and_the_transcriber_and_their_words_the_record(tmp_path):
-    gateway = FakeGateway(Settings(data_dir=tmp_path, ingress_slot=2))
+    gateway = FakeGateway(Settings(data_dir=tmp_path, ingress_slot=2, chunk_ms=64))
     queue = AgentQueue(gateway.settings)
     queue.apply(Handoff(session_id="s1", egress_partition=1, turn_id="t1", reason="requested", summary="",
                         ts=1.0))

@@ -67,7 +67,7 @@ async def test_a_failed_send_is_dropped_and_the_next_goes_on():
 
 
 async def test_a_caller_is_told_when_audio_is_shed(serve):
-    client, gateway = await serve(session_buffer_s=0.1)  # 3.2 kB: under two 64 ms chunks
+    client, gateway = await serve(session_buffer_s=0.2)  # 6.4 kB: under two 128 ms chunks
     release = asyncio.Event()
     produce = gateway.produce
 
@@ -81,7 +81,7 @@ async def test_a_caller_is_told_when_audio_is_shed(serve):
     await ws.send_str(json.dumps({"type": "start", "sample_rate": 16000}))
     assert (await ws.receive_json(timeout=5))["type"] == "ready"
     for _ in range(10):
-        await ws.send_bytes(b"\0" * 2048)  # 64 ms each
+        await ws.send_bytes(b"\0" * 4096)  # 128 ms each
     event = await ws.receive_json(timeout=5)
     assert event["type"] == "error" and event["code"] == "overloaded", event
     release.set()

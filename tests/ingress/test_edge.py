@@ -192,7 +192,7 @@ async def test_session_ids_are_bound_to_their_principal(serve):
     assert rejections("session_forbidden") == before + 1
     # the owner may resume it from a new socket (even over its concurrency limit): the old one is replaced
     events, _, _, second = await session(client, {**START, "session_id": sid}, headers=alice, hold=True)
-    assert events[0] == {"type": "ready", "session_id": sid, "sample_rate": 16000, "chunk_ms": 64}
+    assert events[0] == {"type": "ready", "session_id": sid, "sample_rate": 16000, "chunk_ms": 128}
     closed = await first.receive(timeout=5)
     assert closed.type == aiohttp.WSMsgType.CLOSE and closed.data == 4409
     assert gateway.sessions[sid] is not None
@@ -257,7 +257,7 @@ async def test_existing_protocol_unchanged(serve):
                      "message": "PCM16 frame must have an even byte count, got 3"}
     await ws.send_str(json.dumps({"type": "end"}))
     await asyncio.sleep(0.1)
-    assert len(gateway.records(AudioChunk)) == 2048 // 1024
+    assert len(gateway.records(AudioChunk)) == 2048 // (16 * gateway.settings.chunk_ms)  # whole chunks only
 
 
 def test_guard_forgets_bindings_after_their_ttl():
