@@ -326,7 +326,7 @@ def start_voxbus(data_dir: Path, llm_only: bool = False,
     sessions' answers short ("You're" and nothing more); with it, requests queue.
     """
     os.environ["INTERRUPT_REQUESTS"] = "false"
-    metrics_base = free_port_range(8)
+    metrics_base = free_port_range(9)  # the stages, analytics and suggest
     os.environ.update({
         "VOXBUS_PORT": str(free_port()),
         "VOXBUS_LLM_PORT": str(free_port()),

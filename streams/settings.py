@@ -273,7 +273,8 @@ class Settings(BaseSettings):
     history_turns: int = 4
     suggest_metrics_port: int = Field(
         default=0, ge=0, le=65535,
-        description="Port of the agent-assist worker's /metrics (voxbus suggest); 0: any free port.",
+        description="Port of the agent-assist worker's /metrics (voxbus suggest); 0: the one after the "
+                    "analytics worker's (VOXBUS_METRICS_BASE_PORT + 8).",
     )
     generation_concurrency: int = Field(
         default=8, ge=1, le=64,

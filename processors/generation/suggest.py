@@ -30,7 +30,7 @@ import faust
 
 from processors.base import Emit, Stage
 from processors.generation.stage import MAX_SENTENCES, GenerationStage
-from processors.runtime import build_stage, run_stage
+from processors.runtime import STAGES, build_stage, run_stage
 from schemas import (
     Handoff,
     HandoffUpdate,
@@ -173,8 +173,17 @@ class SuggestStage(Stage):
         )
 
 
+def metrics_port(settings: Settings) -> int:
+    """Port of the suggest worker's ``/metrics``: the setting, or the one after the analytics worker's.
+
+    The stages serve ``VOXBUS_METRICS_BASE_PORT + i`` (:data:`processors.runtime.STAGES`), the
+    analytics worker the port after them (:func:`processors.analytics.stage.metrics_port`).
+    """
+    return settings.suggest_metrics_port or settings.metrics_base_port + len(STAGES) + 1
+
+
 def run_worker() -> None:
-    """Run the suggest worker until SIGINT/SIGTERM (``/metrics`` on ``VOXBUS_SUGGEST_METRICS_PORT``)."""
+    """Run the suggest worker until SIGINT/SIGTERM (``/metrics`` on :func:`metrics_port`)."""
     settings = get_settings()
-    app, runner = build_stage(SuggestStage(settings), settings.suggest_metrics_port)
+    app, runner = build_stage(SuggestStage(settings), metrics_port(settings))
     run_stage(app, runner)

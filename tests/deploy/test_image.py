@@ -187,20 +187,20 @@ def wait_for(url: str, timeout_s: float, worker: ImageWorker) -> None:
 def host_stack(tmp_path: Path) -> Iterator[object]:
     """voxbus on this host on private ports, its crashed children restarted (as `voxbus up` does).
 
-    One block of free ports: the stages' and analytics' /metrics (base .. base+7), the ingress,
+    One block of free ports: the stages', analytics' and suggest's /metrics (base .. base+8), the ingress,
     the LLM server, the embedded broker and its KRaft controller (broker + 1).
     """
     from benchmarks.latency import free_port_range
     from streams.settings import get_settings
     from voxbus.supervisor import Supervisor
 
-    base = free_port_range(12)
+    base = free_port_range(13)
     os.environ.update({
         "VOXBUS_DATA_DIR": str(tmp_path / "data"),
         "VOXBUS_METRICS_BASE_PORT": str(base),
-        "VOXBUS_PORT": str(base + 8),
-        "VOXBUS_LLM_PORT": str(base + 9),
-        "VOXBUS_EMBEDDED_LISTEN": f"127.0.0.1:{base + 10}",
+        "VOXBUS_PORT": str(base + 9),
+        "VOXBUS_LLM_PORT": str(base + 10),
+        "VOXBUS_EMBEDDED_LISTEN": f"127.0.0.1:{base + 11}",
     })
     get_settings.cache_clear()
     supervisor = Supervisor(get_settings())
