@@ -52,9 +52,9 @@ if not Path(CHROMIUM).exists():  # `make test` installs it (Debian's chromium)
     pytest.skip(f"{CHROMIUM} is not installed (apt-get install chromium)", allow_module_level=True)
 
 
-def mic_recording(path: Path) -> Path:
-    """The question with 0.5 s of silence before and 30 s after (Chromium loops the file)."""
-    audio, _ = load_clip(QUESTION)
+def mic_recording(path: Path, clip: str = QUESTION) -> Path:
+    """The recording ``clip`` with 0.5 s of silence before and 30 s after (Chromium loops the file)."""
+    audio, _ = load_clip(clip)
     pcm = (np.concatenate([np.zeros(8000), audio, np.zeros(16000 * 30)]) * 32767).astype(np.int16)
     soundfile.write(path, pcm, 16000, subtype="PCM_16")
     return path
@@ -68,13 +68,16 @@ async def playwright():
         yield pw
 
 
-async def launch(playwright, tmp: Path, microphone: bool = True):
-    """Chromium with a fresh profile (``--user-data-dir``), as a browser context."""
+async def launch(playwright, tmp: Path, microphone: bool = True, recording: Path | None = None):
+    """Chromium with a fresh profile (``--user-data-dir``), as a browser context.
+
+    Its fake microphone plays ``recording`` (a 16-bit WAV file, looped), by default :func:`mic_recording`.
+    """
     profile = tmp / f"profile-{time.monotonic_ns()}"
     args = list(BASE_ARGS)
     if microphone:
         args += ["--use-fake-ui-for-media-stream", "--use-fake-device-for-media-stream",
-                 f"--use-file-for-fake-audio-capture={mic_recording(tmp / 'mic.wav')}"]
+                 f"--use-file-for-fake-audio-capture={recording or mic_recording(tmp / 'mic.wav')}"]
     else:
         args += ["--use-fake-device-for-media-stream", "--deny-permission-prompts"]
     # Playwright sets --user-data-dir itself from user_data_dir
