@@ -382,7 +382,7 @@ class Settings(BaseSettings):
         default="audio,utterances,transcripts,intents,replies,turns,tool-calls,handoffs,egress",
         description=(
             "Comma-separated topics the archive keeps (short or full names); egress holds the synthesized "
-            "reply and agent audio that recordings need."
+            "reply and agent audio that recordings need. Empty: voxbus up runs no archive."
         ),
     )
     archive_flush_s: float = Field(

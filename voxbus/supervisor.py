@@ -120,7 +120,8 @@ class Supervisor:
                                    self.logs / "analytics.log", env=_member("analytics", 0)))
         self.children.append(Child("suggest", [*python, "suggest"], self.logs / "suggest.log",
                                    env=_member("suggest", 0)))
-        self.children.append(Child("archive", [*python, "archive"], self.logs / "archive.log"))
+        if s.archive_topics.strip():  # VOXBUS_ARCHIVE_TOPICS empty: no archive (nothing is recorded)
+            self.children.append(Child("archive", [*python, "archive"], self.logs / "archive.log"))
         self.children.append(Child("ingress", [*python, "ingress"], self.logs / "ingress.log"))
         for child in self.children:
             child.start(self.env)
