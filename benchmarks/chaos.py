@@ -413,12 +413,12 @@ def mark_recovery(kill: Kill, logs: Path, answered: list[tuple[float, float]],
     """Fill in ``kill``'s answer (:func:`recovery`), its stage's log marks, the first reconnection after it.
 
     Args:
-        logs: the stack's log folder (``<stage>.log``).
+        logs: the stack's log folder (``<stage>.log``; a missing log gives no marks).
         answered: (speech end, first reply audio) of every answered turn (monotonic s).
         reconnects: (dropped, reopened) of every caller reconnection (monotonic s).
     """
     kill.answered_at = recovery(kill, answered)
-    if kill.target in STAGE_TARGETS:
+    if kill.target in STAGE_TARGETS and (logs / f"{kill.target}.log").exists():
         lines = (logs / f"{kill.target}.log").read_text(errors="replace").splitlines()
         kill.marks.update({k: v - kill.wall_ts for k, v in log_marks(lines, kill.wall_ts, LOG_MARKS).items()})
     back = [reopened for dropped, reopened in reconnects if dropped >= kill.at]
@@ -437,6 +437,45 @@ async def run_chaos(url: str, supervisor: Any, args: argparse.Namespace, utteran
                                for k in range(args.callers)])
     results, _ = await asyncio.gather(callers, killer(supervisor, plan, t0, kills))
     return list(results), kills, t0
+
+
+Rows = list[dict[str, Any]]
+"""JSON-ready rows of the report."""
+
+
+def account(results: list[CallerRun], kills: list[Kill], t0: float, logs: Path, samples: Rows,
+            warmup_s: float, apology: str) -> tuple[dict[str, Any], Rows, Rows]:
+    """The run's figures from the callers' runs and the kills (each kill's recovery is filled in).
+
+    Args:
+        t0: the run's start (monotonic s).
+        logs: the stack's log folder (:func:`mark_recovery`).
+        samples: :class:`benchmarks.soak.RssSampler` samples; growth counted from ``warmup_s``.
+        apology: the generation stage's reply while the LLM server is down (not an answer).
+
+    Returns:
+        (:func:`summarize` plus ``apologies`` and ``reconnects``, :meth:`Kill.report` of each
+        kill, one row per turn)
+    """
+    turns = [(run.record, turn) for run in results for turn in run.turns]
+    answered = [(t.result.speech_end_at, t.result.first_audio_at) for record, t in turns
+                if t.outcome == "answered" and not is_apology(t, record.events, apology)]
+    reconnects = [pair for run in results for pair in run.reconnects]
+    for kill in kills:
+        mark_recovery(kill, logs, answered, reconnects)
+    kill_reports = [kill.report(t0) for kill in kills]
+    dups = sum((Counter(run.duplicates) for run in results), Counter())
+    summary = summarize([t for _, t in turns], {k: dups.get(k, 0) for k in ("turn_end", "sentence", "audio")},
+                        kill_reports, rss_growth(samples, warmup_s),
+                        [run.record.failure for run in results if run.record.failure])
+    summary["apologies"] = sum(is_apology(t, record.events, apology) for record, t in turns)
+    summary["reconnects"] = len(reconnects)
+    rows = [{"caller": record.index, "session_id": record.session_id, "connection": t.connection,
+             "outcome": t.outcome,
+             "speech_end_s": round(t.result.speech_end_at - t0, 2) if t.result.speech_end_at else None,
+             **{k: v for k, v in t.result.to_json().items() if k in TURN_FIELDS}}
+            for record, t in turns]
+    return summary, kill_reports, rows
 
 
 def plot(report: dict[str, Any], path: Path) -> None:
@@ -511,19 +550,8 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         stop.set()
         supervisor.stop()
-    turns = [(run.record, turn) for run in results for turn in run.turns]
-    answered = [(t.result.speech_end_at, t.result.first_audio_at) for record, t in turns
-                if t.outcome == "answered" and not is_apology(t, record.events, APOLOGY)]
-    reconnects = [pair for run in results for pair in run.reconnects]
-    for kill in kills:
-        mark_recovery(kill, supervisor.logs, answered, reconnects)
-    kill_reports = [kill.report(t0) for kill in kills]
-    dups = sum((Counter(run.duplicates) for run in results), Counter())
-    summary = summarize([t for _, t in turns], {k: dups.get(k, 0) for k in ("turn_end", "sentence", "audio")},
-                        kill_reports, rss_growth(sampler.samples, args.warmup_s),
-                        [run.record.failure for run in results if run.record.failure])
-    summary["apologies"] = sum(is_apology(t, record.events, APOLOGY) for record, t in turns)
-    summary["reconnects"] = len(reconnects)
+    summary, kill_reports, turn_rows = account(results, kills, t0, supervisor.logs, sampler.samples,
+                                               args.warmup_s, APOLOGY)
     report = {
         "when": datetime.now(UTC).isoformat(timespec="seconds"),
         "machine": {"cpus": os.cpu_count()},
@@ -534,11 +562,7 @@ def main(argv: list[str] | None = None) -> int:
         "restarts": restarts,
         "ingress_counters": counters,
         "rss_samples": sampler.samples,
-        "turns": [{"caller": record.index, "session_id": record.session_id, "connection": t.connection,
-                   "outcome": t.outcome,
-                   "speech_end_s": round(t.result.speech_end_at - t0, 2) if t.result.speech_end_at else None,
-                   **{k: v for k, v in t.result.to_json().items() if k in TURN_FIELDS}}
-                  for record, t in turns],
+        "turns": turn_rows,
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(report, indent=1))

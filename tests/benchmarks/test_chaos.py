@@ -9,8 +9,10 @@ from benchmarks.chaos import (
     LOG_MARKS,
     TAIL_S,
     TARGETS,
+    CallerRun,
     ChaosTurn,
     Kill,
+    account,
     connection_epochs,
     duplicate_counts,
     is_apology,
@@ -18,10 +20,12 @@ from benchmarks.chaos import (
     log_marks,
     mark_recovery,
     outcome,
+    plot,
     recovery,
     summarize,
     turn_epoch,
 )
+from benchmarks.soak import CallerLog
 
 
 def turn(span=(16000, 40000), connection=0, first_audio=None, timed_out=True, disconnected=False,
@@ -157,3 +161,28 @@ def test_mark_recovery(tmp_path):
     ingress = Kill("ingress", at=100.0, wall="", pid=2)
     mark_recovery(ingress, tmp_path, [], [(50.0, 52.0), (100.2, 104.0), (100.3, 103.5)])
     assert ingress.marks == {"reconnected": 3.5} and ingress.answered_at is None
+
+
+def test_account_and_plot(tmp_path):
+    apology = "Sorry, I'm having trouble answering right now."
+    record = CallerLog(0, session_id="s1")
+    record.events = [event(101.0, "speech_started", "a16000-3"),
+                     event(104.0, "reply_text", "a16000-3", index=0, text="Fine."),
+                     event(104.2, "reply_audio", "a16000-3", bytes=3200, offset=3200),
+                     event(104.2, "reply_audio", "a16000-3", bytes=3200, offset=3200)]
+    answered = turn(first_audio=104.2, timed_out=False, turn_id="a16000-3")
+    answered.result.speech_end_at = 102.0
+    answered.outcome = "answered"
+    gone = turn(connection=0, disconnected=True)
+    gone.outcome = "disconnected"
+    run = CallerRun(record, [answered, gone], duplicate_counts(record.events), [(110.0, 111.0)])
+    kills = [Kill("asr", at=100.0, wall="", pid=1), Kill("ingress", at=109.9, wall="", pid=2)]
+    samples = [{"t": 0.0, "rss_mb": {"asr": 300.0}}, {"t": 70.0, "rss_mb": {"asr": 303.0}}]
+    summary, kill_rows, rows = account([run], kills, 40.0, tmp_path, samples, 60.0, apology)
+    assert [summary[k] for k in ("turns", "answered", "disconnected", "duplicated")] == [2, 1, 1, 1]
+    assert [k["recovery_s"] for k in kill_rows] == [4.2, None]
+    assert kill_rows[1]["reconnected_s"] == 1.1
+    assert summary["reconnects"] == 1 and summary["apologies"] == 0
+    assert rows[0]["speech_end_s"] == 62.0 and rows[0]["outcome"] == "answered"
+    plot({"turns": rows, "kills": kill_rows}, tmp_path / "chaos.png")
+    assert (tmp_path / "chaos.png").stat().st_size > 0
