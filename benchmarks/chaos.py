@@ -401,7 +401,11 @@ async def killer(supervisor: Any, plan: list[tuple[float, str]], t0: float, kill
         await asyncio.sleep(max(0.0, t0 + offset - time.monotonic()))
         proc = process_of(supervisor, target)
         kill = Kill(target, time.monotonic(), datetime.now(UTC).isoformat(timespec="milliseconds"), proc.pid)
-        os.kill(proc.pid, signal.SIGKILL)
+        try:
+            os.kill(proc.pid, signal.SIGKILL)
+        except ProcessLookupError:  # it had died on its own: its restart is under way, nothing to kill
+            log(f"{target} (pid {proc.pid}) was not running; no kill")
+            continue
         kills.append(kill)
         log(f"killed {target} (pid {proc.pid})")
         watchers.append(asyncio.create_task(replaced(kill, proc)))
