@@ -135,8 +135,8 @@ async def test_webrtc_call_is_transcribed_and_answered_aloud(chromium, ingress, 
     _, reference = load_clip(QUESTION)
     assert wer(reference, heard) <= 0.35, heard
     kinds = [e["type"] for e in await events(page)]
-    for kind in ("ready", "speech_started", "speech_ended", "transcript", "reply_text", "reply_audio",
-                 "reply_played", "turn_end"):
+    for kind in ("speech_started", "speech_ended", "transcript", "reply_text", "reply_audio", "reply_played",
+                 "turn_end"):
         assert kind in kinds, kinds
     states = [s["state"] for s in await page.evaluate("window.__states")]
     assert {"listening", "thinking", "speaking"} <= set(states), states
