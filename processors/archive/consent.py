@@ -38,20 +38,32 @@ class Consent:
     def __init__(self, limit: int = MAX_SESSIONS) -> None:
         self.limit = limit
         self.refused: OrderedDict[str, None] = OrderedDict()
+        self.seen: OrderedDict[str, None] = OrderedDict()
+        """Sessions with a control record read (their start, where a wish is, came before it)."""
 
     def observe(self, record: Record | None) -> None:
-        """Take note of ``record`` if it is a :class:`schemas.SessionControl` that states a wish."""
+        """Take note of ``record`` if it is a :class:`schemas.SessionControl` (and of the wish it states)."""
         if not isinstance(record, SessionControl):
             return
+        _remember(self.seen, record.session_id, self.limit)
         wish = wants_recording(record)
         if wish is False:
-            self.refused[record.session_id] = None
-            self.refused.move_to_end(record.session_id)
-            while len(self.refused) > self.limit:
-                self.refused.popitem(last=False)
+            _remember(self.refused, record.session_id, self.limit)
         elif wish is True:
             self.refused.pop(record.session_id, None)
 
     def recorded(self, session_id: str | None) -> bool:
         """Whether ``session_id``'s audio may be kept."""
         return session_id not in self.refused
+
+    def known(self, session_id: str | None) -> bool:
+        """Whether a control record of ``session_id`` was read (so its wish, if any, is known)."""
+        return session_id in self.seen
+
+
+def _remember(sessions: OrderedDict[str, None], session_id: str, limit: int) -> None:
+    """Put ``session_id`` last in ``sessions``, forgetting the oldest beyond ``limit``."""
+    sessions[session_id] = None
+    sessions.move_to_end(session_id)
+    while len(sessions) > limit:
+        sessions.popitem(last=False)

@@ -12,7 +12,11 @@ Sessions started with ``record: false`` (:mod:`processors.archive.consent`) keep
 and lose their audio at the flush: their audio chunks are not written, their utterances'
 and synthesized replies' PCM is dropped.  The wish is read from the session's start record
 on ``voxbus.audio`` (archived too), so after a restart the writer first reads the wishes of the
-last ``VOXBUS_MAX_SESSION_S`` back from the archive.
+last ``VOXBUS_MAX_SESSION_S`` back from the archive.  That record comes before any audio the
+session's utterances and replies carry, but a writer catching up may read those topics ahead of
+``voxbus.audio``: an utterance or reply with PCM of a session whose start it has not read, newer
+than what it has read of ``voxbus.audio`` (:meth:`ArchiveWriter.horizon`), is held back (not
+written, its offset not committed, its partition paused) until ``voxbus.audio`` has caught up.
 """
 
 from __future__ import annotations
@@ -75,6 +79,9 @@ class ArchiveWriter:
         self.topics = topics or archived_topics(settings)
         self.group = group
         self.consent = Consent()
+        self.read_ms: dict[TopicPartition, int] = {}
+        """Kafka timestamp (ms) of the last message read, by partition."""
+        self.paused: set[TopicPartition] = set()
         self.buffer: list[ConsumerRecord] = []
         self.buffered_bytes = 0
         self.oldest = 0.0
@@ -93,6 +100,7 @@ class ArchiveWriter:
             self.oldest = time.monotonic()
         self.buffer.append(message)
         self.buffered_bytes += len(message.value or b"")
+        self.read_ms[TopicPartition(message.topic, message.partition)] = message.timestamp
         if message.topic == AUDIO.name:
             with contextlib.suppress(SchemaError):  # it states no wish; archived with its decode error
                 self.consent.observe(decode(message.value))
@@ -102,21 +110,49 @@ class ArchiveWriter:
         return bool(self.buffer) and (self.buffered_bytes >= self.settings.archive_flush_bytes
                                       or time.monotonic() - self.oldest >= self.settings.archive_flush_s)
 
-    def _rows(self) -> dict[Path, list[dict[str, Any]]]:
-        """The buffer as rows by destination directory, audio of unrecorded sessions removed."""
+    async def horizon(self) -> float:
+        """Up to when (Kafka timestamp, ms) every start record on ``voxbus.audio`` has been read.
+
+        The oldest of the last timestamps read on this member's ``voxbus.audio`` partitions, a
+        partition read to its end not counting (``inf`` when all are, or it has none).
+        """
+        assert self.consumer is not None
+        horizon = float("inf")
+        for tp in self.consumer.assignment():
+            if tp.topic != AUDIO.name:
+                continue
+            end = self.consumer.highwater(tp)
+            if end is None or await self.consumer.position(tp) < end:
+                horizon = min(horizon, self.read_ms.get(tp, -1))
+        return horizon
+
+    def _rows(self, horizon: float) -> tuple[dict[Path, list[dict[str, Any]]], list[ConsumerRecord]]:
+        """The buffer as rows by destination directory (unrecorded sessions' audio removed), and what is held.
+
+        Held back: messages with PCM, of a session whose start is not read, newer than ``horizon``.
+        """
         groups: dict[Path, list[dict[str, Any]]] = defaultdict(list)
+        held: list[ConsumerRecord] = []
         for message in self.buffer:
             row = to_row(message)
+            if (row["pcm"] is not None and message.topic != AUDIO.name and message.timestamp > horizon
+                    and not self.consent.known(row["session_id"])):
+                held.append(message)
+                continue
             if row["pcm"] is not None and not self.consent.recorded(row["session_id"]):
                 DROPPED_AUDIO.inc()
                 if row["type"] == "audio_chunk":
                     continue
                 row["pcm"] = None
             groups[hour_dir(self.root, message.topic, message.timestamp)].append(row)
-        return groups
+        return groups, held
 
-    async def flush(self) -> None:
+    async def flush(self, final: bool = False) -> None:
         """Write the buffer (each file durable), then commit the offsets after its messages.
+
+        Messages held back (:meth:`_rows`) stay in the buffer, their partitions paused, and the
+        commit stops before the first of them; with ``final`` (a rebalance, the stop) they are
+        dropped instead: whoever reads the partition next reads them again.
 
         Raises:
             OSError: a file could not be written; nothing is committed, the buffer is kept.
@@ -126,7 +162,8 @@ class ArchiveWriter:
         """
         if not self.buffer:
             return
-        groups = self._rows()
+        assert self.consumer is not None
+        groups, held = self._rows(await self.horizon())
         for directory, rows in groups.items():
             await asyncio.to_thread(write_file, directory, rows)
             FILES.inc()
@@ -135,14 +172,29 @@ class ArchiveWriter:
         for message in self.buffer:
             tp = TopicPartition(message.topic, message.partition)
             offsets[tp] = max(offsets.get(tp, 0), message.offset + 1)
-        self.buffer, self.buffered_bytes = [], 0
-        assert self.consumer is not None
+        for message in held:
+            tp = TopicPartition(message.topic, message.partition)
+            offsets[tp] = min(offsets[tp], message.offset)
+        self.hold([] if final else held)
         try:
             await self.consumer.commit({tp: OffsetAndMetadata(offset, "") for tp, offset in offsets.items()})
         except CommitFailedError as exc:  # the group moved on: the new owner writes them again
             log.warning("archive: offsets not committed (%s); those records will be archived again", exc)
             return
         LAST_COMMIT.set_to_current_time()
+
+    def hold(self, held: list[ConsumerRecord]) -> None:
+        """Keep ``held`` as the buffer; pause their partitions, resume the others paused."""
+        assert self.consumer is not None
+        self.buffer, self.buffered_bytes = held, sum(len(m.value or b"") for m in held)
+        self.oldest = time.monotonic()
+        assigned = self.consumer.assignment()
+        holding = {TopicPartition(m.topic, m.partition) for m in held} & assigned
+        if (self.paused - holding) & assigned:
+            self.consumer.resume(*((self.paused - holding) & assigned))
+        if holding:
+            self.consumer.pause(*holding)
+        self.paused = holding
 
     async def run(self, stop: asyncio.Event) -> None:
         """Archive until ``stop`` is set, then flush and leave the group."""
@@ -151,7 +203,7 @@ class ArchiveWriter:
 
         class Flush(ConsumerRebalanceListener):  # type: ignore[misc]
             async def on_partitions_revoked(self, revoked: Any) -> None:
-                await writer.flush()
+                await writer.flush(final=True)
 
             async def on_partitions_assigned(self, assigned: Any) -> None:
                 pass
@@ -177,7 +229,7 @@ class ArchiveWriter:
                 if time.monotonic() - pruned > PRUNE_EVERY_S:
                     await asyncio.to_thread(prune, self.root, self.settings)
                     pruned = time.monotonic()
-            await self.flush()
+            await self.flush(final=True)
         finally:
             await self.consumer.stop()
 

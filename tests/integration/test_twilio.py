@@ -39,8 +39,10 @@ SILENCE = bytes([0xFF]) * FRAME  # mu-law zero
 class Twilio:
     """Twilio's side of one bidirectional media stream."""
 
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, **custom: str) -> None:
         self.url = url
+        self.custom = {"caller": "+15550100", **custom}
+        """The stream's ``customParameters`` (TwiML ``<Parameter>`` s)."""
         self.call_sid = "CA" + uuid.uuid4().hex
         self.stream_sid = "MZ" + uuid.uuid4().hex
         self.received: list[tuple[float, dict[str, Any]]] = []
@@ -58,7 +60,7 @@ class Twilio:
         await self.send({"event": "connected", "protocol": "Call", "version": "1.0.0"})
         await self.send({"event": "start", "streamSid": self.stream_sid, "start": {
             "accountSid": "AC" + "0" * 32, "streamSid": self.stream_sid, "callSid": self.call_sid,
-            "tracks": ["inbound"], "customParameters": {"caller": "+15550100"},
+            "tracks": ["inbound"], "customParameters": self.custom,
             "mediaFormat": {"encoding": "audio/x-mulaw", "sampleRate": 8000, "channels": 1}}})
         self.reader = asyncio.create_task(self._read())
         self.clock = time.monotonic()

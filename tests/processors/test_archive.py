@@ -189,3 +189,41 @@ def test_retention_by_age_audio_apart_and_by_size(tmp_path: Path):
     assert pruned.files == 1 and not kept_text.exists() and new_audio.exists() and fresh_text.exists()
     assert not [p for p in tmp_path.rglob("*") if p.name.startswith(".")], "no scratch file is left"
     assert os.listdir(tmp_path)
+
+
+@needs_kafka
+def test_audio_read_ahead_of_its_sessions_start_waits_for_it(bootstrap, tmp_path):  # noqa: F811
+    """A writer catching up reads the small topics first: the utterance and reply of a ``record: false``
+    session come before its start record, behind ~25 MB of other audio; they are archived without PCM."""
+    settings = Settings(broker="kafka", embedded_listen=bootstrap, archive_dir=tmp_path / "archive",
+                        archive_flush_s=0.5, archive_flush_bytes=2**20, data_dir=tmp_path / "data")
+    topics = [AUDIO.name, UTTERANCES.name, EGRESS.name]
+    backlog = [(AUDIO.name, AudioChunk(session_id="s-busy", epoch=1, seq=seq, start_sample=seq * 1024,
+                                       pcm=PCM, recv_ts=time.time())) for seq in range(12_000)]
+    private = [(topic, record) for topic, record in call_records("s-private", False)
+               if topic in (AUDIO.name, UTTERANCES.name, EGRESS.name)]
+
+    async def produce_in_order() -> None:
+        producer = AIOKafkaProducer(bootstrap_servers=settings.bootstrap, acks="all", linger_ms=20)
+        await producer.start()
+        try:
+            for topic, record in [*backlog, *private]:  # all of voxbus.audio on partition 0, in this order
+                await producer.send(topic, encode(record), key=record.session_id.encode(), partition=0)
+            await producer.flush()
+        finally:
+            await producer.stop()
+
+    proc = start_embedded_broker(bootstrap, str(tmp_path / "broker.log"), kind="kafka",
+                                 data_dir=tmp_path / "kafka", settings=settings)
+    try:
+        asyncio.run(ensure_topics(settings))
+        asyncio.run(produce_in_order())
+        writer = ArchiveWriter(settings, topics=topics)
+        asyncio.run(archive_until(writer, len(backlog) + len(private) - 3, timeout_s=120))
+        assert asyncio.run(committed(settings)) == {AUDIO.name: len(backlog) + 4, UTTERANCES.name: 1,
+                                                    EGRESS.name: 1}
+    finally:
+        stop_process(proc)
+    records = [read.record for read in read_archive(settings.archive_dir, topics, sessions=["s-private"])]
+    assert sorted(type(r).__name__ for r in records) == ["SessionControl", "SynthAudio", "Utterance"]
+    assert all(getattr(r, "pcm", b"") == b"" for r in records)
