@@ -11,7 +11,10 @@ Two pure folds, shared by the analytics stage (:mod:`processors.analytics.stage`
    (:mod:`ingress.agents.queue`, the order every replica folds): a claim or an expiry only while
    the round waits (the first in log order wins), a transfer, release or end only from the agent
    holding it, and only events of the current round.  An event read before its round's hand-off
-   (the topics are read side by side) waits for it, up to :data:`MAX_PENDING` per session.
+   (the topics are read side by side) waits for it, up to :data:`MAX_PENDING` per session; a
+   hang-up does not (every session ends, few are handed off: only a tracked round keeps state), so
+   one read before its session's hand-off, which only a backlog of the worker can cause (callers
+   hang up seconds after the hand-off), is not counted.
 2. :func:`fold_fact` folds those outcomes into one-minute windows, per agent and for the team
    (:func:`fact_dimensions`), and :func:`to_agent_window` makes the published
    :class:`schemas.AgentWindow`.
