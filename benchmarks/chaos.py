@@ -342,6 +342,8 @@ async def chaos_caller(url: str, index: int, utterances: list[Utterance], end_at
     except Exception as exc:  # noqa: BLE001 - a caller that fails is reported, the others go on
         record.failure = f"{type(exc).__name__}: {exc}"
         log(f"caller {index} failed: {record.failure}")
+        if turns and not turns[-1].ended_at:  # its line dropped under this turn and did not come back
+            turns[-1].disconnected = True
     epochs = connection_epochs(record.events)
     for turn in turns:
         turn.outcome = outcome(turn, record.events, epochs)
