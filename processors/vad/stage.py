@@ -97,8 +97,9 @@ class VadStage(Stage):
     decodes it while the turn waits, and a complete verdict confirms at once.
 
     Continuations (``vad_continuation_ms`` > 0, :mod:`processors.vad.continuation`): speech
-    resuming within that silence after a turn ended, before the ingress reports any of its
-    reply reached the caller (``SessionControl(action="replied")``), continues the turn.
+    resuming within that silence after a turn ended, and no later than
+    ``vad_continuation_reaction_ms`` after the ingress reports its reply began to reach the
+    caller (``SessionControl(action="replied")``), continues the turn.
     Its ``speech_start`` names the turn it may continue (``continues``: the ingress holds
     that reply); its utterance (speculative and confirmed) spans both pieces, its
     ``speech_end`` names the continued turn, and a :class:`TurnCancel` (``continuation``)
@@ -140,6 +141,7 @@ class VadStage(Stage):
         continuation = Continuation(
             window=cfg.samples(self.settings.vad_continuation_ms),
             max_samples=cfg.samples(cfg.max_utterance_s * 1000 + 2 * cfg.speech_pad_ms),
+            reaction=cfg.samples(self.settings.vad_continuation_reaction_ms),
         )
         return Session(Endpointer(cfg), denoiser, continuation, epoch=epoch)
 
@@ -222,7 +224,7 @@ class VadStage(Stage):
                 continue
             if isinstance(record, SessionControl):
                 if record.action == "replied":
-                    session.continuation.replied(record.turn_id)
+                    session.continuation.replied(record.turn_id, session.next_sample)
                 elif record.action == "end":
                     del self.sessions[session_id]
                     end = session.endpointer.flush(session.next_sample)

@@ -46,18 +46,37 @@ async def test_speech_resuming_within_the_window_is_one_turn(vad_stage):
         merged.start_sample, merged.end_sample, merged.pcm)
 
 
-async def test_a_reply_heard_before_the_caller_resumes_keeps_two_turns(vad_stage):
-    audio, gap_at = two_pieces(0.6)
-    records = list(chunks("cont-2", audio))
-    split = next(i for i, r in enumerate(records) if r.start_sample >= gap_at + RATE // 2)
-    out = await collect(vad_stage, records[:split])  # the first turn ended in the gap
+async def run_with_reply(stage, session_id: str, gap_s: float, replied_after_s: float):
+    """Two pieces ``gap_s`` apart; the first turn's reply reaches the caller ``replied_after_s`` into it."""
+    audio, gap_at = two_pieces(gap_s)
+    records = list(chunks(session_id, audio))
+    split = next(i for i, r in enumerate(records) if r.start_sample >= gap_at + replied_after_s * RATE)
+    out = await collect(stage, records[:split])  # the first turn ended in the gap
     [first] = [e.record for e in out if is_turn(e)]
-    replied = SessionControl(session_id="cont-2", action="replied", turn_id=first.turn_id, ts=2000.0)
-    out += await collect(vad_stage, [replied, *records[split:]])
+    replied = SessionControl(session_id=session_id, action="replied", turn_id=first.turn_id, ts=2000.0)
+    return first, out + await collect(stage, [replied, *records[split:]])
+
+
+async def test_a_reply_heard_before_the_caller_resumes_keeps_two_turns(settings):
+    from processors.vad.stage import VadStage
+
+    stage = VadStage(settings.model_copy(update={"vad_continuation_ms": 5000}))  # only the reply closes it
+    stage.load()
+    # the second piece starts 0.9 s or more after the reply reached the caller: past the 0.6 s reaction
+    _, out = await run_with_reply(stage, "cont-2", gap_s=1.4, replied_after_s=0.5)
     turns = [e.record for e in out if is_turn(e)]
     assert len(turns) == 2 and turns[1].start_sample > turns[0].end_sample
     assert not kinds(out, TurnCancel)
     assert all(not v.continues for v in kinds(out, VadEvent))
+
+
+async def test_speech_starting_before_the_caller_could_answer_the_reply_continues_the_turn(vad_stage):
+    # the reply began 0.1 s before the second piece (plus the clip's lead-in): too soon to be an answer
+    first, out = await run_with_reply(vad_stage, "cont-7", gap_s=0.8, replied_after_s=0.7)
+    merged = [e.record for e in out if is_turn(e)][-1]
+    assert merged.start_sample == first.start_sample and merged.turn_id != first.turn_id
+    [cancel] = kinds(out, TurnCancel)
+    assert (cancel.turn_id, cancel.reason) == (first.turn_id, "continuation")
 
 
 async def test_speech_resuming_after_the_window_is_a_new_turn(vad_stage):
@@ -111,15 +130,34 @@ def test_continuation_state_machine():
     state.speech_start(450)  # 150 samples after the end: too late
     assert state.continuing is None and state.closed is None
     state.close(ClosedTurn("a", 0, 300))
-    state.replied("other")  # another turn's reply does not count
+    state.replied("other", 350)  # another turn's reply does not count
     state.speech_start(380)
     assert state.continuing == ClosedTurn("a", 0, 300)
     assert state.merged_start(900) == state.continuing
     assert state.merged_start(1200) is None, "longer than an utterance may be"
     state.blip()
-    state.replied("a")
-    assert state.closed is None and state.keep_from() is None
+    state.replied("a", 390)
+    assert state.closed is None and state.keep_from() is None, "no reaction time: the reply ends it"
     state.close(ClosedTurn("b", 0, 300))
     state.expire(401)
     assert state.closed is None
+
+
+def test_speech_within_the_reaction_time_after_the_reply_continues():
+    state = Continuation(window=1000, max_samples=5000, reaction=50)
+    state.close(ClosedTurn("a", 0, 300))
+    state.replied("a", 500)
+    state.replied("a", 520)  # the first report counts
+    state.expire(540)
+    assert state.keep_from() == 0, "the caller may still be on the turn"
+    state.speech_start(550)
+    assert state.continuing == ClosedTurn("a", 0, 300)
+    state.close(ClosedTurn("b", 600, 900))
+    state.replied("b", 1000)
+    state.expire(1051)
+    assert state.closed is None, "the caller had time to hear the reply"
+    state.close(ClosedTurn("c", 1100, 1200))
+    state.replied("c", 1300)
+    state.speech_start(1351)
+    assert state.continuing is None and state.closed is None
 
