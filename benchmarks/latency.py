@@ -331,7 +331,7 @@ def start_voxbus(data_dir: Path, llm_only: bool = False,
         "VOXBUS_PORT": str(free_port()),
         "VOXBUS_LLM_PORT": str(free_port()),
         "VOXBUS_METRICS_BASE_PORT": str(metrics_base),
-        "VOXBUS_EMBEDDED_LISTEN": f"127.0.0.1:{free_port()}",
+        "VOXBUS_EMBEDDED_LISTEN": f"127.0.0.1:{free_port_range(2)}",  # the broker, its controller port + 1
         "VOXBUS_DATA_DIR": str(data_dir),
         # the callers replay audiobook sentences, not customer-service questions: keep the bot
         # answering every turn (no automatic hand-off to a person), as the Pipecat bot does
