@@ -25,7 +25,6 @@ waiting caller's socket tells them their place and estimated wait, repeats it ev
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -39,6 +38,7 @@ from ingress.agents.hold import HoldLine
 from ingress.agents.queue import AgentQueue
 from ingress.agents.tickets import TicketBook, TicketDesk
 from ingress.edge import EdgeGuard
+from ingress.follow import start_soon
 
 log = logging.getLogger(__name__)
 
@@ -90,19 +90,14 @@ def add_routes(app: web.Application, gateway: Any, guard: EdgeGuard) -> None:
     app[routes.GUARD] = guard
 
     async def lifecycle(app: web.Application) -> AsyncIterator[None]:
-        try:
-            await gateway.follow(queue)
-        except Exception as exc:  # the keeper retries
-            log.warning("agent queue not started: %s: %s", type(exc).__name__, exc)
-        try:
-            await gateway.follow(book)
-        except Exception as exc:  # the first request that needs it retries
-            log.warning("tickets not followed: %s: %s", type(exc).__name__, exc)
+        # both views read back in the background while the ingress already serves callers
+        starting = [start_soon(gateway, queue, desk.lock, "agent queue"),
+                    start_soon(gateway, book, app[wrapup.TICKETS].lock, "tickets")]
         keeper = asyncio.create_task(keep(desk, HoldLine(desk)), name="agent-desk")
         yield
-        keeper.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await keeper
+        for task in (keeper, *starting):
+            task.cancel()
+        await asyncio.gather(keeper, *starting, return_exceptions=True)
         await queue.stop()
         await book.stop()
 
