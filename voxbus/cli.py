@@ -137,17 +137,26 @@ def recording(
 @app.command()
 def replay(
     stage: Annotated[str, typer.Option("--stage", help="asr, intent, vad, retrieval or tts.")],
-    start: Annotated[str, typer.Option("--from", help="Start: ISO 8601 (UTC unless offset) or epoch s.")],
-    end: Annotated[str, typer.Option("--to", help="End (excluded), as --from.")],
     run: Annotated[str, typer.Option("--run", help="Run name: shadow topics voxbus.shadow.<run>.*.")],
+    start: Annotated[str | None, typer.Option("--from", help="Start: ISO 8601 (UTC unless offset), epoch s.")]
+    = None,
+    end: Annotated[str | None, typer.Option("--to", help="End (excluded), as --from.")] = None,
     sessions: Annotated[str | None, typer.Option("--sessions", help="Comma-separated session ids.")] = None,
     assignments: Annotated[list[str] | None, typer.Option("--set", help="VOXBUS_NAME=value")] = None,
+    live: Annotated[bool, typer.Option("--live", help="Follow the live topic from its end, not the archive.")]
+    = False,
+    seconds: Annotated[float | None, typer.Option("--for", help="With --live: stop after this many seconds.")]
+    = None,
     bootstrap: Bootstrap = None,
 ) -> None:
     """Run a candidate configuration of one stage over archived inputs into shadow topics (no caller hears).
 
     Each --set VOXBUS_NAME=value is one setting of the candidate; the rest are production's.
+    --from and --to bound the archived inputs; --live follows the live input topic instead
+    (consumer group voxbus-shadow-<run>) until Ctrl-C or --for SECONDS.
     """
+    if (start is not None or end is not None) if live else (start is None or end is None):
+        raise typer.BadParameter("either --from and --to, or --live")
     _configure(bootstrap)
     from processors.archive.reader import parse_time
     from processors.replay.run import overrides
@@ -157,8 +166,9 @@ def replay(
     try:
         chosen = [s for s in sessions.split(",") if s] if sessions else None
         changes = overrides(assignments or [])
-        times = parse_time(start), parse_time(end)
-        manifest = asyncio.run(run_replay(get_settings(), stage, run, *times, chosen, changes))
+        times = (0.0, 0.0) if live else (parse_time(start), parse_time(end))
+        manifest = asyncio.run(run_replay(get_settings(), stage, run, *times, chosen, changes, live=live,
+                                          seconds=seconds))
     except (ValueError, KeyError) as exc:
         console.print(f"[red]{exc}[/]")
         raise typer.Exit(1) from None

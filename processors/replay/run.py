@@ -4,9 +4,16 @@ The candidate is the stage's own class (:data:`processors.runtime.STAGES`) built
 production settings plus the ``--set`` overrides (``VOXBUS_WHISPER_BEAM_SIZE=1``…) and loaded
 in this process.  Its inputs are the stage's input records of ``[start, end)`` (and of the given
 sessions) read back from the archive (:func:`processors.archive.reader.read_archive`), in log
-order; nothing is read with a consumer group, so production's offsets are untouched.  Every
+order, with no consumer group; or, with ``live``, the input topic followed from its end in the
+run's own consumer group ``voxbus-shadow-<run>`` (:func:`live_inputs`).  Either way production's
+groups and offsets are untouched.  Every
 output goes to ``voxbus.shadow.<run>.<topic>`` (egress records too): no ingress reads a
 shadow topic and no stage consumes one, so no caller hears a replay.
+
+Each input is handled alone (no batching) after every random generator a stage can sample from
+is seeded afresh (:func:`seed_generators`: Python, NumPy, torch, CTranslate2), so Whisper's
+temperature fallbacks sample the same tokens and replaying the same inputs twice gives the same
+outputs.  The process CPU time of each input's handling is kept in the manifest.
 
 A run leaves a manifest (:class:`Manifest`, JSON under ``<archive>/shadow/<run>.json``) that
 ``voxbus shadow report`` reads.  Stages whose state lives in faust tables (generation's
@@ -16,22 +23,26 @@ history) cannot run outside their worker and are refused.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
+import random
 import re
 import time
+from collections.abc import AsyncIterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from aiokafka import AIOKafkaProducer
+import numpy as np
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from pydantic import TypeAdapter
 
 from processors.archive.reader import archive_root, read_archive
 from processors.base import Stage
 from processors.runtime import STAGES, stage_class
-from schemas import SessionRecord, encode
+from schemas import Record, SchemaError, SessionRecord, decode, encode
 from streams.admin import create_topics
-from streams.clients import producer_kwargs
+from streams.clients import consumer_kwargs, producer_kwargs
 from streams.settings import Settings
 from streams.topics import DAY_MS
 
@@ -43,6 +54,14 @@ SHADOW_RETENTION_MS = 7 * DAY_MS
 
 RUN_PATTERN = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 """A run name: letters, digits, ``_`` and ``-`` (it becomes part of topic names)."""
+
+SEED = 0
+"""The seed every random generator gets before each input (:func:`seed_generators`)."""
+
+
+def shadow_group(run: str) -> str:
+    """The consumer group of a ``--live`` run: ``voxbus-shadow-<run>`` (no stage's group is named so)."""
+    return f"voxbus-shadow-{run}"
 
 
 def shadow_topic(run: str, topic: str) -> str:
@@ -79,6 +98,9 @@ class Manifest:
         inputs: input records replayed.
         outputs: production topic -> records the candidate produced for it (on its shadow topic).
         seconds: wall-clock seconds of the replay (models loaded).
+        live: the inputs were followed on the live topic (``start``/``end``: when it followed).
+        cpu_ms: per input, ``[session_id, turn_id, ms]``: the process CPU time (all threads,
+            ``time.process_time``) of the candidate handling it, in milliseconds.
     """
 
     run: str
@@ -90,6 +112,8 @@ class Manifest:
     inputs: int = 0
     outputs: dict[str, int] = field(default_factory=dict)
     seconds: float = 0.0
+    live: bool = False
+    cpu_ms: list[list[Any]] = field(default_factory=list)
 
     @staticmethod
     def path(settings: Settings, run: str) -> Path:
@@ -128,21 +152,91 @@ def candidate(stage: str, settings: Settings, changes: dict[str, Any]) -> Stage:
     return instance
 
 
+def seed_generators(seed: int = SEED) -> None:
+    """Seed Python's, NumPy's, torch's and CTranslate2's random generators (those a stage may sample from)."""
+    import ctranslate2
+    import torch
+
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+    ctranslate2.set_random_seed(seed)
+
+
+async def archived_inputs(settings: Settings, topic: str, start: float, end: float,
+                          sessions: list[str] | None) -> AsyncIterator[Record]:
+    """The archived records of ``topic`` in ``[start, end)`` (epoch s) of ``sessions`` (None: all).
+
+    Yields:
+        The decoded records, in log order (undecodable ones skipped).
+    """
+    for read in read_archive(archive_root(settings), [topic], start=start, end=end, sessions=sessions):
+        if read.record is not None:
+            yield read.record
+
+
+async def live_inputs(settings: Settings, run: str, topic: str, seconds: float | None,
+                      ready: asyncio.Event | None = None) -> AsyncIterator[Record]:
+    """Follow ``topic`` from its end in the run's group (:func:`shadow_group`) for ``seconds``.
+
+    The group is the run's own and commits only its own offsets; records that do not decode
+    are skipped (the production stage dead-letters them).
+
+    Args:
+        settings: where the broker is.
+        run: the run name.
+        topic: the live input topic.
+        seconds: how long to follow, in seconds (None: until the task is cancelled).
+        ready: set once the partitions are assigned and positioned at their end.
+
+    Yields:
+        The decoded records produced after the partitions were positioned, in each partition's order.
+    """
+    kwargs = consumer_kwargs(settings, group_id=shadow_group(run), auto_offset_reset="latest",
+                             enable_auto_commit=True)
+    consumer = AIOKafkaConsumer(topic, **kwargs)
+    await consumer.start()
+    try:
+        while not consumer.assignment():
+            await consumer.getmany(timeout_ms=200)
+        await consumer.seek_to_end(*consumer.assignment())
+        for tp in consumer.assignment():
+            await consumer.position(tp)  # resolve the end now: records from here on are replayed
+        if ready is not None:
+            ready.set()
+        deadline = None if seconds is None else time.monotonic() + seconds
+        while deadline is None or time.monotonic() < deadline:
+            batches = await consumer.getmany(timeout_ms=500)
+            for messages in batches.values():
+                for message in messages:
+                    try:
+                        yield decode(message.value)
+                    except SchemaError:
+                        continue
+    finally:
+        await consumer.stop()
+
+
 async def replay(settings: Settings, stage: str, run: str, start: float, end: float,
-                 sessions: list[str] | None = None, changes: dict[str, Any] | None = None) -> Manifest:
-    """Run ``stage`` with ``changes`` over its archived inputs into ``run``'s shadow topics.
+                 sessions: list[str] | None = None, changes: dict[str, Any] | None = None, *,
+                 live: bool = False, seconds: float | None = None,
+                 ready: asyncio.Event | None = None) -> Manifest:
+    """Run ``stage`` with ``changes`` over its archived (or live) inputs into ``run``'s shadow topics.
 
     Args:
         settings: production settings (broker, archive).
         stage: a name of :data:`processors.runtime.STAGES`.
         run: the run name (:data:`RUN_PATTERN`).
-        start: the inputs' first Kafka timestamp (epoch s).
-        end: the end of the inputs' time range (epoch s, excluded).
+        start: the inputs' first Kafka timestamp (epoch s); ignored with ``live``.
+        end: the end of the inputs' time range (epoch s, excluded); ignored with ``live``.
         sessions: only these sessions (None: all).
         changes: settings fields of the candidate (:func:`overrides`).
+        live: follow the live input topic from its end (:func:`live_inputs`) instead of the archive.
+        seconds: with ``live``, how long to follow (s; None: until the task is cancelled, e.g. Ctrl-C).
+        ready: with ``live``, set once the candidate is loaded and the topic positioned at its end.
 
     Returns:
-        The run's manifest, saved.
+        The run's manifest, saved (also when a live run is cancelled: it then ends normally).
 
     Raises:
         ValueError: a bad run name, or a stage that cannot be replayed.
@@ -152,28 +246,51 @@ async def replay(settings: Settings, stage: str, run: str, start: float, end: fl
         raise ValueError(f"run name {run!r} must match {RUN_PATTERN.pattern}")
     if stage not in STAGES:
         raise KeyError(stage)
-    manifest = Manifest(run, stage, start, end, sessions, dict(changes or {}))
     started = time.monotonic()
+    manifest = Manifest(run, stage, time.time() if live else start, end, sessions, dict(changes or {}),
+                        live=live)
     model = await asyncio.to_thread(candidate, stage, settings, manifest.overrides)
+    wanted = None if sessions is None else set(sessions)
+    inputs = (live_inputs(settings, run, model.input.name, seconds, ready) if live
+              else archived_inputs(settings, model.input.name, start, end, sessions))
     producer = AIOKafkaProducer(**producer_kwargs(settings))
     await producer.start()
     try:
-        for read in read_archive(archive_root(settings), [model.input.name], start=start, end=end,
-                                 sessions=sessions):
-            if not isinstance(read.record, model.accepts):
-                continue
-            manifest.inputs += 1
-            async for emit in model.handle(read.record):
-                topic = shadow_topic(run, emit.topic.name)
-                if emit.topic.name not in manifest.outputs:
-                    partitions = emit.topic.partitions(settings)
-                    await create_topics(settings, [topic], partitions, SHADOW_RETENTION_MS)
-                    manifest.outputs[emit.topic.name] = 0
-                key = emit.record.session_id.encode() if isinstance(emit.record, SessionRecord) else None
-                await producer.send_and_wait(topic, encode(emit.record), key=key)
-                manifest.outputs[emit.topic.name] += 1
+        async with contextlib.aclosing(inputs):
+            async for record in inputs:
+                if not isinstance(record, model.accepts) or (
+                        wanted is not None and getattr(record, "session_id", None) not in wanted):
+                    continue
+                await _handle(settings, model, record, manifest, producer)
+    except asyncio.CancelledError:
+        if not live:
+            raise
+        asyncio.current_task().uncancel()  # a live run ends by cancellation (Ctrl-C): it returns normally
     finally:
         await producer.stop()
+        if live:
+            manifest.end = time.time()
     manifest.seconds = round(time.monotonic() - started, 2)
     manifest.save(settings)
     return manifest
+
+
+async def _handle(settings: Settings, model: Stage, record: Record, manifest: Manifest,
+                  producer: AIOKafkaProducer) -> None:
+    """One input through the candidate, seeded; its outputs to shadow topics, its CPU time to ``manifest``."""
+    manifest.inputs += 1
+    seed_generators()
+    cpu, emits = time.process_time(), []
+    async for emit in model.handle(record):
+        emits.append(emit)
+    manifest.cpu_ms.append([getattr(record, "session_id", None), getattr(record, "turn_id", None),
+                            round((time.process_time() - cpu) * 1000, 1)])
+    for emit in emits:
+        topic = shadow_topic(manifest.run, emit.topic.name)
+        if emit.topic.name not in manifest.outputs:
+            partitions = emit.topic.partitions(settings)
+            await create_topics(settings, [topic], partitions, SHADOW_RETENTION_MS)
+            manifest.outputs[emit.topic.name] = 0
+        key = emit.record.session_id.encode() if isinstance(emit.record, SessionRecord) else None
+        await producer.send_and_wait(topic, encode(emit.record), key=key)
+        manifest.outputs[emit.topic.name] += 1
