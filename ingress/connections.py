@@ -90,9 +90,16 @@ async def attach(gateway: Gateway, session: CallerSession) -> None:
 
 
 async def detach(gateway: Gateway, guard: EdgeGuard, session: CallerSession, admission: Admission) -> None:
-    """Unregister ``session`` (unless a newer connection holds its id), free its slot, end it on the bus."""
+    """Unregister ``session`` (unless a newer connection holds its id), free its slot, end it on the bus.
+
+    Unless a newer connection claimed the session (here or on another replica: a later epoch on the
+    bus), the session has ended: ``gateway.ended`` is told (the agent queue's hang-up).
+    """
     if gateway.sessions.get(session.session_id) is session:
         del gateway.sessions[session.session_id]
     metrics.ACTIVE_SESSIONS.dec()
     guard.release(admission)
     await session.close()
+    if gateway.ledger.epochs.last.get(session.session_id, 0) <= session.epoch:
+        for ended in gateway.ended:
+            await ended(session.session_id)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections.abc import Awaitable, Callable
 
 from aiokafka import AIOKafkaProducer
 from aiokafka.structs import RecordMetadata
@@ -56,6 +57,8 @@ class Gateway:
         self.ledger = SessionLedger(settings, self.produce)
         self.pipeline = dict.fromkeys(CAPABILITIES, True)
         self.notices: set[asyncio.Task[None]] = set()
+        self.ended: list[Callable[[str], Awaitable[None]]] = []
+        """Called with a session id when its session ended here (:func:`ingress.connections.detach`)."""
         self.watcher: asyncio.Task[None] | None = None
         self.started = False
 

@@ -15,17 +15,24 @@ number, a customer id) given at the session's start is announced on ``voxbus.han
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Annotated, ClassVar, Literal
 
-from pydantic import StringConstraints
+from pydantic import StringConstraints, model_validator
 
 from schemas.base import EpochSeconds, Name, Record, SessionId, SessionRecord, Text, TurnRef
 
-QueueKind = Literal["claim", "release", "transfer", "expire", "end"]
+QueueKind = Literal["claim", "release", "transfer", "expire", "end", "abandon"]
 """``claim``: an agent takes a waiting session; ``release``: the holding agent gives it back
 to the bot (with a note); ``transfer``: the holding agent passes it to ``to_agent``;
 ``expire``: nobody claimed it within ``VOXBUS_HANDOFF_SLA_S``, the bot is back and offers a
-callback; ``end``: the holding agent ended the call (wrap-up, then a :class:`Ticket`)."""
+callback; ``end``: the holding agent ended the call (wrap-up, then a :class:`Ticket`);
+``abandon``: the caller hung up while waiting (written by the replica that held their socket;
+version 2 of :class:`QueueEvent`)."""
+
+ABANDON_VERSION = 2
+"""The :class:`QueueEvent` version that added ``abandon``: only an ``abandon`` is written with it, so
+a consumer one release behind (version 1 only) still reads every other kind and dead-letters only
+the kind it does not know (:mod:`schemas.base`'s compatibility rule)."""
 
 AgentId = Annotated[str, StringConstraints(max_length=300)]
 """An agent: the principal id with authentication on (``key:NAME``, ``jwt:SUB``), else a name."""
@@ -52,12 +59,16 @@ TicketStatus = Literal["open", "resolved"]
 class QueueEvent(SessionRecord):
     """Something that happened to a waiting or held session (``voxbus.agent-queue``).
 
+    Version 2 added the kind ``abandon``; an ``abandon`` is version 2 (set when built), every other
+    kind is still written as version 1 (:data:`ABANDON_VERSION`).
+
     Attributes:
         kind: one of :data:`QueueKind`.
         handoff_turn: the ``turn_id`` of the :class:`~schemas.tools.Handoff` this event is
             about: a session handed off again later is a new round, and events of an
             earlier round no longer change it.
-        agent: who acts (the claimant, or the agent holding the session); empty for ``expire``.
+        agent: who acts (the claimant, or the agent holding the session); empty for ``expire`` and
+            ``abandon``.
         to_agent: for ``transfer``, the agent who gets the session.
         note: the agent's note (``release``, ``transfer``, ``end``), or for ``expire`` what the
             caller was told.
@@ -65,12 +76,27 @@ class QueueEvent(SessionRecord):
     """
 
     type: Literal["queue_event"] = "queue_event"
+    VERSIONS: ClassVar[frozenset[int]] = frozenset({1, ABANDON_VERSION})
     kind: QueueKind
     handoff_turn: TurnRef
     agent: AgentId = ""
     to_agent: AgentId = ""
     note: Text = ""
     ts: EpochSeconds
+
+    @model_validator(mode="before")
+    @classmethod
+    def _abandon_version(cls, data: object) -> object:
+        """Build an ``abandon`` as version 2 unless a version is given (a decoded record has its own)."""
+        if isinstance(data, dict) and data.get("kind") == "abandon" and "v" not in data:
+            return {**data, "v": ABANDON_VERSION}
+        return data
+
+    @model_validator(mode="after")
+    def _kind_in_version(self) -> QueueEvent:
+        if self.kind == "abandon" and self.v < ABANDON_VERSION:
+            raise ValueError(f"kind 'abandon' needs version {ABANDON_VERSION} (got {self.v})")
+        return self
 
 
 class Ticket(Record):

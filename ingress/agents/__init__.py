@@ -5,12 +5,14 @@ workflow stage) wait in one queue that every ingress replica folds from the bus
 (:mod:`ingress.agents.queue`: the first claim in log order wins).  The replica holding a
 waiting caller's socket tells them their place and estimated wait, repeats it every
 ``VOXBUS_HOLD_MESSAGE_S`` and gives the session back to the bot after
-``VOXBUS_HANDOFF_SLA_S`` (:mod:`ingress.agents.hold`).  The endpoints
+``VOXBUS_HANDOFF_SLA_S`` (:mod:`ingress.agents.hold`); when the caller hangs up while waiting, it
+writes the round's ``abandon`` (:meth:`ingress.agents.desk.Desk.abandon`): nobody can take it.  The endpoints
 (:mod:`ingress.agents.routes`) need the ``agent`` role with authentication on:
 
 * ``GET /v1/agent/sessions``: every handed-off session, waiting ones first in queue order;
 * ``GET /v1/agent/queue``: the waiting ones with their place and estimated wait;
-* ``POST /v1/agent/sessions/{id}/take``: claim a waiting session (409 if another claim won);
+* ``POST /v1/agent/sessions/{id}/take``: claim a waiting session (409 if another claim won, or the
+  caller hung up while waiting);
 * ``POST /v1/agent/sessions/{id}/reply`` ``{"text"}``: say something to the caller;
 * ``POST /v1/agent/sessions/{id}/release`` ``{"note"?}``: back to the bot, the note in its history;
 * ``POST /v1/agent/sessions/{id}/transfer`` ``{"to", "note"?}``: pass the session to another agent;
@@ -85,6 +87,12 @@ def add_routes(app: web.Application, gateway: Any, guard: EdgeGuard) -> None:
     """
     queue = app[QUEUE] = AgentQueue(gateway.settings)
     desk = app[routes.DESK] = Desk(queue, gateway)
+    gateway.ended.append(desk.abandon)  # a caller who hangs up while waiting leaves the queue
+
+    async def stopping(app: web.Application) -> None:  # callers cut by a shutdown reconnect elsewhere
+        desk.stopping = True
+
+    app.on_shutdown.append(stopping)
     book = TicketBook(gateway.settings)
     app[wrapup.TICKETS] = TicketDesk(book, gateway)
     app[routes.GUARD] = guard

@@ -8,13 +8,16 @@ wins, :mod:`ingress.agents.queue`), so the outcome it returns is the one every r
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from typing import Any
 
-from ingress.agents.queue import AgentQueue, DeskSession
+from ingress.agents.queue import WAITING, AgentQueue, DeskSession
 from ingress.follow import started
 from schemas import QueueEvent, ReplyText
 from streams.topics import AGENT_QUEUE, EGRESS, REPLIES
+
+log = logging.getLogger(__name__)
 
 
 class Desk:
@@ -29,6 +32,8 @@ class Desk:
         self.queue = queue
         self.gateway = gateway
         self.lock = asyncio.Lock()
+        self.stopping = False
+        """The ingress is shutting down: its callers' sockets close, but they reconnect elsewhere."""
 
     async def ready(self) -> AgentQueue:
         """The queue, started if it is not running (restarted after a failure) and caught up.
@@ -63,6 +68,29 @@ class Desk:
         written = await self.gateway.produce(AGENT_QUEUE, event)
         await self.queue.settle(AGENT_QUEUE, written)
         return self.queue.sessions[session.session_id]
+
+    async def abandon(self, session_id: str) -> None:
+        """The caller of ``session_id`` hung up: end its round with an ``abandon`` if it is waiting.
+
+        Run by the replica that held the caller's socket once the session ended there
+        (``gateway.ended``, :func:`ingress.connections.detach`); the fold decides (a claim earlier in
+        the log wins: that agent then holds a call whose caller left).  Nothing is written for a
+        session that is not waiting in this replica's fold, nor while the ingress shuts down (its
+        callers reconnect to another replica and keep their place).  Errors are logged, not raised: the
+        caller is gone either way, and the hold line's ``expire`` still ends the round after the SLA.
+
+        Args:
+            session_id: the session that ended.
+        """
+        session = self.queue.sessions.get(session_id)
+        if self.stopping or session is None or session.status != WAITING:
+            return
+        try:
+            await self.act(session, "abandon")
+        except Exception as exc:  # the broker is down or slow: expire ends the round later
+            log.warning("session %s: abandon not written: %s: %s", session_id, type(exc).__name__, exc)
+            return
+        log.info("session %s: the caller hung up while waiting (round %s)", session_id, session.round)
 
     async def say(self, session: DeskSession, text: str, prefix: str, speak: bool | None = None) -> str:
         """Say ``text`` to the caller: shown on their page, spoken if the session is spoken.

@@ -3,7 +3,7 @@
 Every replica follows ``voxbus.handoffs`` (:class:`schemas.Handoff` puts a session in the
 queue, :class:`schemas.HandoffUpdate` adds transcript lines, :class:`schemas.SessionCaller`
 says who a session's caller is) and ``voxbus.agent-queue``
-(:class:`schemas.QueueEvent`: claim, release, transfer, expire, end) with a consumer of
+(:class:`schemas.QueueEvent`: claim, release, transfer, expire, end, abandon) with a consumer of
 its own (every partition, no consumer group), reading back :data:`HORIZON_S`; so every
 replica holds the same queue, and a restarted one rebuilds it.
 
@@ -16,6 +16,9 @@ replica reads alike.  A session's state is the fold of the events of its current
   finds it taken and changes nothing: the first claim in log order wins;
 * ``expire`` (the SLA passed) gives a *waiting* session back to the bot; a claim before it
   in the log wins over it, and a claim after it finds the session no longer waiting;
+* ``abandon`` (the caller's session ended on the replica holding their socket, :meth:`Desk.abandon
+  <ingress.agents.desk.Desk.abandon>`) ends a *waiting* round: nobody can claim it any more; like
+  ``expire``, a claim before it wins (the agent then holds a call whose caller left, and ends it);
 * ``release``, ``transfer`` and ``end`` count only from the agent holding the session.
 
 A replica that writes an event waits until it has read it back (:meth:`AgentQueue.settle`)
@@ -42,9 +45,10 @@ the wait estimate, recent history for the console); a waiting caller is not olde
 MAX_ORPHANS = 100
 """Most events kept for a session whose hand-off is not read yet."""
 
-WAITING, TAKEN, BOT, ENDED = "waiting", "taken", "bot", "ended"
+WAITING, TAKEN, BOT, ENDED, ABANDONED = "waiting", "taken", "bot", "ended", "abandoned"
 """A session's status: in the queue; held by an agent; back with the bot (released or expired);
-the agent call ended (the ticket is written)."""
+the agent call ended (the ticket is written); the caller hung up while waiting (the round is over: a
+caller who comes back is with the bot, and is queued again only by a new hand-off)."""
 
 
 @dataclass
@@ -73,7 +77,7 @@ class DeskSession:
     agent: str = ""
     taken_at: float = 0.0
     returned: str = ""
-    """Why the bot has the session again: ``release``, ``expire`` or ``end``."""
+    """Why the bot has the session again: ``release``, ``expire`` or ``end``; ``abandon``: the caller left."""
     note: str = ""
     lines: list[dict[str, Any]] = field(default_factory=list)
     events: list[QueueEvent] = field(default_factory=list)
@@ -95,6 +99,8 @@ class DeskSession:
                 start = event.ts
             elif event.kind == "expire" and self.status == WAITING:
                 self.status, self.returned, self.note = BOT, "expire", event.note
+            elif event.kind == "abandon" and self.status == WAITING:
+                self.status, self.returned = ABANDONED, "abandon"
             elif self.status == TAKEN and event.agent == self.agent:
                 if event.kind == "transfer" and event.to_agent:
                     self.agent, self.note = event.to_agent, event.note

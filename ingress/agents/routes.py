@@ -18,7 +18,7 @@ from aiohttp import web
 
 from ingress.agents.desk import Desk
 from ingress.agents.estimate import estimated_wait
-from ingress.agents.queue import TAKEN, WAITING, DeskSession
+from ingress.agents.queue import ABANDONED, TAKEN, WAITING, DeskSession
 from ingress.auth import AGENT
 from ingress.edge import EdgeGuard
 from schemas import HandoffUpdate
@@ -167,13 +167,20 @@ async def take(request: web.Request) -> web.Response:
     if session.status == TAKEN and session.agent == agent:
         return respond(session)
     if session.status != WAITING:
-        raise web.HTTPConflict(text=f"already taken by {session.agent}" if session.agent
-                               else f"the session is {session.status}")
+        raise unclaimable(session)
     outcome = await acted(desk, session, "claim", agent)
     if outcome.status != TAKEN or outcome.agent != agent:
-        raise web.HTTPConflict(text=f"already taken by {outcome.agent}" if outcome.agent
-                               else f"the session is {outcome.status}")
+        raise unclaimable(outcome)
     return respond(outcome)
+
+
+def unclaimable(session: DeskSession) -> web.HTTPConflict:
+    """The 409 of a take that did not count: who holds the session, or why its round is not waiting."""
+    if session.agent:
+        return web.HTTPConflict(text=f"already taken by {session.agent}")
+    if session.status == ABANDONED:
+        return web.HTTPConflict(text="the caller hung up while waiting: there is no call to take")
+    return web.HTTPConflict(text=f"the session is {session.status}")
 
 
 async def reply(request: web.Request) -> web.Response:

@@ -2,19 +2,17 @@
 
 Two pure folds, shared by the analytics stage (:mod:`processors.analytics.stage`) and the tests:
 
-1. :func:`track` follows one session's hand-offs (:class:`schemas.Handoff`), queue events
-   (:class:`schemas.QueueEvent`) and hang-up (:class:`schemas.SessionControl` ``end``) in the
-   order its partition gives them, and says what each round came to (:class:`schemas.DeskFact`):
-   a claim that counted (``taken``, with the queue wait), the call released or ended
-   (``handled``, with the handle time), the SLA's ``expire`` that counted (``sla_breach``), or the
-   caller hanging up while still waiting (``abandoned``).  What counts is the queue's rule
-   (:mod:`ingress.agents.queue`, the order every replica folds): a claim or an expiry only while
-   the round waits (the first in log order wins), a transfer, release or end only from the agent
-   holding it, and only events of the current round.  An event read before its round's hand-off
-   (the topics are read side by side) waits for it, up to :data:`MAX_PENDING` per session; a
-   hang-up does not (every session ends, few are handed off: only a tracked round keeps state), so
-   one read before its session's hand-off, which only a backlog of the worker can cause (callers
-   hang up seconds after the hand-off), is not counted.
+1. :func:`track` follows one session's hand-offs (:class:`schemas.Handoff`) and queue events
+   (:class:`schemas.QueueEvent`) in the order its partition gives them, and says what each round
+   came to (:class:`schemas.DeskFact`): a claim that counted (``taken``, with the queue wait), the
+   call released or ended (``handled``, with the handle time), the SLA's ``expire`` that counted
+   (``sla_breach``), or the ``abandon`` that counted (``abandoned``: the caller hung up while still
+   waiting, written by the ingress replica that held their socket).  What counts is the queue's
+   rule (:mod:`ingress.agents.queue`, the order every replica folds): a claim, an expiry or an
+   abandon only while the round waits (the first in log order wins), a transfer, release or end
+   only from the agent holding it, and only events of the current round.  An event read before its
+   round's hand-off (the topics are read side by side) waits for it, up to :data:`MAX_PENDING` per
+   session.
 2. :func:`fold_fact` folds those outcomes into one-minute windows, per agent and for the team
    (:func:`fact_dimensions`), and :func:`to_agent_window` makes the published
    :class:`schemas.AgentWindow`.
@@ -25,7 +23,7 @@ from __future__ import annotations
 from typing import Any
 
 from processors.analytics.windows import WINDOW_S, Metric, State, add_sample, percentile
-from schemas import AgentWindow, DeskFact, Handoff, QueueEvent, Record, SessionControl
+from schemas import AgentWindow, DeskFact, Handoff, QueueEvent, Record
 from streams.topics import ANALYTICS_AGENTS
 
 DESK = Metric("desk", ANALYTICS_AGENTS)
@@ -54,8 +52,9 @@ def _apply(state: State, event: dict[str, Any]) -> tuple[State | None, list[Desk
     if status == WAITING and kind == "claim":
         taken = {**state, "status": TAKEN, "agent": event["agent"], "taken_at": event["ts"]}
         return taken, [_fact(state, "taken", event["ts"], state["since"], event["agent"])]
-    if status == WAITING and kind == "expire":
-        return None, [_fact(state, "sla_breach", event["ts"], state["since"])]
+    if status == WAITING and kind in ("expire", "abandon"):
+        outcome = "sla_breach" if kind == "expire" else "abandoned"
+        return None, [_fact(state, outcome, event["ts"], state["since"])]
     if status == TAKEN and event["agent"] == state["agent"]:
         if kind == "transfer" and event["to_agent"]:
             return {**state, "agent": event["to_agent"]}, []
@@ -70,8 +69,8 @@ def track(state: State | None, record: Record) -> tuple[State | None, list[DeskF
     Args:
         state: the session's state (JSON-able, as the ``desk_sessions`` table stores it), or None
             when the session has no round being tracked.
-        record: a :class:`schemas.Handoff`, :class:`schemas.QueueEvent` or
-            :class:`schemas.SessionControl` of that session (other records change nothing).
+        record: a :class:`schemas.Handoff` or :class:`schemas.QueueEvent` of that session (other
+            records change nothing).
 
     Returns:
         ``(new state or None when nothing is tracked, the outcomes the record brought)``.
@@ -95,9 +94,6 @@ def track(state: State | None, record: Record) -> tuple[State | None, list[DeskF
             return _apply(state, _pending(record))
         held = state or {"session_id": record.session_id}
         return {**held, "pending": [*held.get("pending", []), _pending(record)][-MAX_PENDING:]}, []
-    hung_up = isinstance(record, SessionControl) and record.action == "end"
-    if hung_up and state is not None and state.get("status") == WAITING:
-        return None, [_fact(state, "abandoned", record.ts, state["since"])]
     return state, []
 
 

@@ -18,7 +18,7 @@ a replay gives the same windows.  A redelivered turn is recognised (a windowed "
 table keyed by session and turn) and not counted twice.
 
 A third agent, ``desk``, reads the agent desk's topics (``voxbus.handoffs``,
-``voxbus.agent-queue``, and the hang-ups on ``voxbus.audio``), keyed by session like them:
+and ``voxbus.agent-queue``, whose ``abandon`` is a caller who hung up while waiting), keyed by session:
 :func:`processors.analytics.desk.track` follows each session's hand-off round in a table
 (``desk_sessions``), and each outcome (:class:`schemas.DeskFact`) goes to the windows topic
 like a turn, where ``fold`` counts it per agent and for the team (``voxbus.analytics.agents``).
@@ -57,7 +57,6 @@ from schemas import (
     QueueEvent,
     Record,
     SessionCaller,
-    SessionControl,
     TurnRecord,
     WindowedRecord,
     encode,
@@ -66,7 +65,7 @@ from streams.admin import ensure_internal_topics, ensure_topics
 from streams.app import make_app
 from streams.clients import profile
 from streams.settings import Settings, get_settings
-from streams.topics import AGENT_QUEUE, ANALYTICS_WINDOWS, AUDIO, EGRESS, HANDOFFS, TURNS, TopicSpec
+from streams.topics import AGENT_QUEUE, ANALYTICS_WINDOWS, EGRESS, HANDOFFS, TURNS, TopicSpec
 
 log = logging.getLogger(__name__)
 
@@ -78,11 +77,8 @@ TABLES = (*[metric.name for metric in METRICS], DESK.name, SEEN)
 """Every windowed table of the processor."""
 SESSIONS_TABLE = "desk_sessions"
 """Name of the table of the hand-off round each session is in (keyed by session id, not windowed)."""
-DESK_RECORDS = (Handoff, HandoffUpdate, SessionCaller, QueueEvent, SessionControl)
-"""What the ``desk`` agent accepts from its topics (only hand-offs, queue events and hang-ups count)."""
-CONTROL_TAG = b"session_control"
-"""The wire ``type`` of :class:`schemas.SessionControl`: an audio message without these bytes is a chunk,
-skipped by the ``desk`` agent without being decoded."""
+DESK_RECORDS = (Handoff, HandoffUpdate, SessionCaller, QueueEvent)
+"""What the ``desk`` agent accepts from its topics (only hand-offs and queue events count)."""
 
 SKIPPED = Counter(
     "voxbus_analytics_skipped_turns_total",
@@ -273,10 +269,8 @@ class AnalyticsRunner(StageRunner):
         await self._process(message, (TurnRecord, DeskFact), self.stage.aggregate)
 
     async def on_desk(self, message: Any) -> None:
-        """Fold one message of the desk's topics; audio chunks are skipped undecoded; never raises."""
+        """Fold one message of the desk's topics; never raises (bad records are dead-lettered)."""
         assert isinstance(self.stage, AnalyticsStage)
-        if message.topic == AUDIO.name and CONTROL_TAG not in bytes(message.value or b""):
-            return
         await self._process(message, DESK_RECORDS, self.stage.track)
 
 
@@ -300,8 +294,7 @@ def build(settings: Settings | None = None) -> tuple[faust.App, AnalyticsRunner]
         async for event in stream.events():
             await runner.on_message(event.message)
 
-    desk = app.topic(HANDOFFS.name, AGENT_QUEUE.name, AUDIO.name, value_serializer="raw",
-                     key_serializer="raw")
+    desk = app.topic(HANDOFFS.name, AGENT_QUEUE.name, value_serializer="raw", key_serializer="raw")
 
     @app.agent(desk, name=f"voxbus-{NAME}.desk")
     async def follow_desk(stream: faust.Stream) -> None:

@@ -26,7 +26,6 @@ from streams.topics import (
     AGENT_QUEUE,
     ANALYTICS_TOPICS,
     ANALYTICS_WINDOWS,
-    AUDIO,
     CONTROL,
     DEAD_LETTER,
     EGRESS,
@@ -37,7 +36,7 @@ from streams.topics import (
 from tests.deploy.conftest import ROOT, Render
 from tests.deploy.test_consistency import KAFKA, config, container, pod_spec, stage_input, workloads
 
-DESK_TOPICS = (HANDOFFS, AGENT_QUEUE, AUDIO)
+DESK_TOPICS = (HANDOFFS, AGENT_QUEUE)
 """What the analytics processor reads for team analytics (processors/analytics/desk.py)."""
 AUTH_SECRET = "voxbus-auth"
 CA_SECRET = f"{KAFKA}-cluster-ca-cert"
@@ -350,7 +349,7 @@ def test_analytics_acls(render: Render) -> None:
     user = render.get("KafkaUser", "voxbus-analytics")
     assert allows(user, "topic", TURNS.name, "Read") and not allows(user, "topic", TURNS.name, "Write")
     assert allows(user, "topic", ANALYTICS_WINDOWS.name, "Read")
-    for topic in DESK_TOPICS:  # team analytics: hand-offs, queue events, hang-ups
+    for topic in DESK_TOPICS:  # team analytics: hand-offs, queue events (hang-ups among them)
         assert allows(user, "topic", topic.name, "Read") and not allows(user, "topic", topic.name, "Write")
     for topic in (*ANALYTICS_TOPICS, ANALYTICS_WINDOWS, DEAD_LETTER, HEARTBEATS):
         assert allows(user, "topic", topic.name, "Write"), topic.name

@@ -39,6 +39,7 @@ class FakeGateway:
         self.ledger = SessionLedger(settings, self.produce)
         self.pipeline = dict.fromkeys(CAPABILITIES, True)  # what the stages can do: tests set it
         self.views: list = []
+        self.ended: list = []  # the session-end hooks (ingress.connections.detach calls them)
 
     def read_bindings(self) -> None:
         """The ledger's consumer: fold the bindings on the bus it has not read yet."""

@@ -7,15 +7,17 @@ from __future__ import annotations
 
 import asyncio
 import re
+import time
 from pathlib import Path
 from types import SimpleNamespace
 
+import aiohttp
 import pytest
 
 from ingress.agents import QUEUE
 from ingress.agents.estimate import estimated_wait, spoken_wait
 from ingress.agents.hold import BUSY_SAY, HoldLine, notice
-from ingress.agents.queue import BOT, ENDED, TAKEN, WAITING, AgentQueue, Span
+from ingress.agents.queue import ABANDONED, BOT, ENDED, TAKEN, WAITING, AgentQueue, Span
 from ingress.agents.routes import DESK
 from schemas import ConversationLine, Handoff, HandoffUpdate, QueueEvent, ReplyText, encode
 from streams.settings import Settings
@@ -62,6 +64,22 @@ def test_an_expiry_first_in_the_log_beats_a_later_claim(tmp_path):
     queue.apply(event("s1", "expire", ts=130.0, note=BUSY_SAY))
     queue.apply(event("s1", "claim", "ann", 131.0))
     assert (queue.sessions["s1"].status, queue.sessions["s1"].agent) == (BOT, "")
+
+
+def test_an_abandon_ends_a_waiting_round_and_counts_only_while_waiting(tmp_path):
+    queue = AgentQueue(Settings(data_dir=tmp_path))
+    queue.apply(handoff("s1", 10.0))
+    queue.apply(handoff("s2", 11.0))
+    queue.apply(event("s1", "abandon", ts=30.0))
+    queue.apply(event("s1", "claim", "ann", 31.0))  # read after the hang-up: nobody can take it
+    assert (queue.sessions["s1"].status, queue.sessions["s1"].returned, queue.sessions["s1"].agent) == (
+        ABANDONED, "abandon", "")
+    assert [s.session_id for s in queue.waiting()] == ["s2"] and queue.position("s1") == 0
+    queue.apply(event("s2", "claim", "ann", 32.0))
+    queue.apply(event("s2", "abandon", ts=33.0))  # the claim was first in the log: ann holds the call
+    assert (queue.sessions["s2"].status, queue.sessions["s2"].agent) == (TAKEN, "ann")
+    queue.apply(handoff("s1", 50.0, turn_id="t2"))  # the caller came back and asked again: a new round
+    assert queue.sessions["s1"].status == WAITING
 
 
 def test_events_before_their_handoff_and_a_second_round(tmp_path):
@@ -212,3 +230,49 @@ async def test_a_callers_key_gets_403_on_every_agent_endpoint(serve):
                                                                "disposition": "resolved"}, headers=headers)
             assert response.status == status, (method, path, headers)
     assert len(gateway.produced) == produced  # nothing a caller sent reached the bus
+
+
+async def wait_for(predicate, timeout: float = 10.0) -> None:
+    """Until ``predicate()`` (the server ends a closed socket's session in its own task)."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while not predicate():
+        assert loop.time() < deadline, "timed out"
+        await asyncio.sleep(0.02)
+
+
+async def test_a_caller_who_hangs_up_while_waiting_leaves_the_queue(serve):
+    """The caller's socket closes: their replica writes the round's abandon, and a take is refused."""
+    from tests.ingress.test_edge import START, session
+
+    client, gateway = await serve(api_keys=KEYS)
+    alice = {"Authorization": "Bearer key-alice-0123456789"}
+    events, _, _, first = await session(client, headers=alice, hold=True)
+    sid = events[0]["session_id"]
+    await gateway.produce(HANDOFFS, handoff(sid, time.time()))
+    # the caller resumes on a newer connection: the older one closes (4409), the session goes on
+    _, _, _, second = await session(client, {**START, "session_id": sid}, headers=alice, hold=True)
+    while (await first.receive(timeout=10)).type == aiohttp.WSMsgType.TEXT:
+        pass
+    assert first.close_code == 4409
+    assert not gateway.records(QueueEvent, sid) and client.server.app[QUEUE].sessions[sid].status == WAITING
+    await second.close()  # the caller hangs up
+    await wait_for(lambda: gateway.records(QueueEvent, sid))
+    [abandon] = gateway.records(QueueEvent, sid)
+    assert (abandon.kind, abandon.handoff_turn, abandon.v) == ("abandon", "t1", 2)
+    assert client.server.app[QUEUE].sessions[sid].status == ABANDONED
+    taken = await client.post(f"/v1/agent/sessions/{sid}/take", json={}, headers=BOB)
+    assert taken.status == 409 and "hung up while waiting" in await taken.text()
+    assert gateway.records(QueueEvent, sid) == [abandon]  # the refused take wrote nothing
+
+
+async def test_callers_cut_by_a_shutdown_keep_their_place(serve):
+    """An ingress shutting down closes its callers' sockets; they reconnect elsewhere, still queued."""
+    from tests.ingress.test_edge import session
+
+    client, gateway = await serve()
+    events, _, _, ws = await session(client, hold=True)
+    sid = events[0]["session_id"]
+    await gateway.produce(HANDOFFS, handoff(sid, time.time()))
+    await client.server.close()  # on_shutdown first, then the handlers end
+    assert not gateway.records(QueueEvent, sid)

@@ -1,4 +1,4 @@
-"""Team analytics from a scripted sequence of hand-offs, queue events and hang-ups (no broker here).
+"""Team analytics from a scripted sequence of hand-offs and queue events, hang-ups too (no broker here).
 
 The same on the real broker, through the worker `voxbus up` runs: tests/integration/test_team_analytics.py.
 """
@@ -13,17 +13,15 @@ from processors.analytics.desk import track
 from processors.analytics.stage import AnalyticsRunner, AnalyticsStage
 from schemas import (
     AgentWindow,
-    AudioChunk,
     DeskFact,
     Handoff,
     HandoffUpdate,
     QueueEvent,
-    SessionControl,
     decode,
     encode,
 )
 from streams.settings import Settings
-from streams.topics import AGENT_QUEUE, ANALYTICS_AGENTS, ANALYTICS_WINDOWS, AUDIO, DEAD_LETTER, HANDOFFS
+from streams.topics import AGENT_QUEUE, ANALYTICS_AGENTS, ANALYTICS_WINDOWS, DEAD_LETTER, HANDOFFS
 
 T0 = 1_700_000_040.0  # a window start
 NOW = T0 + 300.0
@@ -37,8 +35,9 @@ def event(session: str, kind: str, ts: float, agent: str = "", turn: str = "t1",
     return QueueEvent(session_id=session, kind=kind, handoff_turn=turn, agent=agent, ts=ts, **extra)
 
 
-def hangup(session: str, ts: float) -> SessionControl:
-    return SessionControl(session_id=session, action="end", ts=ts)
+def hangup(session: str, ts: float, turn: str = "t1") -> QueueEvent:
+    """What the ingress replica holding a waiting caller's socket writes when it closes."""
+    return event(session, "abandon", ts, turn=turn)
 
 
 SCRIPT = [
@@ -53,14 +52,13 @@ SCRIPT = [
     (AGENT_QUEUE, event("s2", "release", T0 + 55, "bob")),
     # s3: nobody within the SLA; a claim after the expiry changes nothing; a hang-up neither
     (HANDOFFS, handoff("s3", T0 + 6)), (AGENT_QUEUE, event("s3", "expire", T0 + 126)),
-    (AGENT_QUEUE, event("s3", "claim", T0 + 127, "bob")), (AUDIO, hangup("s3", T0 + 130)),
-    # s4: the caller hangs up while waiting (an audio chunk of theirs is skipped)
-    (AUDIO, AudioChunk(session_id="s4", seq=0, start_sample=0, pcm=b"\0\0" * 160, recv_ts=T0 + 6)),
-    (HANDOFFS, handoff("s4", T0 + 7)), (AUDIO, hangup("s4", T0 + 27)),
+    (AGENT_QUEUE, event("s3", "claim", T0 + 127, "bob")), (AGENT_QUEUE, hangup("s3", T0 + 130)),
+    # s4: the caller hangs up while waiting; a claim after it (a race the log order decides) is too late
+    (HANDOFFS, handoff("s4", T0 + 7)), (AGENT_QUEUE, hangup("s4", T0 + 27)),
+    (AGENT_QUEUE, event("s4", "claim", T0 + 28, "bob")),
     # s5: a claim read before its hand-off (the topics are read side by side) still counts
     (AGENT_QUEUE, event("s5", "claim", T0 + 20, "carol")), (HANDOFFS, handoff("s5", T0 + 8)),
-    # a hang-up of a session never handed off, and a transcript line: nothing
-    (AUDIO, hangup("s6", T0 + 9)),
+    # a transcript line: nothing
     (HANDOFFS, HandoffUpdate(session_id="s1", kind="caller", turn_id="a2", text="hello?", ts=T0 + 12)),
 ]
 
@@ -124,9 +122,11 @@ async def test_team_figures_from_a_scripted_sequence(runner):
     assert carol.wait_p95_s == 30.0
     assert carol.sla_breaches == carol.abandoned == 0  # nobody's: the team's only
     assert f"{third}/agent:bob" not in latest  # the late claim of s3 did not count
-    # left in the table: s5, held by carol, and the late claim of s3 (for a round that may yet be read)
-    assert sorted(runner.stage.sessions) == ["s3", "s5"] and runner.stage.sessions["s5"]["agent"] == "carol"
-    assert [e["kind"] for e in runner.stage.sessions["s3"]["pending"]] == ["claim"]
+    # left in the table: s5, held by carol, and the late events of s3 and s4 (for a round not read yet)
+    assert sorted(runner.stage.sessions) == ["s3", "s4", "s5"]
+    assert runner.stage.sessions["s5"]["agent"] == "carol"
+    assert [e["kind"] for e in runner.stage.sessions["s3"]["pending"]] == ["claim", "abandon"]
+    assert [e["kind"] for e in runner.stage.sessions["s4"]["pending"]] == ["claim"]
     assert DEAD_LETTER.name not in {s["topic"] for s in runner.app.producer.sent}
 
 
@@ -147,7 +147,8 @@ def test_a_second_round_starts_over_and_old_rounds_events_change_nothing():
     assert facts == [] and state["status"] == "waiting"
     state, facts = track(state, event("s1", "claim", T0 + 205, "bob", turn="t9"))
     assert [(f.kind, f.seconds) for f in facts] == [("taken", 5.0)]
-    assert track(state, hangup("s1", T0 + 230)) == (state, [])  # hung up while talking to bob: not abandoned
+    # hung up while talking to bob (an abandon that lost the race to his claim): not abandoned
+    assert track(state, hangup("s1", T0 + 230, turn="t9")) == (state, [])
 
 
 async def test_undecodable_desk_records_are_dead_lettered(runner):
@@ -181,8 +182,7 @@ async def test_the_desk_table_on_faust(tmp_path):
     app.flow_control.resume()
     async with desk_agent.test_context() as agent:
         for _topic, record in SCRIPT:
-            if not isinstance(record, AudioChunk):
-                await agent.put(encode(record))
+            await agent.put(encode(record))
     assert len(facts) == 7
     team = [w for w in windows if w.key == f"{int(T0)}/team"][-1]
     assert (team.calls_taken, team.calls_handled, team.abandoned) == (3, 2, 1)
