@@ -178,31 +178,46 @@ def replay(
 @shadow_app.command("report")
 def shadow_report(run: Annotated[str, typer.Argument(help="The run name.")],
                   as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+                  refs: Annotated[Path | None, typer.Option("--refs", help="Reference transcripts (JSON).")]
+                  = None,
+                  plot: Annotated[Path | None, typer.Option("--plot", help="Also draw it (PNG).")] = None,
                   bootstrap: Bootstrap = None) -> None:
-    """Compare a replay's candidate with production, record by record (WER, intents, latency)."""
+    """Compare a replay's candidate with production, record by record (WER, intents, latency, CPU).
+
+    --refs is {session_id: {turn_id: text}} or a list of {session_id, turn_id, text}: both sides'
+    transcripts are then scored against it.
+    """
     _configure(bootstrap)
-    from processors.replay.report import build_report
+    from processors.replay.report import build_report, load_references
     from streams.settings import get_settings
 
     try:
-        report = asyncio.run(build_report(get_settings(), run))
-    except (FileNotFoundError, LookupError) as exc:
+        references = load_references(refs) if refs is not None else None
+        report = asyncio.run(build_report(get_settings(), run, references))
+        if plot is not None:
+            from processors.replay.plot import plot_report
+
+            plot_report(report, plot)
+    except (FileNotFoundError, LookupError, ValueError, OSError) as exc:
         console.print(f"[red]{exc}[/]")
         raise typer.Exit(1) from None
     if as_json:
         print(json.dumps(report.as_json(), default=str))
         return
     table = Table(title=f"run {run}: {report.stage} with {report.overrides}")
-    for column in ("topic", "session", "turn", "production", "candidate", "WER", "intents", "ms prod/cand"):
+    columns = ["topic", "session", "turn", "production", "candidate", "WER", "intents", "ms prod/cand"]
+    for column in columns + ["CPU ms"] + (["reference"] if references is not None else []):
         table.add_column(column)
     for p in report.pairs:
         intents = f"{p.production_intent} / {p.candidate_intent}" if p.production_intent else ""
         wer = "" if p.wer is None else f"{p.wer:.2f}"
         table.add_row(p.topic, p.session_id, f"{p.turn_id}#{p.index}", p.production or "–",
-                      p.candidate or "–", wer, intents, f"{p.production_ms} / {p.candidate_ms}")
+                      p.candidate or "–", wer, intents, f"{p.production_ms} / {p.candidate_ms}",
+                      str(p.candidate_cpu_ms), *([p.reference or "–"] if references is not None else []))
     Console().print(table)
     Console().print(f"counts {report.counts}; WER {report.wer}; intent agreement {report.intent_agreement}; "
-                    f"latency ms {report.latency_ms}")
+                    f"latency ms {report.latency_ms}; CPU ms per input {report.cpu_ms}"
+                    + (f"; WER against references {report.reference_wer}" if references is not None else ""))
 
 
 @app.command()

@@ -7,14 +7,21 @@ session, turn and sentence index.  Per pair: the texts and the WER of the candid
 production (``jiwer``; production is the reference, so it is a difference, not an error rate
 unless production is right), whether the intents agree, and each side's stage latency
 (``<stage>.end - <stage>.start`` of its marks, when the stage marks both).  In total: the
-counts, the pairs matched, corpus WER, intent agreement and a confusion table, mean latencies.
+counts, the pairs matched, corpus WER, intent agreement and a confusion table, mean latencies,
+and the candidate's mean CPU time per input (from the manifest; production's is not recorded).
+
+With references (:func:`load_references`), both sides' transcripts are also scored against them:
+the corpus WER of production and of the candidate over the referenced turns of the report (a turn
+a side did not transcribe counts as all deletions).
 """
 
 from __future__ import annotations
 
+import json
 import statistics
 from collections import Counter
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 from typing import Any
 
 import jiwer
@@ -23,7 +30,7 @@ from processors.analytics.io import Read, read_topic
 from processors.archive.reader import archive_root, read_archive
 from processors.replay.run import Manifest, shadow_topic
 from streams.settings import Settings
-from streams.topics import EGRESS
+from streams.topics import EGRESS, TRANSCRIPTS
 
 WORDS = jiwer.Compose([jiwer.ToLowerCase(), jiwer.RemovePunctuation(), jiwer.RemoveMultipleSpaces(),
                       jiwer.Strip(), jiwer.ReduceToListOfListOfWords()])
@@ -33,6 +40,34 @@ WORDS = jiwer.Compose([jiwer.ToLowerCase(), jiwer.RemovePunctuation(), jiwer.Rem
 def word_error_rate(references: list[str], hypotheses: list[str]) -> float:
     """Corpus WER of ``hypotheses`` against ``references`` after :data:`WORDS`, rounded to 3 places."""
     return round(jiwer.wer(references, hypotheses, reference_transform=WORDS, hypothesis_transform=WORDS), 3)
+
+
+References = dict[tuple[str, str], str]
+"""Reference transcripts: ``(session_id, turn_id)`` -> text."""
+
+
+def load_references(path: Path) -> References:
+    """Read a manifest of reference transcripts (JSON, UTF-8).
+
+    Two shapes are read: an object ``{session_id: {turn_id: text}}``, or a list of objects
+    ``{"session_id": ..., "turn_id": ..., "text": ...}`` (one per utterance; a turn's id is its
+    utterance's, ``a<first sample>``).
+
+    Raises:
+        OSError: the file cannot be read.
+        ValueError: not JSON, or neither shape (every id and text must be a string).
+    """
+    data = json.loads(Path(path).read_text(encoding="utf-8"))
+    if isinstance(data, dict) and all(isinstance(turns, dict) for turns in data.values()):
+        pairs = [(session, turn, text) for session, turns in data.items() for turn, text in turns.items()]
+    elif isinstance(data, list) and all(isinstance(item, dict) for item in data):
+        pairs = [(item.get("session_id"), item.get("turn_id"), item.get("text")) for item in data]
+    else:
+        raise ValueError(f"{path}: references are {{session_id: {{turn_id: text}}}} or a list of "
+                         "{session_id, turn_id, text} objects")
+    if not all(isinstance(value, str) for triple in pairs for value in triple):
+        raise ValueError(f"{path}: every session_id, turn_id and text must be a string")
+    return {(session, turn): text for session, turn, text in pairs}
 
 
 LATE_S = 300.0
@@ -54,6 +89,8 @@ class Pair:
     candidate_intent: str | None = None
     production_ms: float | None = None
     candidate_ms: float | None = None
+    candidate_cpu_ms: float | None = None
+    reference: str | None = None
 
 
 @dataclass
@@ -68,6 +105,8 @@ class Report:
     intent_agreement: float | None = None
     confusion: dict[str, int] = field(default_factory=dict)
     latency_ms: dict[str, float | None] = field(default_factory=dict)
+    cpu_ms: dict[str, float | None] = field(default_factory=dict)
+    reference_wer: dict[str, Any] = field(default_factory=dict)
     pairs: list[Pair] = field(default_factory=list)
 
     def as_json(self) -> dict[str, Any]:
@@ -93,8 +132,26 @@ def _mean(values: list[float | None]) -> float | None:
     return round(statistics.fmean(present), 1) if present else None
 
 
-async def build_report(settings: Settings, run: str) -> Report:
-    """Compare ``run``'s candidate with production.
+def score_references(report: Report, references: References) -> None:
+    """Set ``report.reference_wer`` and each transcript pair's ``reference`` from ``references``.
+
+    ``reference_wer`` holds ``production`` and ``candidate`` (corpus WER over the referenced
+    turns, or None when no turn of the report has a reference) and ``turns`` (how many).
+    """
+    scored = [p for p in report.pairs if p.topic == TRANSCRIPTS.name and p.index == 0
+              and (p.session_id, p.turn_id) in references]
+    for pair in scored:
+        pair.reference = references[pair.session_id, pair.turn_id]
+    kept = [p for p in scored if WORDS(p.reference) != [[]]]
+    texts = [p.reference for p in kept]
+    report.reference_wer = {"turns": len(kept), "production": None, "candidate": None}
+    if kept:
+        for side in ("production", "candidate"):
+            report.reference_wer[side] = word_error_rate(texts, [getattr(p, side) or "" for p in kept])
+
+
+async def build_report(settings: Settings, run: str, references: References | None = None) -> Report:
+    """Compare ``run``'s candidate with production (and both with ``references``, when given).
 
     Raises:
         FileNotFoundError: no manifest for ``run``.
@@ -102,7 +159,8 @@ async def build_report(settings: Settings, run: str) -> Report:
     """
     manifest = Manifest.load(settings, run)
     report = Report(run, manifest.stage, manifest.overrides)
-    references, hypotheses = [], []
+    compared, candidates = [], []
+    cpu = {(session, turn): ms for session, turn, ms in manifest.cpu_ms}
     for topic in manifest.outputs:
         if topic == EGRESS.name:
             continue
@@ -121,13 +179,14 @@ async def build_report(settings: Settings, run: str) -> Report:
             difference = None
             if texts[0] is not None and texts[1] is not None and WORDS(texts[0]) != [[]]:
                 difference = word_error_rate([texts[0]], [texts[1]])
-                references.append(texts[0])
-                hypotheses.append(texts[1])
+                compared.append(texts[0])
+                candidates.append(texts[1])
             intents = [getattr(r.record, "intent", None) if r is not None else None for r in (prod, cand)]
             report.pairs.append(Pair(topic, *key, *texts, difference, *intents,  # type: ignore[arg-type]
-                                     _latency_ms(prod, manifest.stage), _latency_ms(cand, manifest.stage)))
-    if references:
-        report.wer = word_error_rate(references, hypotheses)
+                                     _latency_ms(prod, manifest.stage), _latency_ms(cand, manifest.stage),
+                                     cpu.get(key[:2]) if cand is not None else None))
+    if compared:
+        report.wer = word_error_rate(compared, candidates)
     both = [(p.production_intent, p.candidate_intent) for p in report.pairs
             if p.production_intent is not None and p.candidate_intent is not None]
     if both:
@@ -135,4 +194,7 @@ async def build_report(settings: Settings, run: str) -> Report:
         report.confusion = {f"{a} -> {b}": n for (a, b), n in sorted(Counter(both).items())}
     report.latency_ms = {"production": _mean([p.production_ms for p in report.pairs]),
                          "candidate": _mean([p.candidate_ms for p in report.pairs])}
+    report.cpu_ms = {"production": None, "candidate": _mean([ms for _, _, ms in manifest.cpu_ms])}
+    if references is not None:
+        score_references(report, references)
     return report
