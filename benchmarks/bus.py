@@ -43,6 +43,8 @@ from benchmarks.latency import (
 )
 
 RESULTS = Path(__file__).parent / "results"
+SETTLE_S = 20.0
+"""Wait (s) after the stack reports healthy before measuring."""
 
 LEVERS: list[tuple[str, dict[str, str]]] = [
     ("64 ms chunks, 0.5 s heartbeat, G1", {"chunk_ms": "64", "broker_heartbeat_interval": "0.5",
@@ -92,6 +94,7 @@ def measure(label: str, env: dict[str, str], callers: int, idle_s: float, load_s
     supervisor, settings = start_voxbus(prepare_data_dir(work, "bus"), extra_env=env)
     try:
         roots = voxbus_roots(supervisor)
+        time.sleep(SETTLE_S)  # healthy is not idle: workers finish loading and warming up after it
         wait_for_quiet(roots, 120.0)
         idle_meter = CpuMeter(roots)
         idle_meter.start()
