@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 
+from streams.settings import Settings
 from tests.conftest import load_clip, wer
 from tests.integration.caller import ScriptedCaller
 
@@ -12,6 +14,8 @@ pytestmark = pytest.mark.integration
 QUESTION = "sense_and_sensibility_01_austen_64kb-0880"
 INTERRUPTION = "sense_and_sensibility_01_austen_64kb-0930"
 BACKCHANNEL = "backchannels/hedgewars_default_hmm"  # a real "hmm" (tests/data/README.md), in the default list
+REACTION_S = Settings().vad_continuation_reaction_ms / 1000 + 0.4
+"""Reply playing before the caller speaks again: past the reaction time that still continues a turn."""
 
 
 def is_audio_of(turn_id):
@@ -19,10 +23,15 @@ def is_audio_of(turn_id):
 
 
 async def interrupt_reply(caller: ScriptedCaller, clip: str) -> tuple[str, dict]:
-    """Ask the question, start speaking ``clip`` as soon as reply audio plays; return (turn, stop event)."""
+    """Ask the question, speak ``clip`` once the reply has played a reaction time; return (turn, stop).
+
+    Speech starting within ``VOXBUS_VAD_CONTINUATION_REACTION_MS`` (600 ms) of the reply reaching the
+    caller continues their turn rather than answering the reply (processors/vad/continuation.py).
+    """
     await caller.say(QUESTION)
     first_audio = await caller.until(lambda e: e["type"] == "reply_audio" and e["bytes"] > 0)
     replying = first_audio["turn_id"]
+    await caller.speak(np.zeros(int(REACTION_S * 16000), dtype=np.int16))
     await caller.say(clip)
     stop = await caller.until(lambda e: e["type"] == "playback_stop" and e["turn_id"] == replying)
     return replying, stop

@@ -24,6 +24,7 @@ from aiokafka import AIOKafkaConsumer
 
 from ingress.g711 import ulaw_decode, ulaw_encode
 from schemas import SchemaError, TurnRecord, decode
+from streams.settings import Settings
 from streams.topics import TURNS
 from tests.conftest import DATA, load_clip, wer
 from voxbus.client import load_pcm16
@@ -33,6 +34,8 @@ pytestmark = pytest.mark.integration
 QUESTION = "sense_and_sensibility_01_austen_64kb-0880"
 INTERRUPTION = "sense_and_sensibility_01_austen_64kb-0930"
 FRAME = 160  # 20 ms of 8 kHz mu-law
+REACTION_S = Settings().vad_continuation_reaction_ms / 1000 + 0.4
+"""Reply playing before the caller speaks again: past the reaction time that still continues a turn."""
 SILENCE = bytes([0xFF]) * FRAME  # mu-law zero
 
 
@@ -197,6 +200,10 @@ async def test_caller_speech_clears_twilio_playback(twilio_url, stack):
     async with Twilio(twilio_url) as phone:
         await phone.say(QUESTION)
         await phone.until(lambda: phone.events("media"), timeout_s=60)
+        # a barge-in answers what the caller heard: speech starting within VOXBUS_VAD_CONTINUATION_REACTION_MS
+        # (600 ms) of the reply reaching them still continues their turn (processors/vad/continuation.py)
+        heard_from = time.monotonic()
+        await phone.until(lambda: time.monotonic() - heard_from > REACTION_S)
         interrupting = time.monotonic()
         await phone.say(INTERRUPTION)
         await phone.until(lambda: phone.events("clear"), timeout_s=30)
