@@ -21,7 +21,9 @@ writes the round's ``abandon`` (:meth:`ingress.agents.desk.Desk.abandon`): nobod
 * ``GET /v1/agent/sessions/{id}/suggestions``: agent assist, the passages and a suggested reply
   for each caller turn (:mod:`ingress.agents.assist`);
 * ``GET /v1/agent/sessions/{id}/voice`` (WebSocket): the agent speaks to the caller and hears them
-  live, through the bus (:mod:`ingress.agents.voice`).
+  live, through the bus (:mod:`ingress.agents.voice`);
+* ``GET /v1/agent/sessions/{id}/recording``: the session's stereo WAV, the caller left, voxbus right
+  (:mod:`ingress.agents.recordings`; 404 when it has no audio).
 """
 
 from __future__ import annotations
@@ -34,7 +36,7 @@ from typing import Any
 
 from aiohttp import web
 
-from ingress.agents import assist, routes, voice, wrapup
+from ingress.agents import assist, recordings, routes, voice, wrapup
 from ingress.agents.desk import Desk
 from ingress.agents.hold import HoldLine
 from ingress.agents.queue import AgentQueue
@@ -120,3 +122,4 @@ def add_routes(app: web.Application, gateway: Any, guard: EdgeGuard) -> None:
     app.router.add_get("/v1/agent/callers/{caller_id}/sessions", wrapup.caller_sessions)
     assist.add_routes(app, gateway)
     app.router.add_get("/v1/agent/sessions/{session_id}/voice", voice.stream)
+    recordings.add_routes(app, gateway)

@@ -16,6 +16,7 @@ A session started with ``record: false`` (:mod:`processors.archive.consent`) has
 
 from __future__ import annotations
 
+import io
 import logging
 from collections import defaultdict
 from collections.abc import Iterable
@@ -68,13 +69,19 @@ class Recording:
     caller_s: float
     voxbus_s: float
 
+    def wav(self) -> bytes:
+        """The recording as a 16-bit PCM stereo WAV file at :data:`RATE` (its bytes: 4 per frame + header)."""
+        out = io.BytesIO()
+        soundfile.write(out, self.samples, RATE, subtype="PCM_16", format="WAV")
+        return out.getvalue()
+
     def write(self, path: Path) -> None:
-        """Write the recording as a 16-bit PCM stereo WAV file at :data:`RATE`.
+        """Write the recording to ``path`` as :meth:`wav`.
 
         Raises:
             OSError: the file cannot be written.
         """
-        soundfile.write(str(path), self.samples, RATE, subtype="PCM_16", format="WAV")
+        path.write_bytes(self.wav())
 
 
 async def session_reads(settings: Settings, session_id: str, source: str = "auto") -> list[Read]:
