@@ -164,31 +164,6 @@ async def started(follower: F, lock: asyncio.Lock, catch_up: bool = False) -> F:
     return follower
 
 
-def start_soon(gateway: Any, view: TopicFollower, lock: asyncio.Lock, what: str) -> asyncio.Task[None]:
-    """Start following ``view`` (``gateway.follow``, under the view's start ``lock``) in the background.
-
-    The ingress serves callers while its views read back their topics: a restarted replica
-    must not keep its callers out for as long as its views take to start (the chaos soak
-    measured a killed ingress still not listening 60 s later while its views started one
-    after another before it).  A failed start is logged; the next request (or keeper) that
-    needs the view starts it again with :func:`started`.
-
-    Args:
-        gateway: the ingress's Kafka side (``follow``).
-        view: the view.
-        lock: the lock that serializes the view's starts (as passed to :func:`started`).
-        what: the view's name, for the log.
-    """
-    async def run() -> None:
-        try:
-            async with lock:
-                await gateway.follow(view)
-        except Exception as exc:  # the broker is down or slow: a request retries
-            log.warning("%s not followed yet: %s: %s", what, type(exc).__name__, exc)
-
-    return asyncio.create_task(run(), name=f"start-{what}")
-
-
 def stop_on_cleanup(app: web.Application, follower: TopicFollower) -> None:
     """Stop ``follower`` when ``app`` shuts down."""
     async def stop(app: web.Application) -> None:

@@ -29,6 +29,7 @@ writes the round's ``abandon`` (:meth:`ingress.agents.desk.Desk.abandon`): nobod
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -42,7 +43,6 @@ from ingress.agents.hold import HoldLine
 from ingress.agents.queue import AgentQueue
 from ingress.agents.tickets import TicketBook, TicketDesk
 from ingress.edge import EdgeGuard
-from ingress.follow import start_soon
 
 log = logging.getLogger(__name__)
 
@@ -100,14 +100,19 @@ def add_routes(app: web.Application, gateway: Any, guard: EdgeGuard) -> None:
     app[routes.GUARD] = guard
 
     async def lifecycle(app: web.Application) -> AsyncIterator[None]:
-        # both views read back in the background while the ingress already serves callers
-        starting = [start_soon(gateway, queue, desk.lock, "agent queue"),
-                    start_soon(gateway, book, app[wrapup.TICKETS].lock, "tickets")]
+        try:
+            await gateway.follow(queue)
+        except Exception as exc:  # the keeper retries
+            log.warning("agent queue not started: %s: %s", type(exc).__name__, exc)
+        try:
+            await gateway.follow(book)
+        except Exception as exc:  # the first request that needs it retries
+            log.warning("tickets not followed: %s: %s", type(exc).__name__, exc)
         keeper = asyncio.create_task(keep(desk, HoldLine(desk)), name="agent-desk")
         yield
-        for task in (keeper, *starting):
-            task.cancel()
-        await asyncio.gather(keeper, *starting, return_exceptions=True)
+        keeper.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await keeper
         await queue.stop()
         await book.stop()
 

@@ -24,7 +24,7 @@ from aiohttp import web
 
 from ingress.agents import routes
 from ingress.agents.readback import ReadBack
-from ingress.follow import start_soon, started
+from ingress.follow import started
 from schemas import Record, Suggestion
 from streams.topics import SUGGESTIONS
 
@@ -106,10 +106,11 @@ def add_routes(app: web.Application, gateway: Any) -> None:
     app[_LOCK] = asyncio.Lock()
 
     async def lifecycle(app: web.Application) -> AsyncIterator[None]:
-        starting = start_soon(gateway, book, app[_LOCK], "agent suggestions")
+        try:
+            await gateway.follow(book)
+        except Exception as exc:  # the first request retries
+            log.warning("agent suggestions not followed: %s: %s", type(exc).__name__, exc)
         yield
-        starting.cancel()
-        await asyncio.gather(starting, return_exceptions=True)
         await book.stop()
 
     app.cleanup_ctx.append(lifecycle)
