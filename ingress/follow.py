@@ -89,7 +89,10 @@ class TopicFollower:
         """Seek to the first record produced at or after ``since``.
 
         Brokers that cannot look offsets up by time (the embedded one answers offset 0)
-        make this a read from the beginning.
+        make this a read from the beginning.  A partition with nothing produced since then is
+        read from its end offset *as of now*, looked up here: ``seek_to_end`` would resolve
+        the end only at the first fetch, and a record produced in between would be skipped
+        (a hand-off written right after a replica started never reached its queue).
         """
         try:
             found = await consumer.offsets_for_times({tp: int(since * 1000) for tp in partitions})
@@ -97,12 +100,11 @@ class TopicFollower:
             log.info("offsets by time unavailable (%s); reading from the beginning", exc)
             await consumer.seek_to_beginning(*partitions)
             return
+        missing = [tp for tp in partitions if found.get(tp) is None]
+        ends = await consumer.end_offsets(missing) if missing else {}
         for tp in partitions:
             offset = found.get(tp)
-            if offset is None:
-                await consumer.seek_to_end(tp)
-            else:
-                consumer.seek(tp, offset.offset)
+            consumer.seek(tp, ends[tp] if offset is None else offset.offset)
 
     async def _run(self) -> None:
         assert self.consumer is not None
