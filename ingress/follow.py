@@ -46,6 +46,8 @@ class TopicFollower:
         self.caught_up = asyncio.Event()
         self.consumer: AIOKafkaConsumer | None = None
         self.task: asyncio.Task[None] | None = None
+        self.starting: asyncio.Task[None] | None = None
+        """A start in progress (:func:`started`), kept running past one request's timeout."""
         self.end: dict[TopicPartition, int] = {}
 
     def since(self) -> float:
@@ -130,7 +132,10 @@ class TopicFollower:
         return True
 
     async def stop(self) -> None:
-        """Stop following and close the consumer."""
+        """Stop following (and any start in progress) and close the consumer."""
+        if self.starting is not None and not self.starting.done():
+            self.starting.cancel()
+            await asyncio.gather(self.starting, return_exceptions=True)
         if self.task is not None:
             self.task.cancel()
             await asyncio.gather(self.task, return_exceptions=True)
@@ -151,15 +156,22 @@ async def started(follower: F, lock: asyncio.Lock, catch_up: bool = False) -> F:
         lock: serializes starts (one per view).
         catch_up: also wait (up to :data:`CATCH_UP_WAIT_S`) until it has read what existed at start.
 
+    A start that takes longer than :data:`START_TIMEOUT_S` fails the request that waited for
+    it but goes on, and the next request waits for the same start: on a loaded machine a
+    start that needs more than one request's patience still ends (a start cancelled at each
+    timeout and begun again from nothing never would).
+
     Raises:
         TimeoutError: it did not connect within :data:`START_TIMEOUT_S`.
         LookupError, aiokafka.errors.KafkaError: as :meth:`TopicFollower.start`.
     """
     async with lock:
         if not follower.running:
-            await follower.stop()
-            follower.caught_up.clear()
-            await asyncio.wait_for(follower.start(), START_TIMEOUT_S)
+            if follower.starting is None or follower.starting.done():
+                await follower.stop()
+                follower.caught_up.clear()
+                follower.starting = asyncio.create_task(follower.start(), name=f"start-{type(follower).__name__}")
+            await asyncio.wait_for(asyncio.shield(follower.starting), START_TIMEOUT_S)
     if catch_up:
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(follower.caught_up.wait(), CATCH_UP_WAIT_S)
