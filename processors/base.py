@@ -55,6 +55,10 @@ class Stage(abc.ABC):
     concurrency_setting: ClassVar[str] = ""
     """The :class:`Settings` field with the most input records handled at once, each
     session's in order (:class:`processors.lanes.SessionLanes`); empty: one at a time."""
+    caller_path: ClassVar[bool] = True
+    """True if a caller waits on the stage's outputs: a record it fails on is then told to the
+    caller (:class:`schemas.ErrorEvent` on ``voxbus.egress``). False for a worker no caller
+    hears (agent assist): its failures are dead-lettered only."""
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
@@ -71,7 +75,8 @@ class Stage(abc.ABC):
 
         Raises:
             Exception: any error; the runtime dead-letters the input, tells the
-                caller with an :class:`schemas.ErrorEvent`, and carries on.
+                caller with an :class:`schemas.ErrorEvent` (if :attr:`caller_path`), and
+                carries on.
         """
 
     async def handle_batch(self, records: list[Record]) -> AsyncIterator[Emit]:

@@ -189,7 +189,7 @@ class StageRunner:
         except Exception as exc:  # a stage bug or a model failure must not stop the worker
             log.exception("stage %s failed on %s", self.stage.name, type(record).__name__)
             await self.dead_letter(message, f"processing: {type(exc).__name__}: {exc}", "processing")
-            if isinstance(record, SessionRecord):
+            if self.stage.caller_path and isinstance(record, SessionRecord):
                 await self.produce(EGRESS, ErrorEvent(
                     session_id=record.session_id,
                     egress_partition=record.egress_partition,

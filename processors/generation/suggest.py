@@ -107,6 +107,7 @@ class SuggestStage(Stage):
     extra_inputs = (HANDOFFS, AGENT_QUEUE)
     accepts = (RetrievalResult, Handoff, HandoffUpdate, SessionCaller, QueueEvent)
     concurrency_setting = "generation_concurrency"
+    caller_path = False  # the caller never hears of agent assist, nor of its failures
 
     def __init__(self, settings: Settings) -> None:
         super().__init__(settings)

@@ -72,10 +72,10 @@ def test_stack_runs_every_component_from_the_image(stack: dict) -> None:
     commands = {tuple(s["command"]) for s in stack.values() if s.get("image") == image and "command" in s}
     for stage in STAGES:
         assert ("worker", stage) in commands, stage
-    assert ("analytics", "worker") in commands and ("ingress",) in commands
+    assert ("analytics", "worker") in commands and ("suggest",) in commands and ("ingress",) in commands
     voxbus = [s for s in stack.values() if s.get("image", "").startswith("ghcr.io/voxbus/")]
     assert voxbus and all(s["image"] == image for s in voxbus)
-    for name in (*STAGES, "analytics", "ingress"):
+    for name in (*STAGES, "analytics", "suggest", "ingress"):
         assert stack[name]["depends_on"]["topics"] == {"condition": "service_completed_successfully"}
 
 
@@ -99,6 +99,11 @@ def test_stack_wiring(stack: dict, services: dict) -> None:
     assert f"--model_alias={generation['VOXBUS_LLM_MODEL']}" in stack["llm"]["command"]
     assert "--port=8000" in stack["llm"]["command"]
     assert stack["generation"]["depends_on"]["llm"] == {"condition": "service_healthy"}
+    # agent assist answers with the generation stage's code, from the same server
+    suggest = environment(stack["suggest"])
+    assert {k: suggest[k] for k in ("VOXBUS_LLM_URL", "VOXBUS_LLM_MODEL")} == {
+        k: generation[k] for k in ("VOXBUS_LLM_URL", "VOXBUS_LLM_MODEL")}
+    assert stack["suggest"]["depends_on"]["llm"] == {"condition": "service_healthy"}
 
 
 def test_stack_llm_serves_the_gguf_the_image_carries(stack: dict) -> None:

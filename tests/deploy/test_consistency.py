@@ -18,6 +18,9 @@ from streams.app import group_id
 from streams.topics import ALL_TOPICS, EGRESS, TopicSpec
 from tests.deploy.conftest import ROOT, Render, made_image
 
+SCALED: dict[str, str] = {**STAGES, "suggest": "processors.generation.suggest:SuggestStage"}
+"""Every faust worker KEDA scales on its consumer group's lag, name -> ``module:class``: the pipeline's
+stages, and agent assist (``voxbus suggest``, deploy/k8s/base/stages/suggest.yaml)."""
 NAMESPACE = "voxbus"
 KAFKA = "voxbus"
 CHANGELOG = "voxbus-generation-history-changelog"
@@ -25,8 +28,8 @@ CONFIGMAP = "voxbus-config"
 
 
 def stage_input(stage: str) -> TopicSpec:
-    """The ``input`` topic of ``stage``'s class, read from its source (no model import)."""
-    module, _, cls = STAGES[stage].partition(":")
+    """The ``input`` topic of ``stage``'s class (a :data:`SCALED` name), from its source (no model import)."""
+    module, _, cls = SCALED[stage].partition(":")
     tree = ast.parse((ROOT / (module.replace(".", "/") + ".py")).read_text())
     for node in ast.walk(tree):
         if isinstance(node, ast.ClassDef) and node.name == cls:
@@ -38,7 +41,7 @@ def stage_input(stage: str) -> TopicSpec:
                     and isinstance(item.value, ast.Name)
                 ):
                     return getattr(streams.topics, item.value.id)
-    raise AssertionError(f"no `input = TOPIC` in {STAGES[stage]}")
+    raise AssertionError(f"no `input = TOPIC` in {SCALED[stage]}")
 
 
 def config(render: Render) -> dict[str, str]:
@@ -176,12 +179,36 @@ def test_a_workload_per_stage(render: Render, default_settings) -> None:
         assert "replicas" not in deployment["spec"], "KEDA owns the replica count"
 
 
+def test_suggest_workload(render: Render, default_settings) -> None:
+    """Agent assist runs `voxbus suggest`, serves /metrics where the code does, and may reach the LLM."""
+    from processors.generation.suggest import metrics_port
+
+    deployment = render.get("Deployment", "voxbus-suggest")
+    main = container(deployment)
+    assert main["command"] + main["args"] == ["voxbus", "suggest"]
+    assert {"configMapRef": {"name": CONFIGMAP}} in main["envFrom"]
+    port = metrics_port(default_settings)
+    assert port == int(config(render)["VOXBUS_METRICS_BASE_PORT"]) + len(STAGES) + 1
+    for probe in ("startupProbe", "readinessProbe", "livenessProbe"):
+        check = main[probe]["httpGet"]
+        assert check["path"] == "/metrics" and port_number(main, check["port"]) == port, probe
+    [service_port] = render.get("Service", "voxbus-suggest")["spec"]["ports"]
+    assert service_port["port"] == port == port_number(main, service_port["targetPort"])
+    assert "replicas" not in deployment["spec"], "KEDA owns the replica count"
+    labels = deployment["spec"]["template"]["metadata"]["labels"]
+    llm = [p for p in render.of_kind("NetworkPolicy") if p["metadata"]["name"] == "allow-llm-from-generation"]
+    [rule] = llm[0]["spec"]["ingress"]
+    admitted = [peer["podSelector"]["matchLabels"] for peer in rule["from"]]
+    assert any(selects(peer, labels) for peer in admitted), "the suggest pods cannot reach the LLM"
+    assert [peer["app.kubernetes.io/component"] for peer in admitted] == ["generation", "suggest"]
+
+
 def test_keda_scales_each_stage_on_its_consumer_group_lag(render: Render, default_settings) -> None:
     objects = {s["spec"]["scaleTargetRef"]["name"]: s for s in render.of_kind("ScaledObject")}
-    assert set(objects) == {f"voxbus-{stage}" for stage in STAGES}
+    assert set(objects) == {f"voxbus-{stage}" for stage in SCALED}
     topics = {t["metadata"]["name"]: t["spec"]["partitions"] for t in render.of_kind("KafkaTopic")}
     [listener] = render.get("Kafka", KAFKA)["spec"]["kafka"]["listeners"]
-    for stage in STAGES:
+    for stage in SCALED:
         scaled = objects[f"voxbus-{stage}"]["spec"]
         assert scaled["scaleTargetRef"].get("kind", "Deployment") == "Deployment"
         [trigger] = scaled["triggers"]

@@ -21,7 +21,6 @@ from typing import Any
 import pytest
 
 import streams.topics
-from processors.runtime import STAGES
 from streams.topics import (
     AGENT_QUEUE,
     ANALYTICS_TOPICS,
@@ -31,10 +30,12 @@ from streams.topics import (
     EGRESS,
     HANDOFFS,
     HEARTBEATS,
+    RETRIEVALS,
+    SUGGESTIONS,
     TURNS,
 )
 from tests.deploy.conftest import ROOT, Render
-from tests.deploy.test_consistency import KAFKA, config, container, pod_spec, stage_input, workloads
+from tests.deploy.test_consistency import KAFKA, SCALED, config, container, pod_spec, stage_input, workloads
 
 DESK_TOPICS = (HANDOFFS, AGENT_QUEUE)
 """What the analytics processor reads for team analytics (processors/analytics/desk.py)."""
@@ -62,12 +63,12 @@ def secret_ref(variable: dict[str, Any]) -> dict[str, Any]:
     return ref
 
 
-PROCESS_NAMES = ("voxbus", "voxbus-analytics", "voxbus-archive")
+PROCESS_NAMES = ("voxbus", "voxbus-analytics", "voxbus-archive", "voxbus-suggest")
 """``app.kubernetes.io/name`` of the voxbus processes' workloads."""
 
 
 def voxbus_workloads(render: Render) -> dict[str, dict[str, Any]]:
-    """The voxbus processes by KafkaUser name: the stages, analytics, the archive and the ingress."""
+    """The voxbus processes by KafkaUser name: stages, analytics, agent assist, archive, ingress."""
     return {
         f"voxbus-{w['metadata']['labels']['app.kubernetes.io/component']}": w
         for w in workloads(render)
@@ -224,7 +225,7 @@ def test_kafka_speaks_tls_with_scram_users_and_acls(render: Render) -> None:
 def test_every_process_is_its_own_kafka_user(render: Render) -> None:
     users = {u["metadata"]["name"]: u for u in render.of_kind("KafkaUser")}
     processes = voxbus_workloads(render)
-    assert set(processes) == {f"voxbus-{stage}" for stage in STAGES} | {"voxbus-analytics", "voxbus-archive",
+    assert set(processes) == {f"voxbus-{stage}" for stage in SCALED} | {"voxbus-analytics", "voxbus-archive",
                                                                         "voxbus-ingress"}
     assert set(users) == set(processes) | {"voxbus-keda"}
     for name, workload in processes.items():
@@ -290,7 +291,8 @@ def module_topics(module: str) -> set[str]:
 
 
 def class_attribute(stage: str, attribute: str) -> ast.expr | None:
-    module, _, cls = STAGES[stage].partition(":")
+    """What the class body of ``stage`` (a :data:`SCALED` name) assigns to ``attribute``, if anything."""
+    module, _, cls = SCALED[stage].partition(":")
     tree = ast.parse((ROOT / (module.replace(".", "/") + ".py")).read_text())
     for node in ast.walk(tree):
         if isinstance(node, ast.ClassDef) and node.name == cls:
@@ -320,13 +322,21 @@ def literal_topics(user: dict[str, Any]) -> set[str]:
     }
 
 
-@pytest.mark.parametrize("stage", list(STAGES))
+def caller_path(stage: str) -> bool:
+    """Whether the runtime tells the caller of ``stage``'s failures (``Stage.caller_path``, default True)."""
+    value = class_attribute(stage, "caller_path")
+    return True if value is None else bool(ast.literal_eval(value))
+
+
+@pytest.mark.parametrize("stage", list(SCALED))
 def test_stage_acls_follow_the_code(stage: str, renders) -> None:
     reads = stage_reads(stage)
-    module = STAGES[stage].partition(":")[0]
-    # what the module imports and does not read, it emits; the runtime adds errors to the
-    # caller (egress), dead letters and heartbeats for every stage
-    writes = (module_topics(module) - reads) | {EGRESS.name, DEAD_LETTER.name, HEARTBEATS.name}
+    module = SCALED[stage].partition(":")[0]
+    # what the module imports and does not read, it emits; the runtime adds dead letters and
+    # heartbeats for every stage, and errors to the caller (egress) for a stage on its path
+    writes = (module_topics(module) - reads) | {DEAD_LETTER.name, HEARTBEATS.name}
+    if caller_path(stage):
+        writes.add(EGRESS.name)
     for render in renders.values():
         user = render.get("KafkaUser", f"voxbus-{stage}")
         for topic in reads:
@@ -343,6 +353,17 @@ def test_stage_acls_follow_the_code(stage: str, renders) -> None:
         assert not allows(user, "group", "voxbus-other", "Read")
         # faust declares its own topics (leader topic, changelogs) under the App id
         assert allows(user, "topic", f"voxbus-{stage}-__assignor-__leader", "Create")
+
+
+def test_suggest_reads_what_it_consumes_and_writes_only_suggestions(render: Render) -> None:
+    user = render.get("KafkaUser", "voxbus-suggest")
+    assert stage_reads("suggest") == {RETRIEVALS.name, HANDOFFS.name, AGENT_QUEUE.name}
+    assert not caller_path("suggest"), "agent assist never writes to a caller"
+    names = [topic.name for topic in streams.topics.ALL_TOPICS]
+    assert {name for name in names if allows(user, "topic", name, "Write")} == {
+        SUGGESTIONS.name, DEAD_LETTER.name, HEARTBEATS.name}
+    assert {name for name in names if allows(user, "topic", name, "Read")} == stage_reads("suggest")
+    assert allows(user, "topic", "voxbus-suggest-rounds-changelog", "Create")  # its faust table
 
 
 def test_analytics_acls(render: Render) -> None:

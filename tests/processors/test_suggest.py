@@ -8,9 +8,20 @@ from __future__ import annotations
 import pytest
 
 from processors.generation.suggest import SuggestStage, follow, opened
-from schemas import ConversationLine, Handoff, HandoffUpdate, Passage, QueueEvent, RetrievalResult, Suggestion
+from schemas import (
+    ConversationLine,
+    DeadLetter,
+    Handoff,
+    HandoffUpdate,
+    Passage,
+    QueueEvent,
+    RetrievalResult,
+    Suggestion,
+    encode,
+)
 from streams.settings import Settings
-from streams.topics import SUGGESTIONS
+from streams.topics import DEAD_LETTER, EGRESS, RETRIEVALS, SUGGESTIONS
+from tests.processors.test_bus_bounds import message, runner_for, sent
 
 BILL = Passage(text="Your bill is due on the 15th of each month.", source="billing.md", title="Billing",
                score=0.92)
@@ -96,3 +107,19 @@ async def test_without_the_llm_the_agent_still_gets_the_passages(tmp_path):
                                                                      intent="roaming"))
     assert suggestion.text == "" and suggestion.error == "llm_failed"
     assert suggestion.passages == [weak] and suggestion.sources == ["roaming.md"]
+
+
+async def test_a_failure_is_dead_lettered_and_never_told_to_the_caller(stage, monkeypatch):
+    """Under the real runtime: agent assist is on no caller's path (``caller_path`` False), so a turn
+    it fails on goes to the dead letters and no ErrorEvent reaches the caller (its Kafka user may not
+    write voxbus.egress: deploy/k8s/base/stages/suggest.yaml)."""
+    async def broken(turn, state):
+        raise RuntimeError("the rounds table is gone")
+
+    monkeypatch.setattr(stage, "suggest", broken)
+    runner = runner_for(stage)
+    for offset, record in enumerate([handoff(), event("claim"), turn()]):
+        await runner.on_message(message(encode(record), RETRIEVALS.name, "s1", offset))
+    [letter] = sent(runner, DEAD_LETTER.name)
+    assert isinstance(letter, DeadLetter) and letter.offset == 2 and "rounds table is gone" in letter.reason
+    assert not sent(runner, EGRESS.name) and not sent(runner, SUGGESTIONS.name)
