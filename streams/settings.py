@@ -269,6 +269,12 @@ class Settings(BaseSettings):
     llm_threads: int = 2
     llm_max_tokens: int = 64
     llm_temperature: float = 0.2
+    llm_seed: int | None = Field(
+        default=None,
+        description="Seed sent with every LLM request (llama.cpp, vLLM and OpenAI read it): the same "
+                    "prompt samples the same reply. None: not sent. voxbus replay sets 0 "
+                    "(processors/replay/run.py).",
+    )
     llm_timeout_s: float = 20.0
     history_turns: int = 4
     suggest_metrics_port: int = Field(
@@ -379,7 +385,8 @@ class Settings(BaseSettings):
         default=None, description="Root of the Parquet archive; unset: <VOXBUS_DATA_DIR>/archive."
     )
     archive_topics: str = Field(
-        default="audio,utterances,transcripts,intents,replies,turns,tool-calls,handoffs,egress",
+        default="audio,utterances,transcripts,intents,retrievals,replies,turns,tool-calls,tool-results,"
+                "handoffs,egress",
         description=(
             "Comma-separated topics the archive keeps (short or full names); egress holds the synthesized "
             "reply and agent audio that recordings need. Empty: voxbus up runs no archive."

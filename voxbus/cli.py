@@ -9,11 +9,14 @@ import os
 import signal
 import threading
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Console
 from rich.table import Table
+
+if TYPE_CHECKING:
+    from processors.replay.report import Report
 
 app = typer.Typer(help="voxbus: an event-driven voice AI pipeline on Kafka.", no_args_is_help=True)
 kb_app = typer.Typer(help="Knowledge-base commands.", no_args_is_help=True)
@@ -215,9 +218,26 @@ def shadow_report(run: Annotated[str, typer.Argument(help="The run name.")],
                       p.candidate or "–", wer, intents, f"{p.production_ms} / {p.candidate_ms}",
                       str(p.candidate_cpu_ms), *([p.reference or "–"] if references is not None else []))
     Console().print(table)
+    if report.replies:
+        _print_replies(report)
     Console().print(f"counts {report.counts}; WER {report.wer}; intent agreement {report.intent_agreement}; "
                     f"latency ms {report.latency_ms}; CPU ms per input {report.cpu_ms}"
                     + (f"; WER against references {report.reference_wer}" if references is not None else ""))
+
+
+def _print_replies(report: Report) -> None:
+    """A generation replay's whole replies per turn, their difference and grounded-answer rates."""
+    table = Table(title="replies per turn (grounded: K-Precision against the cited passages)")
+    for column in ("session", "turn", "production", "candidate", "WER", "grounded prod/cand",
+                   "K-P prod/cand"):
+        table.add_column(column)
+    for p in report.replies:
+        wer = "" if p.wer is None else f"{p.wer:.2f}"
+        table.add_row(p.session_id, p.turn_id, p.production or "–", p.candidate or "–", wer,
+                      f"{p.production_grounded} / {p.candidate_grounded}",
+                      f"{p.production_k_precision} / {p.candidate_k_precision}")
+    Console().print(table)
+    Console().print(f"reply difference {report.reply_difference}; grounded answers {report.grounded}")
 
 
 @app.command()

@@ -12,7 +12,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, MutableMapping
 from typing import Any
 
 import faust
@@ -91,6 +91,14 @@ class GenerationStage(Stage):
             schema=faust.Schema(key_type=str, key_serializer="json", value_serializer="json"),
         )
 
+    def use_history(self, history: MutableMapping[str, list[dict[str, Any]]]) -> None:
+        """Keep the conversation history in ``history`` instead of the faust table (no worker needed).
+
+        A replay's hook (:class:`processors.replay.conversation.ProductionHistory`): the stage runs
+        in the replaying process, without :meth:`bind`.
+        """
+        self.history = history
+
     def load(self) -> None:
         """Create the LLM client (the server is started separately)."""
         s = self.settings
@@ -128,9 +136,11 @@ class GenerationStage(Stage):
 
         With ``tool_calls``, the :data:`TOOLS` are offered to the model and its streamed
         ``tool_calls`` deltas are collected there.  Once the turn ``key`` is cancelled the
-        stream is closed at the next token.
+        stream is closed at the next token.  With ``VOXBUS_LLM_SEED`` the request carries that seed.
         """
-        offer = {"tools": TOOLS} if tool_calls is not None else {}
+        offer: dict[str, Any] = {"tools": TOOLS} if tool_calls is not None else {}
+        if self.settings.llm_seed is not None:
+            offer["seed"] = self.settings.llm_seed
         stream = await self.client.chat.completions.create(
             model=self.model, messages=messages, stream=True,  # type: ignore[arg-type]
             max_tokens=self.settings.llm_max_tokens, temperature=self.settings.llm_temperature, **offer,

@@ -10,6 +10,11 @@ unless production is right), whether the intents agree, and each side's stage la
 counts, the pairs matched, corpus WER, intent agreement and a confusion table, mean latencies,
 and the candidate's mean CPU time per input (from the manifest; production's is not recorded).
 
+A generation replay is also compared turn by turn (:func:`compare_replies`): each side's whole
+reply (its sentences joined), their WER, how many are identical, and each side's grounded-answer
+rate by the rule of :mod:`processors.replay.grounded` against the passages of the turn's archived
+retrieval result.
+
 With references (:func:`load_references`), both sides' transcripts are also scored against them:
 the corpus WER of production and of the candidate over the referenced turns of the report (a turn
 a side did not transcribe counts as all deletions).
@@ -28,9 +33,12 @@ import jiwer
 
 from processors.analytics.io import Read, read_topic
 from processors.archive.reader import archive_root, read_archive
+from processors.replay.conversation import LATE_S, Turn, whole_replies
+from processors.replay.grounded import GROUNDED_PRECISION, grounded
 from processors.replay.run import Manifest, shadow_topic
+from schemas import Passage, RetrievalResult
 from streams.settings import Settings
-from streams.topics import EGRESS, TRANSCRIPTS
+from streams.topics import EGRESS, INTENTS, REPLIES, RETRIEVALS, TRANSCRIPTS
 
 WORDS = jiwer.Compose([jiwer.ToLowerCase(), jiwer.RemovePunctuation(), jiwer.RemoveMultipleSpaces(),
                       jiwer.Strip(), jiwer.ReduceToListOfListOfWords()])
@@ -70,10 +78,6 @@ def load_references(path: Path) -> References:
     return {(session, turn): text for session, turn, text in pairs}
 
 
-LATE_S = 300.0
-"""Seconds after a replay's range in which production outputs of its inputs are still looked for."""
-
-
 @dataclass
 class Pair:
     """One record of production and the candidate's for the same turn (either may be missing)."""
@@ -94,6 +98,32 @@ class Pair:
 
 
 @dataclass
+class ReplyPair:
+    """The whole reply of one turn by production and by the candidate (a generation replay).
+
+    ``wer`` is the candidate's against production's words; ``*_grounded`` and ``*_k_precision``
+    as :func:`processors.replay.grounded.grounded` (None: that side said nothing in the turn).
+    """
+
+    session_id: str
+    turn_id: str
+    production: str | None
+    candidate: str | None
+    wer: float | None
+    production_sources: list[str] = field(default_factory=list)
+    candidate_sources: list[str] = field(default_factory=list)
+    production_grounded: bool | None = None
+    candidate_grounded: bool | None = None
+    production_k_precision: float | None = None
+    candidate_k_precision: float | None = None
+
+
+GROUNDED_RULE = (f"grounded: the reply cites knowledge-base sources and K-Precision (Adlakha et al. 2024: "
+                 f"share of its tokens in the cited passages) >= {GROUNDED_PRECISION}")
+"""How the report states the grounded-answer rule (:mod:`processors.replay.grounded`)."""
+
+
+@dataclass
 class Report:
     """The comparison of one run (``pairs`` record by record; the rest in total)."""
 
@@ -108,6 +138,9 @@ class Report:
     cpu_ms: dict[str, float | None] = field(default_factory=dict)
     reference_wer: dict[str, Any] = field(default_factory=dict)
     pairs: list[Pair] = field(default_factory=list)
+    reply_difference: dict[str, Any] = field(default_factory=dict)
+    grounded: dict[str, Any] = field(default_factory=dict)
+    replies: list[ReplyPair] = field(default_factory=list)
 
     def as_json(self) -> dict[str, Any]:
         """The report as JSON-ready values."""
@@ -150,6 +183,54 @@ def score_references(report: Report, references: References) -> None:
             report.reference_wer[side] = word_error_rate(texts, [getattr(p, side) or "" for p in kept])
 
 
+def compare_replies(report: Report, production: list[Read], candidate: list[Read],
+                    passages: dict[Turn, list[Passage]]) -> None:
+    """Set ``report.replies``, ``reply_difference`` and ``grounded`` for the turns of ``passages``.
+
+    Args:
+        report: the report to fill.
+        production: production's reply sentences (archived ``voxbus.replies`` reads).
+        candidate: the candidate's (its shadow topic's reads).
+        passages: per replayed turn, the passages its retrieval result gave generation.
+
+    ``reply_difference`` holds ``turns`` (both sides replied with words), ``identical`` (the same
+    words, :data:`WORDS`) and ``wer`` (corpus WER of the candidate against production);
+    ``grounded`` holds the ``rule`` and per side ``turns`` replied with words, ``grounded`` and
+    ``rate``.
+    """
+    sides = {"production": whole_replies(production), "candidate": whole_replies(candidate)}
+    for key in sorted(passages):
+        replies = [sides[side].get(key) for side in sides]
+        texts = [reply.text if reply is not None and WORDS(reply.text) != [[]] else None for reply in replies]
+        checks = [grounded(reply.text, reply.sources, passages[key]) if text is not None else (None, None)
+                  for reply, text in zip(replies, texts, strict=True)]
+        difference = word_error_rate([texts[0]], [texts[1]]) if None not in texts else None
+        report.replies.append(ReplyPair(
+            *key, *texts, difference,  # type: ignore[arg-type]
+            *[list(reply.sources) if reply is not None else [] for reply in replies],
+            checks[0][0], checks[1][0], checks[0][1], checks[1][1]))
+    both = [p for p in report.replies if p.production is not None and p.candidate is not None]
+    report.reply_difference = {
+        "turns": len(both),
+        "identical": sum(WORDS(p.production) == WORDS(p.candidate) for p in both),  # type: ignore[arg-type]
+        "wer": word_error_rate([p.production for p in both], [p.candidate for p in both]) if both else None,
+    }
+    report.grounded = {"rule": GROUNDED_RULE}
+    for side in sides:
+        flags = [getattr(p, f"{side}_grounded") for p in report.replies]
+        said = [flag for flag in flags if flag is not None]
+        report.grounded[side] = {"turns": len(said), "grounded": sum(said),
+                                 "rate": round(sum(said) / len(said), 3) if said else None}
+
+
+def retrieved_passages(settings: Settings, manifest: Manifest, seen: set[str]) -> dict[Turn, list[Passage]]:
+    """The passages of each archived retrieval result a generation replay answered (sessions in ``seen``)."""
+    reads = read_archive(archive_root(settings), [RETRIEVALS.name], start=manifest.start, end=manifest.end,
+                         sessions=manifest.sessions, audio=False)
+    return {(read.record.session_id, read.record.turn_id): list(read.record.passages) for read in reads
+            if isinstance(read.record, RetrievalResult) and read.record.session_id in seen}
+
+
 async def build_report(settings: Settings, run: str, references: References | None = None) -> Report:
     """Compare ``run``'s candidate with production (and both with ``references``, when given).
 
@@ -160,7 +241,9 @@ async def build_report(settings: Settings, run: str, references: References | No
     manifest = Manifest.load(settings, run)
     report = Report(run, manifest.stage, manifest.overrides)
     compared, candidates = [], []
-    cpu = {(session, turn): ms for session, turn, ms in manifest.cpu_ms}
+    cpu: dict[Turn, float] = {}
+    for session, turn, ms in manifest.cpu_ms:  # a turn's inputs (generation: its retrieval, its tool result)
+        cpu[session, turn] = round(cpu.get((session, turn), 0.0) + ms, 1)
     for topic in manifest.outputs:
         if topic == EGRESS.name:
             continue
@@ -173,6 +256,9 @@ async def build_report(settings: Settings, run: str, references: References | No
             production = {k: v for k, v in production.items() if k[0] in {c[0] for c in candidate}}
         report.counts[topic] = {"production": len(production), "candidate": len(candidate),
                                 "matched": len(production.keys() & candidate.keys())}
+        if topic == REPLIES.name:
+            passages = retrieved_passages(settings, manifest, {key[0] for key in candidate})
+            compare_replies(report, list(production.values()), list(candidate.values()), passages)
         for key in sorted(production.keys() | candidate.keys()):
             prod, cand = production.get(key), candidate.get(key)
             texts = [getattr(r.record, "text", None) if r is not None else None for r in (prod, cand)]
@@ -188,7 +274,7 @@ async def build_report(settings: Settings, run: str, references: References | No
     if compared:
         report.wer = word_error_rate(compared, candidates)
     both = [(p.production_intent, p.candidate_intent) for p in report.pairs
-            if p.production_intent is not None and p.candidate_intent is not None]
+            if p.topic == INTENTS.name and p.production_intent is not None and p.candidate_intent is not None]
     if both:
         report.intent_agreement = round(sum(a == b for a, b in both) / len(both), 3)
         report.confusion = {f"{a} -> {b}": n for (a, b), n in sorted(Counter(both).items())}

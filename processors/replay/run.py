@@ -3,21 +3,25 @@
 The candidate is the stage's own class (:data:`processors.runtime.STAGES`) built with the
 production settings plus the ``--set`` overrides (``VOXBUS_WHISPER_BEAM_SIZE=1``…) and loaded
 in this process.  Its inputs are the stage's input records of ``[start, end)`` (and of the given
-sessions) read back from the archive (:func:`processors.archive.reader.read_archive`), in log
-order, with no consumer group; or, with ``live``, the input topic followed from its end in the
-run's own consumer group ``voxbus-shadow-<run>`` (:func:`live_inputs`).  Either way production's
-groups and offsets are untouched.  Every
-output goes to ``voxbus.shadow.<run>.<topic>`` (egress records too): no ingress reads a
-shadow topic and no stage consumes one, so no caller hears a replay.
+sessions) read back from the archive (:func:`processors.archive.reader.read_archive`): those of
+its input topic and of its extra inputs (generation's tool results), in log order (by Kafka
+timestamp across topics), with no consumer group; or, with ``live``, the input topic followed
+from its end in the run's own consumer group ``voxbus-shadow-<run>`` (:func:`live_inputs`).
+Either way production's groups and offsets are untouched.  Every output goes to
+``voxbus.shadow.<run>.<topic>`` (egress records too): no ingress reads a shadow topic and no
+stage consumes one, so no caller hears a replay.
 
 Each input is handled alone (no batching) after every random generator a stage can sample from
 is seeded afresh (:func:`seed_generators`: Python, NumPy, torch, CTranslate2), so Whisper's
-temperature fallbacks sample the same tokens and replaying the same inputs twice gives the same
+temperature fallbacks sample the same tokens, and every LLM request carries the seed
+(``VOXBUS_LLM_SEED``, unless ``--set`` gives one): replaying the same inputs twice gives the same
 outputs.  The process CPU time of each input's handling is kept in the manifest.
 
 A run leaves a manifest (:class:`Manifest`, JSON under ``<archive>/shadow/<run>.json``) that
-``voxbus shadow report`` reads.  Stages whose state lives in faust tables (generation's
-history) cannot run outside their worker and are refused.
+``voxbus shadow report`` reads.  Generation keeps each session's conversation in a faust table;
+here it answers from a :class:`processors.replay.conversation.ProductionHistory` instead (what
+production said in the session's earlier turns, from the archive), so it replays archived
+ranges only, not ``live``.  A stage with other faust state is refused.
 """
 
 from __future__ import annotations
@@ -39,6 +43,7 @@ from pydantic import TypeAdapter
 
 from processors.archive.reader import archive_root, read_archive
 from processors.base import Stage
+from processors.replay.conversation import ProductionHistory, heard
 from processors.runtime import STAGES, stage_class
 from schemas import Record, SchemaError, SessionRecord, decode, encode
 from streams.admin import create_topics
@@ -140,16 +145,23 @@ class Manifest:
 def candidate(stage: str, settings: Settings, changes: dict[str, Any]) -> Stage:
     """Stage ``stage`` built with ``settings`` plus ``changes``, models loaded.
 
+    Every LLM request of the candidate carries :data:`SEED` unless ``changes`` set ``llm_seed``.
+
     Raises:
         KeyError: no such stage.
-        ValueError: the stage keeps faust tables (it runs only as its worker).
+        ValueError: the stage keeps faust tables it cannot do without (it runs only as its worker).
     """
     cls = stage_class(stage)
-    if cls.bind is not Stage.bind:
+    if not conversational(cls) and cls.bind is not Stage.bind:
         raise ValueError(f"the {stage} stage keeps its state in faust tables; it cannot be replayed")
-    instance = cls(settings.model_copy(update=changes))
+    instance = cls(settings.model_copy(update={"llm_seed": SEED, **changes}))
     instance.load()
     return instance
+
+
+def conversational(cls: type[Stage]) -> bool:
+    """Whether the stage answers from a session's history a replay rebuilds (it has ``use_history``)."""
+    return callable(getattr(cls, "use_history", None))
 
 
 def seed_generators(seed: int = SEED) -> None:
@@ -163,14 +175,18 @@ def seed_generators(seed: int = SEED) -> None:
     ctranslate2.set_random_seed(seed)
 
 
-async def archived_inputs(settings: Settings, topic: str, start: float, end: float,
+async def archived_inputs(settings: Settings, topics: list[str], start: float, end: float,
                           sessions: list[str] | None) -> AsyncIterator[Record]:
-    """The archived records of ``topic`` in ``[start, end)`` (epoch s) of ``sessions`` (None: all).
+    """The archived records of ``topics`` in ``[start, end)`` (epoch s) of ``sessions`` (None: all).
 
     Yields:
-        The decoded records, in log order (undecodable ones skipped).
+        The decoded records (undecodable ones skipped), in log order: one topic's as read back,
+        several topics' merged by Kafka timestamp (each topic's order kept among equal times).
     """
-    for read in read_archive(archive_root(settings), [topic], start=start, end=end, sessions=sessions):
+    reads = read_archive(archive_root(settings), topics, start=start, end=end, sessions=sessions)
+    if len(topics) > 1:
+        reads = iter(sorted(reads, key=lambda read: read.message.timestamp))
+    for read in reads:
         if read.record is not None:
             yield read.record
 
@@ -239,20 +255,27 @@ async def replay(settings: Settings, stage: str, run: str, start: float, end: fl
         The run's manifest, saved (also when a live run is cancelled: it then ends normally).
 
     Raises:
-        ValueError: a bad run name, or a stage that cannot be replayed.
+        ValueError: a bad run name, a stage that cannot be replayed, or ``live`` for generation.
         KeyError: no such stage.
     """
     if not RUN_PATTERN.match(run):
         raise ValueError(f"run name {run!r} must match {RUN_PATTERN.pattern}")
     if stage not in STAGES:
         raise KeyError(stage)
+    if live and conversational(stage_class(stage)):
+        raise ValueError(f"the {stage} stage answers from each session's conversation, rebuilt from the "
+                         "archive: replay an archived range (--from/--to), not --live")
     started = time.monotonic()
     manifest = Manifest(run, stage, time.time() if live else start, end, sessions, dict(changes or {}),
                         live=live)
     model = await asyncio.to_thread(candidate, stage, settings, manifest.overrides)
+    if conversational(type(model)):
+        said = await asyncio.to_thread(heard, settings, start, end, sessions)
+        model.use_history(ProductionHistory(said))  # type: ignore[attr-defined]
     wanted = None if sessions is None else set(sessions)
+    topics = [model.input.name, *(spec.name for spec in model.extra_inputs)]
     inputs = (live_inputs(settings, run, model.input.name, seconds, ready) if live
-              else archived_inputs(settings, model.input.name, start, end, sessions))
+              else archived_inputs(settings, topics, start, end, sessions))
     producer = AIOKafkaProducer(**producer_kwargs(settings))
     await producer.start()
     try:
