@@ -3,7 +3,9 @@
 The analytics page (:mod:`ingress.analytics`) and the agent console
 (:mod:`ingress.agents`) each keep an in-memory view of some topics.  A view reads back
 from a point in time, tells when it has read what existed when it started
-(:attr:`TopicFollower.caught_up`), and is started on the first request that needs it.
+(:attr:`TopicFollower.caught_up`), and is started on the first request that needs it, or in
+the background when the ingress starts (:func:`start_soon`): a restarted ingress serves callers
+while its views read back.
 """
 
 from __future__ import annotations
@@ -11,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Iterable
+from collections.abc import Awaitable, Iterable
 from typing import Any, ClassVar, TypeVar
 
 from aiohttp import web
@@ -65,6 +67,13 @@ class TopicFollower:
     def running(self) -> bool:
         """True while the view follows the topics."""
         return self.task is not None and not self.task.done()
+
+    @property
+    def state(self) -> str:
+        """``caught_up`` (read what existed at its start), ``catching_up``, ``starting`` or ``stopped``."""
+        if self.running:
+            return "caught_up" if self.caught_up.is_set() else "catching_up"
+        return "starting" if self.starting is not None and not self.starting.done() else "stopped"
 
     async def start(self) -> None:
         """Connect, seek every partition to :meth:`since`, start following.
@@ -176,6 +185,29 @@ async def started(follower: F, lock: asyncio.Lock, catch_up: bool = False) -> F:
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(follower.caught_up.wait(), CATCH_UP_WAIT_S)
     return follower
+
+
+def start_soon(start: Awaitable[Any], what: str) -> asyncio.Task[None]:
+    """Run a view's start (``start``: :func:`started` or what wraps it) in the background, logging a failure.
+
+    The ingress listens while its views connect and read back (the chaos soak saw a killed
+    ingress still not serving 60 s later while it started its views one after another before
+    listening).  A start slower than :data:`START_TIMEOUT_S` goes on (:func:`started`); a failed
+    one is begun again by the next request that needs the view.
+
+    Args:
+        start: the start to run.
+        what: the view's name, for the log.
+    """
+    async def run() -> None:
+        try:
+            await start
+        except TimeoutError:
+            log.info("%s still starting after %.0f s; serving meanwhile", what, START_TIMEOUT_S)
+        except Exception as exc:  # the broker is down or slow: a request (or keeper) starts it again
+            log.warning("%s not followed yet: %s: %s", what, type(exc).__name__, exc)
+
+    return asyncio.create_task(run(), name=f"start-{what}")
 
 
 def stop_on_cleanup(app: web.Application, follower: TopicFollower) -> None:

@@ -13,7 +13,7 @@ from aiokafka.structs import RecordMetadata
 from ingress.admission import AdmissionControl
 from ingress.backpressure import AudioBudget
 from ingress.egress import EgressReader
-from ingress.follow import TopicFollower
+from ingress.follow import TopicFollower, started
 from ingress.health import CAPABILITIES, BrokerProbe, StageMonitor, capabilities
 from ingress.mailbox import EgressRouter
 from ingress.ownership import SessionLedger
@@ -61,6 +61,8 @@ class Gateway:
         """Called with a session id when its session ended here (:func:`ingress.connections.detach`)."""
         self.watcher: asyncio.Task[None] | None = None
         self.started = False
+        self.views: dict[str, TopicFollower] = {}
+        """The views this replica keeps (:meth:`follow`), by class name: :meth:`ready` shows their state."""
 
     async def start(self) -> None:
         """Create missing topics, connect the producer, start reading egress, heartbeats, bindings and lag.
@@ -86,14 +88,17 @@ class Gateway:
         self.watcher = asyncio.create_task(self._watch_pipeline(), name="pipeline-watch")
         self.started = True
 
-    async def follow(self, view: TopicFollower) -> None:
+    async def follow(self, view: TopicFollower, lock: asyncio.Lock) -> None:
         """Start ``view``, a view of some topics every replica keeps from its start (the agent queue).
 
+        The start is the one requests share (:func:`ingress.follow.started`, under the view's
+        ``lock``); the app runs it in the background (:func:`ingress.follow.start_soon`).
+
         Raises:
-            LookupError, aiokafka.errors.KafkaError: as :meth:`ingress.follow.TopicFollower.start`.
+            TimeoutError, LookupError, aiokafka.errors.KafkaError: as :func:`ingress.follow.started`.
         """
-        if not view.running:
-            await view.start()
+        self.views[type(view).__name__] = view
+        await started(view, lock)
 
     async def stop(self) -> None:
         """Close every Kafka client."""
@@ -131,11 +136,14 @@ class Gateway:
         """(ready, details): this ingress can take callers: started, its broker answers, bindings loaded.
 
         The stages are not asked: a stage being down degrades what callers get (they are
-        told, :attr:`pipeline`), it does not make the ingress refuse them.
+        told, :attr:`pipeline`), it does not make the ingress refuse them.  Nor are the views
+        (the agent queue, tickets, suggestions): callers are served while they read back;
+        ``views`` says where each is (:attr:`ingress.follow.TopicFollower.state`).
         """
         broker = self.started and await self.probe.up()
         ownership = self.ledger.ready
-        return broker and ownership, {"broker": broker, "ownership": ownership}
+        return broker and ownership, {"broker": broker, "ownership": ownership,
+                                      "views": {name: view.state for name, view in self.views.items()}}
 
     async def health(self) -> tuple[bool, dict[str, object]]:
         """(healthy, details): the whole pipeline: the broker answers and every stage has a live worker."""

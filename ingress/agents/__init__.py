@@ -29,7 +29,6 @@ writes the round's ``abandon`` (:meth:`ingress.agents.desk.Desk.abandon`): nobod
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -43,6 +42,7 @@ from ingress.agents.hold import HoldLine
 from ingress.agents.queue import AgentQueue
 from ingress.agents.tickets import TicketBook, TicketDesk
 from ingress.edge import EdgeGuard
+from ingress.follow import start_soon
 
 log = logging.getLogger(__name__)
 
@@ -78,8 +78,10 @@ async def keep(desk: Desk, hold: HoldLine) -> None:
 def add_routes(app: web.Application, gateway: Any, guard: EdgeGuard) -> None:
     """Add the agent console, its API and the shared queue to the ingress ``app``.
 
-    The queue starts with the app, after the gateway (``gateway.follow``), so the hold line
-    serves this replica's waiting callers even if no agent opens the console here.
+    The queue and the tickets start following with the app, after the gateway, in the background
+    (``gateway.follow``, :func:`ingress.follow.start_soon`: callers are served while they read
+    back), so the hold line serves this replica's waiting callers even if no agent opens the
+    console here.
 
     Args:
         app: the ingress application (not started yet; its gateway's cleanup context first).
@@ -100,19 +102,15 @@ def add_routes(app: web.Application, gateway: Any, guard: EdgeGuard) -> None:
     app[routes.GUARD] = guard
 
     async def lifecycle(app: web.Application) -> AsyncIterator[None]:
-        try:
-            await gateway.follow(queue)
-        except Exception as exc:  # the keeper retries
-            log.warning("agent queue not started: %s: %s", type(exc).__name__, exc)
-        try:
-            await gateway.follow(book)
-        except Exception as exc:  # the first request that needs it retries
-            log.warning("tickets not followed: %s: %s", type(exc).__name__, exc)
+        # both read back in the background, the ingress serving callers meanwhile; the keeper
+        # (and any request) waits for the same starts, and starts a failed one again
+        starting = [start_soon(gateway.follow(queue, desk.lock), "agent queue"),
+                    start_soon(gateway.follow(book, app[wrapup.TICKETS].lock), "tickets")]
         keeper = asyncio.create_task(keep(desk, HoldLine(desk)), name="agent-desk")
         yield
-        keeper.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await keeper
+        for task in (keeper, *starting):
+            task.cancel()
+        await asyncio.gather(keeper, *starting, return_exceptions=True)
         await queue.stop()
         await book.stop()
 

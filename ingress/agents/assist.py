@@ -24,7 +24,7 @@ from aiohttp import web
 
 from ingress.agents import routes
 from ingress.agents.readback import ReadBack
-from ingress.follow import started
+from ingress.follow import start_soon, started
 from schemas import Record, Suggestion
 from streams.topics import SUGGESTIONS
 
@@ -96,7 +96,7 @@ async def suggestions(request: web.Request) -> web.Response:
 
 
 def add_routes(app: web.Application, gateway: Any) -> None:
-    """Follow ``voxbus.suggestions`` from the app's start and add the suggestions endpoint.
+    """Follow ``voxbus.suggestions`` from the app's start (in the background); add the endpoint.
 
     Args:
         app: the ingress application (not started yet).
@@ -106,11 +106,10 @@ def add_routes(app: web.Application, gateway: Any) -> None:
     app[_LOCK] = asyncio.Lock()
 
     async def lifecycle(app: web.Application) -> AsyncIterator[None]:
-        try:
-            await gateway.follow(book)
-        except Exception as exc:  # the first request retries
-            log.warning("agent suggestions not followed: %s: %s", type(exc).__name__, exc)
+        starting = start_soon(gateway.follow(book, app[_LOCK]), "agent suggestions")  # serving meanwhile
         yield
+        starting.cancel()
+        await asyncio.gather(starting, return_exceptions=True)
         await book.stop()
 
     app.cleanup_ctx.append(lifecycle)

@@ -56,7 +56,7 @@ class FakeGateway:
     async def stop(self) -> None:
         pass
 
-    async def follow(self, view) -> None:
+    async def follow(self, view, lock=None) -> None:
         """The view's consumer: it reads what is produced from now on (the bus's earlier records too)."""
         view.task = asyncio.create_task(asyncio.sleep(3600))  # as if following its topics
         view.caught_up.set()
