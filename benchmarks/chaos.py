@@ -8,7 +8,9 @@ drops (the ingress was killed) reopens its session with the same ``session_id``
 (:func:`voxbus.client.connect`, exponential backoff) and goes on.  Every ``--every-s``
 seconds one process chosen at random among :data:`TARGETS` (each stage, the ingress,
 the LLM server; a shuffled round, so ten kills hit each of the nine at least once) is
-sent SIGKILL.
+sent SIGKILL.  With ``--standby`` (the default) every stage has a warm standby
+(``VOXBUS_STAGE_STANDBY``, :class:`voxbus.supervisor.Supervisor`): a killed stage's
+replacement is a process whose models are already loaded.
 
 Per kill (:func:`recovery`): the time from the kill to the next answered turn, i.e. the
 first reply audio of a turn whose speech ended after the kill (so every stage, and the
@@ -74,9 +76,11 @@ TAIL_S = 30.0
 """No kill in the last this many seconds of the run: the last kill must have time to recover (s)."""
 TURN_FIELDS = ("utterance", "turn_id", "timed_out", "voice_to_voice_ms", "reply_text")
 """What the report keeps of each turn's :class:`benchmarks.caller.TurnResult`."""
-LOG_MARKS = {"loaded": "processors.runtime: stage ", "ready": "[^Worker]: Ready"}
-"""Lines of a stage worker's log: its models are loaded (:func:`processors.runtime.run_worker`), and
-faust's worker has joined the group and been assigned its partitions."""
+LOG_MARKS = {"loaded": "processors.runtime: stage ", "standby": "taking over from its standby",
+             "ready": "[^Worker]: Ready"}
+"""Lines of a stage worker's log: its models are loaded (:func:`processors.runtime.run_worker`; a standby's
+were before, and it takes over: :func:`processors.runtime.take_over`), and faust's worker has joined the
+group and been assigned its partitions."""
 LOG_TIME = re.compile(r"(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3})")
 """The local time stamp of a line of a voxbus or faust log."""
 RECOVERY_TARGET_S = 10.0
@@ -105,7 +109,8 @@ class Kill:
         restarted_at: when the supervisor started its replacement (None: not seen).
         answered_at: first reply audio of the next turn answered after the kill (None: none).
         marks: where the time went, seconds after the kill: a stage's ``loaded`` (imports and
-            models) and ``ready`` (in its group, partitions assigned) from its log
+            models, or its standby's ``standby`` take-over) and ``ready`` (in its group, partitions
+            assigned) from its log
             (:data:`LOG_MARKS`), the LLM server's ``ready`` (it serves ``/v1/models``), the
             first caller ``reconnected`` after an ingress kill.
     """
@@ -528,6 +533,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--every-s", type=float, default=60.0, help="between two kills (s)")
     parser.add_argument("--targets", default=",".join(TARGETS), help="comma-separated subset of the targets")
     parser.add_argument("--seed", type=int, default=None, help="of the kill order (default: drawn, reported)")
+    parser.add_argument("--standby", action=argparse.BooleanOptionalAction, default=True,
+                        help="a warm standby per stage (VOXBUS_STAGE_STANDBY)")
     args = parser.parse_args(argv)
     unknown = set(args.targets.split(",")) - set(TARGETS)
     if unknown:
@@ -539,6 +546,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    os.environ["VOXBUS_STAGE_STANDBY"] = str(args.standby).lower()
     from processors.generation.stage import APOLOGY
 
     seed = args.seed if args.seed is not None else random.SystemRandom().randrange(2**31)

@@ -24,6 +24,7 @@ import importlib
 import logging
 import os
 import socket
+import sys
 import time
 from collections.abc import AsyncIterator
 from typing import Any
@@ -329,18 +330,43 @@ def build_stage(stage: Stage, web_port: int) -> tuple[faust.App, StageRunner]:
     return app, runner
 
 
-def run_worker(name: str) -> None:
+def run_worker(name: str, standby: bool = False) -> None:
     """Load stage ``name``'s models, then run its faust worker until SIGINT/SIGTERM.
+
+    Args:
+        name: the stage.
+        standby: a warm standby (:func:`take_over`): wait, models loaded, until told to run.
 
     Raises:
         KeyError: no such stage.
     """
     app, runner = build(name, get_settings())
-    run_stage(app, runner)
+    run_stage(app, runner, standby)
 
 
-def run_stage(app: faust.App, runner: StageRunner) -> None:
-    """Create the App's internal topics, load the stage's models, then run the worker until SIGINT/SIGTERM."""
+def take_over(name: str, loaded_s: float) -> bool:
+    """A warm standby's wait: True once its supervisor writes a line to its stdin, False at end of file.
+
+    ``voxbus up`` (:class:`voxbus.supervisor.Supervisor`) keeps such a process per stage with
+    ``VOXBUS_STAGE_STANDBY``: its models loaded, not in its group, and tells it to run when the
+    stage's worker dies; it then joins with the dead worker's ``group.instance.id`` (static
+    membership: the partitions come at once), without the import and model load of a restart.
+    """
+    log.info("standby of stage %s loaded in %.1f s; waiting to take over", name, loaded_s)
+    waited = time.perf_counter()
+    if not sys.stdin.readline():  # the supervisor is gone or stopped it: not needed
+        log.info("standby of stage %s not needed; exiting", name)
+        return False
+    log.info("stage %s taking over from its standby (after waiting %.1f s)", name,
+             time.perf_counter() - waited)
+    return True
+
+
+def run_stage(app: faust.App, runner: StageRunner, standby: bool = False) -> None:
+    """Create the App's internal topics, load the stage's models, then run the worker until SIGINT/SIGTERM.
+
+    A ``standby`` runs the worker only once told to (:func:`take_over`).
+    """
     name, settings = runner.stage.name, runner.stage.settings
     loop = asyncio.new_event_loop()
     try:
@@ -350,6 +376,10 @@ def run_stage(app: faust.App, runner: StageRunner) -> None:
     started = time.perf_counter()
     runner.stage.load()
     metrics.READY.labels(name).set(1)
-    log.info("stage %s loaded in %.1f s", name, time.perf_counter() - started)
+    loaded_s = time.perf_counter() - started
+    if not standby:
+        log.info("stage %s loaded in %.1f s", name, loaded_s)
+    elif not take_over(name, loaded_s):
+        return
     worker = faust.Worker(app, loglevel=settings.log_level, quiet=True, redirect_stdouts=False)
     worker.execute_from_commandline()

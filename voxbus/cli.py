@@ -87,14 +87,17 @@ def up(
 
 @app.command()
 def worker(stage: Annotated[str, typer.Argument(help="vad | asr | intent | retrieval | generation | tts")],
-           bootstrap: Bootstrap = None) -> None:
+           bootstrap: Bootstrap = None,
+           standby: Annotated[bool, typer.Option(
+               help="load the models, then wait for a line on stdin before joining the group "
+                    "(voxbus up's warm standby)")] = False) -> None:
     """Run one stage as its own consumer group (what Kubernetes runs)."""
     _configure(bootstrap)
     from processors.runtime import STAGES, run_worker
 
     if stage not in STAGES:
         raise typer.BadParameter(f"unknown stage {stage!r}; one of {', '.join(STAGES)}")
-    run_worker(stage)
+    run_worker(stage, standby)
 
 
 @app.command()

@@ -6,12 +6,20 @@ with exponential backoff; Ctrl-C stops everything in reverse order.  The embedde
 broker's kind is resolved once here (:func:`streams.broker.broker_kind`) and passed to
 every child as ``VOXBUS_BROKER``; on Apache Kafka each worker replica gets a stable
 ``VOXBUS_GROUP_INSTANCE_ID`` (static membership), kept across its restarts.
+
+With ``VOXBUS_STAGE_STANDBY`` each pipeline stage also has a warm standby (``voxbus worker
+STAGE --standby``): a process that has loaded the stage's models and waits outside the group.
+When the stage's worker dies the standby is told to run (a line on its stdin,
+:func:`processors.runtime.take_over`) and joins with the dead worker's group instance id, so the
+stage is back without importing and loading its models again; the next standby starts loading
+:data:`STANDBY_DELAY_S` later.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import os
 import signal
 import subprocess
@@ -35,6 +43,9 @@ READY_TIMEOUT_S = 240.0
 WATCH_INTERVAL_S = 0.1
 """How often the watch loop looks for exited processes (s): a dead process is restarted within this
 (a poll of every child costs microseconds; recovery from a kill is measured by ``make chaos``)."""
+STANDBY_DELAY_S = 5.0
+"""After a standby took over, or one exited on its own, how long before the next one starts loading (s): the
+new worker's start and its first turns get both cores first (a stage's models load in 1-7 s of them)."""
 
 
 @dataclass
@@ -44,6 +55,9 @@ class Child:
     Attributes:
         env: variables set for this child on top of the supervisor's environment (an
             extra replica's own ``VOXBUS_METRICS_BASE_PORT``).
+        standby_argv: the command of its warm standby (None: it has none).
+        standby: the standby process, loading or waiting (None: none now).
+        standby_due: when to start the next standby (monotonic s; infinity: not yet).
     """
 
     name: str
@@ -53,13 +67,42 @@ class Child:
     restarts: int = 0
     started: float = field(default=0.0)
     env: dict[str, str] = field(default_factory=dict)
+    standby_argv: list[str] | None = None
+    standby: subprocess.Popen[bytes] | None = None
+    standby_due: float = math.inf
 
     def start(self, env: dict[str, str]) -> None:
         """(Re)start the process with ``env`` plus :attr:`env`, appending its output to :attr:`log_path`."""
-        out = open(self.log_path, "ab")  # noqa: SIM115 - owned by the child
-        self.proc = subprocess.Popen(self.argv, stdout=out, stderr=subprocess.STDOUT, env={**env, **self.env},
-                                     start_new_session=True)
+        self.proc = self._spawn(self.argv, env)
         self.started = time.monotonic()
+
+    def start_standby(self, env: dict[str, str]) -> None:
+        """Start its standby (:attr:`standby_argv`, stdin a pipe), logging to :attr:`log_path` too."""
+        assert self.standby_argv is not None
+        self.standby = self._spawn(self.standby_argv, env, stdin=subprocess.PIPE)
+
+    def take_over(self) -> bool:
+        """Make the standby the running process (told on its stdin); False if it has none alive.
+
+        A standby still loading its models takes over as soon as they are loaded.
+        """
+        standby, self.standby = self.standby, None
+        if standby is None or standby.poll() is not None or standby.stdin is None:
+            return False
+        try:
+            standby.stdin.write(b"take over\n")
+            standby.stdin.close()
+        except OSError:  # it died meanwhile
+            standby.kill()
+            return False
+        self.proc, self.started = standby, time.monotonic()
+        return True
+
+    def _spawn(self, argv: list[str], env: dict[str, str],
+               stdin: int | None = None) -> subprocess.Popen[bytes]:
+        out = open(self.log_path, "ab")  # noqa: SIM115 - owned by the child
+        return subprocess.Popen(argv, stdin=stdin, stdout=out, stderr=subprocess.STDOUT,
+                                env={**env, **self.env}, start_new_session=True)
 
 
 def wait_http(url: str, timeout_s: float, ok: tuple[int, ...] = (200,)) -> bool:
@@ -113,7 +156,8 @@ class Supervisor:
             self.start_llm()
         python = [sys.executable, "-m", "voxbus"]
         self.children = [
-            Child(stage, [*python, "worker", stage], self.logs / f"{stage}.log", env=_member(stage, 0))
+            Child(stage, [*python, "worker", stage], self.logs / f"{stage}.log", env=_member(stage, 0),
+                  standby_argv=[*python, "worker", stage, "--standby"] if s.stage_standby else None)
             for stage in STAGES
         ]
         self.children.append(Child("analytics", [*python, "analytics", "worker"],
@@ -134,6 +178,8 @@ class Supervisor:
             if time.monotonic() > deadline:
                 raise RuntimeError(f"voxbus did not become healthy in {READY_TIMEOUT_S:.0f} s; see {self.logs}")
             self.restart_exited()  # a child that died while starting is restarted, as later
+        for child in self.children:  # the standbys load once everything is up, not in its way
+            child.standby_due = time.monotonic()
 
     def add_replica(self, stage: str) -> Child:
         """Start one more ``voxbus worker STAGE`` process: another member of the stage's consumer group.
@@ -195,8 +241,10 @@ class Supervisor:
     def restart_exited(self) -> None:
         """Restart each child, and the embedded LLM server, that has exited, once its backoff has passed.
 
-        The backoff (1 s doubling to 30 s with each restart) counts from the process's last
-        start, so a process that ran longer than that is restarted at once.
+        A child with a standby alive is replaced by it at once (:meth:`Child.take_over`).  Otherwise the
+        backoff (1 s doubling to 30 s with each restart) counts from the process's last
+        start, so a process that ran longer than that is restarted at once.  Standbys are
+        kept (:meth:`keep_standby`).
         """
         llm_down = self.llm is not None and not self.llm_held and self.llm.poll() is not None
         if llm_down and time.monotonic() - self.llm_started > min(30.0, 2.0 ** self.llm_restarts):
@@ -207,11 +255,32 @@ class Supervisor:
         for child in self.children:
             if child.proc is not None and child.proc.poll() is not None:
                 delay = min(30.0, 2.0 ** child.restarts)
-                if time.monotonic() - child.started > delay:
+                code = child.proc.returncode
+                if child.take_over():
+                    log.warning("%s exited with %s; its standby took over (log: %s)", child.name, code,
+                                child.log_path)
+                    child.restarts += 1
+                    child.standby_due = time.monotonic() + STANDBY_DELAY_S
+                elif time.monotonic() - child.started > delay:
                     log.warning("%s exited with %s; restarting (log: %s)", child.name,
                                 child.proc.returncode, child.log_path)
                     child.restarts += 1
                     child.start(self.env)
+            self.keep_standby(child)
+
+    def keep_standby(self, child: Child) -> None:
+        """Start ``child``'s standby when it has none and it is due.
+
+        A standby that exited on its own is started again :data:`STANDBY_DELAY_S` later.
+        """
+        if child.standby_argv is None:
+            return
+        if child.standby is not None and child.standby.poll() is not None:
+            log.warning("the standby of %s exited with %s (log: %s)", child.name, child.standby.returncode,
+                        child.log_path)
+            child.standby, child.standby_due = None, time.monotonic() + STANDBY_DELAY_S
+        if child.standby is None and time.monotonic() >= child.standby_due:
+            child.start_standby(self.env)
 
     def watch(self, stop: threading.Event) -> None:
         """Restart what exits (:meth:`restart_exited`) every :data:`WATCH_INTERVAL_S` until ``stop``."""
@@ -220,16 +289,16 @@ class Supervisor:
             stop.wait(WATCH_INTERVAL_S)
 
     def stop(self) -> None:
-        """Stop the ingress, the stages, the LLM server and the broker, in that order."""
-        for child in reversed(self.children):
-            if child.proc is not None and child.proc.poll() is None:
-                child.proc.send_signal(signal.SIGTERM)
-        for child in reversed(self.children):
-            if child.proc is not None:
-                try:
-                    child.proc.wait(10)
-                except subprocess.TimeoutExpired:
-                    child.proc.kill()
+        """Stop the ingress, the stages and their standbys, the LLM server and the broker, in that order."""
+        procs = [p for child in reversed(self.children) for p in (child.proc, child.standby) if p is not None]
+        for proc in procs:
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGTERM)
+        for proc in procs:
+            try:
+                proc.wait(10)
+            except subprocess.TimeoutExpired:
+                proc.kill()
         for proc in (self.llm, self.broker):
             if proc is not None:
                 stop_process(proc)
