@@ -20,8 +20,8 @@ import asyncio
 import logging
 from typing import TYPE_CHECKING
 
-from ingress.greeting import localized
 from ingress.protocol import ProtocolError
+from streams.settings import localized
 
 if TYPE_CHECKING:
     from ingress.session import CallerSession
@@ -84,7 +84,8 @@ class Keypad:
         if not keys:
             return
         session = self.session
-        text = localized(session.gateway.settings.dtmf_agent_text) if keys == AGENT_KEY else keys
+        agent_text = localized(session.gateway.settings.dtmf_agent_text, session.language)
+        text = agent_text if keys == AGENT_KEY else keys
         turn_id = await session.on_text(text, speak=session.speak)
         if turn_id is not None:
             await session.send_json({"type": "transcript", "turn_id": turn_id, "text": text,

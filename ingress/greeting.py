@@ -18,8 +18,8 @@ import time
 from typing import TYPE_CHECKING
 
 from ingress.turns import Turn
-from schemas import ReplyText
-from streams.settings import Localized, Settings
+from schemas import DEFAULT_LANGUAGE, ReplyText
+from streams.settings import Settings, localized
 from streams.topics import EGRESS, REPLIES
 
 if TYPE_CHECKING:
@@ -27,28 +27,10 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-DEFAULT_LANGUAGE = "en"
-"""The language whose text a :data:`streams.settings.Localized` setting falls back to."""
 PREFIX = "greeting"
 """Turn id prefix of a greeting (``greeting-<ms>``)."""
 SOURCE = "greeting"
 """:attr:`ingress.turns.Turn.source` of a greeting's turn (the caller may barge in on it)."""
-
-
-def localized(value: Localized, language: str = DEFAULT_LANGUAGE) -> str:
-    """The text of a :data:`~streams.settings.Localized` setting for ``language``.
-
-    Args:
-        value: one text for all languages, or a mapping language -> text.
-        language: an ISO 639-1 code (``en``, ``es``).
-
-    Returns:
-        The mapping's text for ``language``, else for :data:`DEFAULT_LANGUAGE`, else empty;
-        a plain text as it is.  Stripped.
-    """
-    if isinstance(value, str):
-        return value.strip()
-    return (value.get(language) or value.get(DEFAULT_LANGUAGE) or "").strip()
 
 
 def pickup_lines(settings: Settings, record: bool | None, language: str = DEFAULT_LANGUAGE) -> list[str]:
@@ -74,7 +56,8 @@ async def greet(session: CallerSession) -> str | None:
     Returns:
         The greeting's turn id; None when there is nothing to say (or it could not be sent).
     """
-    lines = pickup_lines(session.gateway.settings, session.record)
+    language = session.language or DEFAULT_LANGUAGE
+    lines = pickup_lines(session.gateway.settings, session.record, language)
     if not lines:
         return None
     now = time.time()
@@ -84,7 +67,7 @@ async def greet(session: CallerSession) -> str | None:
         for index, line in enumerate(lines):
             reply = ReplyText(session_id=session.session_id, egress_partition=session.partition,
                               turn_id=turn_id, index=index, text=line, final=index == len(lines) - 1,
-                              speak=session.speak, marks={"ingress.greeting": now})
+                              speak=session.speak, language=language, marks={"ingress.greeting": now})
             for topic in (REPLIES, EGRESS):
                 await session.gateway.produce(topic, reply)
     except Exception as exc:  # the broker is unreachable: no greeting, the caller can still speak

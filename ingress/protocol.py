@@ -3,7 +3,9 @@
 Client -> server:
 
 * ``{"type": "start", "sample_rate": 16000, "encoding": "pcm_s16le", "session_id"?: str, "speak"?: bool,
-  "caller_id"?: str, "record"?: bool}`` first frame of a session; ``session_id`` resumes a session after a
+  "caller_id"?: str, "record"?: bool, "language"?: str}`` first frame of a session; ``language`` (a BCP-47
+  tag, or ``auto``: detected on the first utterance; :mod:`ingress.language`) is the session's, English
+  when not given; ``session_id`` resumes a session after a
   reconnect; ``caller_id`` (a phone number or customer id, :data:`schemas.desk.CallerId`) files the
   session's tickets and history under it for the agents; ``record: false`` keeps the session's audio out
   of the archive and recordings (:mod:`processors.archive.consent`).
@@ -25,7 +27,8 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, TypeAdapter, field_validator
 
-from schemas.base import SESSION_ID_PATTERN
+from ingress.language import bus_language
+from schemas.base import DEFAULT_LANGUAGE, SESSION_ID_PATTERN
 from schemas.desk import CALLER_ID_PATTERN
 from schemas.voice import AGENT_LEG_PREFIX, is_agent_leg
 
@@ -49,6 +52,15 @@ class Start(_Message):
     speak: bool = True
     caller_id: Annotated[str, StringConstraints(pattern=CALLER_ID_PATTERN)] | None = None
     record: bool | None = None
+    language: str = DEFAULT_LANGUAGE
+    """The bus language (:func:`ingress.language.bus_language` of the stated tag; empty: detect)."""
+
+    @field_validator("language", mode="before")
+    @classmethod
+    def _bus_language(cls, value: object) -> str:
+        if not isinstance(value, str):
+            raise ValueError("language must be a string (a BCP-47 tag or 'auto')")
+        return bus_language(value)
 
     @field_validator("session_id")
     @classmethod

@@ -170,7 +170,7 @@ async def _start(gateway: Gateway, ws: web.WebSocketResponse) -> tuple[CallerSes
             raise ProtocolError("expected_start", "the first frame must be a JSON start message")
         session_id = start.session_id or uuid.uuid4().hex
         session = CallerSession(gateway, JsonTransport(ws), session_id, start.sample_rate, start.speak,
-                                start.caller_id or "", record=start.record)
+                                start.caller_id or "", record=start.record, language=start.language)
         return session, start.session_id is not None
     except ProtocolError as exc:
         await ws.send_str(json.dumps(protocol_error_event(exc)))
@@ -201,7 +201,8 @@ async def twilio_stream(request: web.Request) -> web.WebSocketResponse:
         session_id = twilio.session_id_for(start, principal)
         transport = twilio.TwilioTransport(ws, start.streamSid)
         session = CallerSession(gateway, transport, session_id, twilio.TWILIO_RATE,
-                                caller_id=twilio.caller_id_for(start), record=twilio.record_for(start))
+                                caller_id=twilio.caller_id_for(start), record=twilio.record_for(start),
+                                language=twilio.language_for(start))
         admit_load(gateway, session_id)
         call = principal.kind == "twilio"
         admission = guard.admit(principal, session_id, exclusive=call)

@@ -20,6 +20,7 @@ from ingress.playback import is_backchannel
 from ingress.protocol import ProtocolError
 from ingress.turns import Turn
 from schemas import (
+    DEFAULT_LANGUAGE,
     AgentAudio,
     AudioChunk,
     ErrorEvent,
@@ -59,14 +60,18 @@ class CallerSession:
         caller_id: who the caller is (:data:`schemas.desk.CallerId`), announced at open; empty: unknown.
         record: the caller's ``record`` wish (False: no audio archived, :mod:`processors.archive.consent`);
             None: not stated.
+        language: the session's bus language (:mod:`ingress.language`; empty: the asr stage detects it),
+            on every record the session writes and for its greeting.
 
     Raises:
         ProtocolError: unsupported ``sample_rate``.
     """
 
     def __init__(self, gateway: Gateway, transport: Transport, session_id: str, sample_rate: int,
-                 speak: bool = True, caller_id: str = "", record: bool | None = None) -> None:
+                 speak: bool = True, caller_id: str = "", record: bool | None = None,
+                 language: str = DEFAULT_LANGUAGE) -> None:
         self.caller_id = caller_id
+        self.language = language
         self.record = record
         self.gateway = gateway
         self.transport = transport
@@ -91,7 +96,8 @@ class CallerSession:
         """Announce the session on the bus and tell the caller it is ready."""
         self.outbox.put(SessionControl(
             session_id=self.session_id, egress_partition=self.partition, epoch=self.epoch, action="start",
-            config={"speak": self.speak, **({} if self.record is None else {"record": self.record})},
+            config={"speak": self.speak, "language": self.language,
+                    **({} if self.record is None else {"record": self.record})},
             ts=time.time(),
         ))
         if self.caller_id:
@@ -125,7 +131,7 @@ class CallerSession:
         self.seq += 1
         return self.outbox.put(AudioChunk(
             session_id=self.session_id, egress_partition=self.partition, epoch=self.epoch, seq=self.seq - 1,
-            start_sample=start_sample, pcm=pcm, recv_ts=recv_ts, speak=self.speak,
+            start_sample=start_sample, pcm=pcm, recv_ts=recv_ts, speak=self.speak, language=self.language,
         ))
 
     async def on_text(self, text: str, speak: bool = False) -> str | None:
@@ -148,7 +154,8 @@ class CallerSession:
         turn_id = f"t{self.last_text_ms}"
         transcript = Transcript(
             session_id=self.session_id, egress_partition=self.partition, turn_id=turn_id, text=text,
-            source="text", speak=speak, marks={"ingress.text": now},
+            source="text", speak=speak, language=self.language or DEFAULT_LANGUAGE,
+            marks={"ingress.text": now},
         )
         turn = self.turns[turn_id] = Turn(turn_id, source="text", speak=speak)
         turn.absorb(transcript)
@@ -239,6 +246,8 @@ class CallerSession:
             if event.kind == "speech_end" and event.utterance:
                 self.watch_turn(turn)
         elif isinstance(event, Transcript) and turn.source == "voice":
+            if not self.language and event.text:  # detected on the first utterance: the session's from now on
+                self.language = event.language
             await self.decide_barge_in(turn)
         await self.finish_if_complete(turn)
 
@@ -354,14 +363,15 @@ class CallerSession:
             await self.send_json({"type": kind, "turn_id": event.turn_id})
         elif isinstance(event, Transcript):
             await self.send_json({"type": "transcript", "turn_id": event.turn_id, "text": event.text,
-                                  "source": event.source})
+                                  "source": event.source, "language": event.language})
         elif isinstance(event, IntentResult):
             await self.send_json({"type": "intent", "turn_id": event.turn_id, "intent": event.intent,
                                   "confidence": event.confidence, "sentiment": event.sentiment,
                                   "sentiment_score": event.sentiment_score})
         elif isinstance(event, ReplyText):
             await self.send_json({"type": "reply_text", "turn_id": event.turn_id, "index": event.index,
-                                  "text": event.text, "final": event.final, "sources": event.sources})
+                                  "text": event.text, "final": event.final, "sources": event.sources,
+                                  "language": event.language})
         elif isinstance(event, ErrorEvent):
             await self.send_error(event.code, event.message, turn_id=event.turn_id, stage=event.stage)
 

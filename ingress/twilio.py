@@ -15,7 +15,8 @@ tells the session how much of the reply the caller has heard
 (:meth:`~ingress.session.CallerSession.confirm_heard`); echoes of marks dropped by a
 ``clear`` belong to an older epoch and are ignored.  A ``dtmf`` key goes to the session's keypad
 (:mod:`ingress.dtmf`); the ``record`` custom parameter (``false``: no audio archived) is the
-caller protocol's ``record`` (:func:`record_for`).
+caller protocol's ``record`` (:func:`record_for`), the ``language`` one its ``language``
+(:func:`language_for`).
 """
 
 from __future__ import annotations
@@ -47,6 +48,7 @@ from ingress.edge import (
     reject,
 )
 from ingress.g711 import ulaw_decode, ulaw_encode
+from ingress.language import bus_language
 from ingress.protocol import ProtocolError
 from schemas.base import SESSION_ID_PATTERN
 from schemas.desk import CALLER_ID_PATTERN
@@ -389,6 +391,21 @@ def record_for(start: StreamStart) -> bool | None:
         return RECORD.validate_python(value)
     except ValidationError:
         raise Rejection(CLOSE_BAD_REQUEST, "bad_record", "record must be true or false") from None
+
+
+def language_for(start: StreamStart) -> str:
+    """The call's bus language, from ``<Parameter name="language" value="es-MX"/>`` in its ``<Stream>``.
+
+    Returns:
+        :func:`ingress.language.bus_language` of the parameter (English without it; empty for ``auto``).
+
+    Raises:
+        Rejection: 4400 ``bad_language``: no BCP-47 tag.
+    """
+    try:
+        return bus_language(start.customParameters.get("language"))
+    except ValueError as exc:
+        raise Rejection(CLOSE_BAD_REQUEST, "bad_language", str(exc)) from None
 
 
 async def handle_message(session: Any, transport: TwilioTransport, data: dict[str, Any]) -> bool:

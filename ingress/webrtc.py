@@ -4,7 +4,8 @@
   audio section (``sendrecv``: the microphone in, replies out, Opus) and a data channel,
   every ICE candidate in it (no trickle).  Credentials exactly as for ``/v1/stream``
   (``Authorization: Bearer``, ``?api_key=``, ``?access_token=``), and the start message's
-  fields as query parameters: ``session_id`` (resume), ``speak``, ``caller_id``, ``record``.  The
+  fields as query parameters: ``session_id`` (resume), ``speak``, ``caller_id``, ``record``,
+  ``language``.  The
   origin, ownership, rate, concurrency and load checks are the socket's
   (:mod:`ingress.edge`, :mod:`ingress.admission`).  Answer: ``201`` with the SDP answer and
   ``Location: /v1/webrtc/{session_id}``; a refusal is JSON ``{"type": "error", "code",
@@ -70,7 +71,7 @@ MAX_OFFER_BYTES = 64 * 1024
 STATUS_OF_CLOSE = {CLOSE_BAD_REQUEST: 400, CLOSE_UNAUTHENTICATED: 401, CLOSE_FORBIDDEN: 403,
                    CLOSE_REPLACED: 409, CLOSE_LIMITED: 429}
 """Edge close code -> HTTP status of a refused offer (any other: 503, try again later)."""
-START_FIELDS = ("session_id", "speak", "caller_id", "record")
+START_FIELDS = ("session_id", "speak", "caller_id", "record", "language")
 """The start message's fields an offer's query may carry (:class:`ingress.protocol.Start`)."""
 TICK_S = 1.0
 """How often a call checks its idle and length limits (s)."""
@@ -305,7 +306,7 @@ async def post_offer(request: web.Request) -> web.Response:
     session_id = start.session_id or uuid.uuid4().hex
     call = WebRTCCall(gateway, guard, principal.id)
     session = CallerSession(gateway, call.transport, session_id, BUS_SAMPLE_RATE, start.speak,
-                            start.caller_id or "", record=start.record)
+                            start.caller_id or "", record=start.record, language=start.language)
     try:
         admit_load(gateway, session_id, resuming=named)
         admission = guard.admit(principal, session_id, named=named)

@@ -12,7 +12,7 @@ from schemas.analytics import (
 )
 from schemas.assist import Suggestion
 from schemas.audio import BUS_SAMPLE_RATE, AudioChunk, SessionControl, SynthAudio, Utterance
-from schemas.base import MAX_RECORD_BYTES, MAX_TEXT_CHARS, Record, SessionRecord
+from schemas.base import DEFAULT_LANGUAGE, MAX_RECORD_BYTES, MAX_TEXT_CHARS, Language, Record, SessionRecord
 from schemas.codec import SchemaError, decode, encode
 from schemas.desk import QueueEvent, SessionCaller, Ticket
 from schemas.events import (
@@ -42,6 +42,7 @@ from schemas.voice import AgentAudio, agent_leg, is_agent_leg
 __all__ = [
     "BUS_SAMPLE_RATE",
     "DEAD_LETTER_PAYLOAD_BYTES",
+    "DEFAULT_LANGUAGE",
     "MAX_RECORD_BYTES",
     "MAX_TEXT_CHARS",
     "AgentAudio",
@@ -59,6 +60,7 @@ __all__ = [
     "Intent",
     "IntentCount",
     "IntentResult",
+    "Language",
     "LatencyPercentiles",
     "Passage",
     "QueueEvent",

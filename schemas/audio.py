@@ -11,7 +11,16 @@ from typing import ClassVar, Literal
 
 from pydantic import Field, field_validator, model_validator
 
-from schemas.base import EpochSeconds, Int64, Marks, SessionRecord, TurnId, TurnRef
+from schemas.base import (
+    DEFAULT_LANGUAGE,
+    EpochSeconds,
+    Int64,
+    Language,
+    Marks,
+    SessionRecord,
+    TurnId,
+    TurnRef,
+)
 
 BUS_SAMPLE_RATE = 16_000
 """Sample rate (Hz) of caller audio on the bus: what silero-vad and Whisper expect."""
@@ -58,6 +67,9 @@ class AudioChunk(SessionRecord):
         speak: whether replies to this audio are synthesized: False for a voice session
             that asked for text replies only.  On every chunk, not only on the session's
             start, because a restarted vad worker joins a call at its committed offset.
+        language: the session's language (:data:`schemas.base.Language`); empty: the caller did not
+            say, the asr stage detects it.  On every chunk, as ``speak`` (added with a default in
+            version 2, the compatibility rule of :mod:`schemas.base`: an older consumer hears English).
     """
 
     type: Literal["audio_chunk"] = "audio_chunk"
@@ -70,6 +82,7 @@ class AudioChunk(SessionRecord):
     pcm: bytes = Field(max_length=MAX_CHUNK_SAMPLES * BYTES_PER_SAMPLE)
     recv_ts: EpochSeconds
     speak: bool = True
+    language: Language = DEFAULT_LANGUAGE
 
     _check_pcm = field_validator("pcm")(_even_pcm)
 
@@ -132,6 +145,7 @@ class Utterance(SessionRecord):
             it; the confirmed utterance (same turn id and bounds) follows unless the caller
             goes on speaking.
         speak: whether the reply is synthesized (the audio chunks' ``speak``).
+        language: the audio chunks' ``language`` (empty: detected by the asr stage).
     """
 
     type: Literal["utterance"] = "utterance"
@@ -143,6 +157,7 @@ class Utterance(SessionRecord):
     speech_end_ts: EpochSeconds
     speculative: bool = False
     speak: bool = True
+    language: Language = DEFAULT_LANGUAGE
     marks: Marks = Field(default_factory=dict)
 
     _check_pcm = field_validator("pcm")(_even_pcm)

@@ -52,6 +52,16 @@ knowledge-base passage, a reason.  Twice a caller's text turn (at most 2000 char
 :class:`ingress.protocol.Text`), and more than Whisper can write for one utterance (its
 decoder holds 448 tokens) or the LLM for a reply (``VOXBUS_LLM_MAX_TOKENS``, 64 tokens)."""
 
+LANGUAGE_PATTERN = r"^(?:[a-z]{2,3})?$"
+"""A language on the bus: a BCP-47 primary language subtag in lower case (ISO 639-1 or -3: ``en``,
+``es``), or empty where a caller did not say and the asr stage detects it."""
+
+Language = Annotated[str, StringConstraints(pattern=LANGUAGE_PATTERN)]
+"""A session's language, :data:`LANGUAGE_PATTERN`; records default to :data:`DEFAULT_LANGUAGE`."""
+
+DEFAULT_LANGUAGE = "en"
+"""The language of a record that does not say (every record of a producer older than the field)."""
+
 Text = Annotated[str, StringConstraints(max_length=MAX_TEXT_CHARS)]
 """A text of at most :data:`MAX_TEXT_CHARS` characters."""
 

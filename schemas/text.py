@@ -6,7 +6,7 @@ from typing import Literal
 
 from pydantic import Field
 
-from schemas.base import Marks, Name, Part, SessionRecord, Text, TurnId
+from schemas.base import DEFAULT_LANGUAGE, Language, Marks, Name, Part, SessionRecord, Text, TurnId
 
 Intent = Literal[
     "billing",
@@ -45,6 +45,9 @@ class TurnText(SessionRecord):
             :data:`schemas.base.MAX_TEXT_CHARS` characters.
         source: ``voice`` (through vad/asr) or ``text`` (the text channel).
         speak: whether the reply is synthesized (False on the text channel).
+        language: the language of ``text`` and of the reply (:data:`schemas.base.Language`): the
+            session's, or the one the asr stage detected; a field with a default, so older
+            producers' records read as English (the compatibility rule of :mod:`schemas.base`).
         marks: per-stage wall-clock timestamps, see :data:`schemas.base.Marks`.
     """
 
@@ -52,6 +55,7 @@ class TurnText(SessionRecord):
     text: Text
     source: Literal["voice", "text"] = "voice"
     speak: bool = True
+    language: Language = DEFAULT_LANGUAGE
     marks: Marks = Field(default_factory=dict)
 
 
@@ -113,6 +117,10 @@ class Passage(Part):
 class RetrievalResult(IntentResult):
     """An intent result with the knowledge-base passages retrieved for it, best first.
 
+    Its ``embedding`` is empty and its ``embedding_model`` names the model whose cosines the
+    passages' scores are (their floors differ by model, :mod:`processors.embeddings`); empty
+    from a producer older than that: all-MiniLM-L6-v2's.
+
     Attributes:
         passages: at most :data:`MAX_PASSAGES`.
     """
@@ -130,6 +138,7 @@ class ReplyText(SessionRecord):
         text: the sentence, at most :data:`schemas.base.MAX_TEXT_CHARS` characters.
         final: True on the last sentence of the reply.
         speak: whether the tts stage should synthesize it.
+        language: the sentence's language (the tts stage picks its voice by it).
         marks: per-stage wall-clock timestamps.
         sources: the knowledge-base files (:attr:`Passage.source`, e.g. ``billing.md``) the
             reply is grounded on, best first, at most :data:`MAX_PASSAGES`; empty for a reply
@@ -142,5 +151,6 @@ class ReplyText(SessionRecord):
     text: Text
     final: bool = False
     speak: bool = True
+    language: Language = DEFAULT_LANGUAGE
     marks: Marks = Field(default_factory=dict)
     sources: list[Name] = Field(default_factory=list, max_length=MAX_PASSAGES)

@@ -15,6 +15,8 @@ from typing import Literal
 from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from schemas.base import DEFAULT_LANGUAGE
+
 KAFKA_VERSION = "4.4.0"
 """Pinned Apache Kafka of the embedded broker (the newest ``kafka_2.13`` resolving from Maven Central)."""
 
@@ -31,7 +33,23 @@ KAFKA_GROUP_TIMEOUTS = {
 
 Localized = str | dict[str, str]
 """A caller-facing text setting: one text for every language, or a JSON object of language -> text
-(``{"en": "...", "es": "..."}``; ``en`` stands in for a language without one), see :mod:`ingress.greeting`."""
+(``{"en": "...", "es": "..."}``; ``en`` stands in for a language without one), see :func:`localized`."""
+
+
+def localized(value: Localized, language: str = DEFAULT_LANGUAGE) -> str:
+    """The text of a :data:`Localized` setting for ``language``.
+
+    Args:
+        value: one text for all languages, or a mapping language -> text.
+        language: an ISO 639-1 code (``en``, ``es``).
+
+    Returns:
+        The mapping's text for ``language``, else for :data:`schemas.DEFAULT_LANGUAGE`, else empty;
+        a plain text as it is.  Stripped.
+    """
+    if isinstance(value, str):
+        return value.strip()
+    return (value.get(language) or value.get(DEFAULT_LANGUAGE) or "").strip()
 
 
 class Settings(BaseSettings):

@@ -270,14 +270,15 @@ class Line:
 
 
 async def call(url: str, path: str | Path, realtime: bool = True, timeout_s: float = 120.0,
-               session_id: str | None = None, speak: bool = True) -> list[TurnResult]:
+               session_id: str | None = None, speak: bool = True, language: str = "") -> list[TurnResult]:
     """Stream a recording as a caller would and return every answered turn.
 
     The recording is sent in :data:`FRAME_MS` frames (at real time unless
     ``realtime`` is False), followed by silence until every started turn has ended,
     then the caller hangs up.  A dropped connection is reopened with the same session
     id (:class:`Line`); turns open at the drop are not returned.  With ``speak`` False
-    the replies come as text only (the start message's ``speak``).
+    the replies come as text only (the start message's ``speak``); ``language`` is the start
+    message's (a BCP-47 tag or ``auto``; empty: not sent, English).
 
     Raises:
         Refused: the server refused the session.
@@ -288,6 +289,8 @@ async def call(url: str, path: str | Path, realtime: bool = True, timeout_s: flo
     silence = np.zeros(frame, dtype=np.int16).tobytes()
     async with aiohttp.ClientSession() as http:
         start: dict[str, Any] = {"sample_rate": rate, "speak": speak}
+        if language:
+            start["language"] = language
         if session_id:
             start["session_id"] = session_id
         receiver = Receiver()
@@ -312,8 +315,9 @@ async def call(url: str, path: str | Path, realtime: bool = True, timeout_s: flo
     return receiver.done
 
 
-async def ask(url: str, text: str, timeout_s: float = 60.0, session_id: str | None = None) -> TurnResult:
-    """Send one text-channel turn and wait for its reply.
+async def ask(url: str, text: str, timeout_s: float = 60.0, session_id: str | None = None,
+              language: str = "") -> TurnResult:
+    """Send one text-channel turn (in ``language``, a BCP-47 tag; empty: English) and wait for its reply.
 
     Raises:
         RuntimeError: the server refused the session or reported an error.
@@ -321,6 +325,8 @@ async def ask(url: str, text: str, timeout_s: float = 60.0, session_id: str | No
     """
     async with aiohttp.ClientSession() as http:
         start: dict[str, Any] = {"sample_rate": 16000, "speak": False}
+        if language:
+            start["language"] = language
         if session_id:
             start["session_id"] = session_id
         ws, _ready = await _open(http, url, start)

@@ -16,6 +16,8 @@
 //   mode            "push-to-talk" (default: stream only while the mic is held) or
 //                   "hands-free" (stream continuously; the server's VAD finds the turns)
 //   assistant-name  label of the replies ("Assistant")
+//   lang            the caller's language, a BCP-47 tag ("es", "es-MX") or "auto" (detected on the first
+//                   utterance); default: the nearest lang attribute (the page's <html lang>), else English
 //   no-autoconnect  do not open the socket before the first interaction
 //
 // State (host attribute data-state, event "voice-state"): connecting, ready, listening,
@@ -161,6 +163,8 @@ export class VoiceMic extends HTMLElement {
   get state() { return this.dataset.state; }
   get transport() { return this.getAttribute("transport") === "webrtc" ? "webrtc" : "websocket"; }
   get remoteStream() { return (this.ws && this.ws.stream) || null; }
+  // the start message's language: this element's lang, else the nearest ancestor's (the page's <html lang>)
+  get language() { const el = this.closest("[lang]"); return (el && el.getAttribute("lang")) || ""; }
 
   connectedCallback() {
     const ui = this.ui;
@@ -212,6 +216,7 @@ export class VoiceMic extends HTMLElement {
     if (this.getAttribute("api-key")) url.searchParams.set("api_key", this.getAttribute("api-key"));
     if (this.getAttribute("token")) url.searchParams.set("access_token", this.getAttribute("token"));
     if (rtc && this.sessionId) url.searchParams.set("session_id", this.sessionId); // the start message's field
+    if (rtc && this.language) url.searchParams.set("language", this.language);
     return url.toString();
   }
 
@@ -237,6 +242,7 @@ export class VoiceMic extends HTMLElement {
       if (rtc) return; // the start message's fields went with the offer
       const start = { type: "start", sample_rate: BUS_RATE, encoding: "pcm_s16le" };
       if (this.sessionId) start.session_id = this.sessionId;
+      if (this.language) start.language = this.language;
       ws.send(JSON.stringify(start));
     };
     ws.onmessage = (e) => {

@@ -18,7 +18,16 @@ from processors.vad.denoise import NoiseFloor, VadDenoiser, window_levels
 from processors.vad.endpointing import EndpointConfig, Endpointer, SpeechEnd, SpeechPause, SpeechStart
 from processors.vad.silero import WINDOW_SAMPLES, SileroVad, VadState
 from processors.vad.turn_model import COMPLETE_THRESHOLD, TurnModel
-from schemas import BUS_SAMPLE_RATE, AudioChunk, Record, SessionControl, TurnCancel, Utterance, VadEvent
+from schemas import (
+    BUS_SAMPLE_RATE,
+    DEFAULT_LANGUAGE,
+    AudioChunk,
+    Record,
+    SessionControl,
+    TurnCancel,
+    Utterance,
+    VadEvent,
+)
 from streams.topics import AUDIO, CONTROL, EGRESS, UTTERANCES
 
 log = logging.getLogger(__name__)
@@ -62,6 +71,7 @@ class Session:
     arrivals: deque[tuple[int, float]] = field(default_factory=lambda: deque(maxlen=4096))
     egress_partition: int = 0
     speak: bool = True
+    language: str = DEFAULT_LANGUAGE
     epoch: int = 0
     last_seen: float = field(default_factory=time.monotonic)
 
@@ -235,6 +245,7 @@ class VadStage(Stage):
             if record.seq < session.next_seq:
                 continue  # a redelivered chunk: already endpointed
             session.egress_partition, session.speak = record.egress_partition, record.speak
+            session.language = record.language
             if record.start_sample - session.next_sample > MAX_FILLED_GAP_S * BUS_SAMPLE_RATE:
                 emits += self.skip_gap(session_id, session, record.start_sample)
             pause = self.collect(session_id, session, self.feed(session, record), emits)
@@ -425,5 +436,6 @@ class VadStage(Stage):
             speech_end_ts=speech_end_ts,
             speculative=speculative,
             speak=session.speak,
+            language=session.language,
             marks={"vad.speech_end": speech_end_ts, "vad.emit": time.time()},
         ))

@@ -84,12 +84,12 @@ async def test_record_false_is_on_the_start_record_and_drops_the_notice(serve):
     ws, ready = await start(client, record=False)
     sid = ready["session_id"]
     [control] = gateway.records(SessionControl, sid)
-    assert control.config == {"speak": True, "record": False}
+    assert control.config == {"speak": True, "language": "en", "record": False}
     assert [r.text for topic, r in greetings(gateway, sid) if topic == "voxbus.replies"] == [GREETING]
     await ws.close()
     ws, ready = await start(client, record=True, speak=False)
     control = gateway.records(SessionControl, ready["session_id"])[0]
-    assert control.config == {"speak": False, "record": True}
+    assert control.config == {"speak": False, "language": "en", "record": True}
     assert {r.speak for _, r in greetings(gateway, ready["session_id"])} == {False}  # shown, not spoken
     await ws.close()
 

@@ -102,7 +102,8 @@ async def test_a_call_over_webrtc(serve):
         ready = await caller.call(client, record="false")
         session_id = ready["session_id"]
         session = bus.sessions[session_id]
-        assert bus.records(SessionControl, session_id)[0].config == {"speak": True, "record": False}
+        assert bus.records(SessionControl, session_id)[0].config == {"speak": True, "language": "en",
+                                                                      "record": False}
         await until(lambda: any(r.text == "Harbor Mobile, how can I help?"
                                 for r in bus.records(ReplyText, session_id)))  # greeted on pickup
 
