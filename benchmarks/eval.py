@@ -195,7 +195,7 @@ def retrieval_and_grounding(settings: Settings, embedder: Embedder) -> dict:
 
     questions = yaml.safe_load((ROOT / "eval" / "kb_questions.yaml").read_text())
     retrieval = RetrievalStage(settings)
-    retrieval.embedder = embedder
+    retrieval.embedders = {"en": embedder}
     retrieval.client = open_client(settings)
     ingest(settings.kb_dir, retrieval.client, embedder, settings.qdrant_collection, progress=False)
     generation = GenerationStage(settings)

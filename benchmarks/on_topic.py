@@ -50,7 +50,7 @@ def main() -> dict:
     embedder = Embedder.from_settings(settings)
     classifier = IntentClassifier(embedder, load_examples())
     retrieval = RetrievalStage(settings)
-    retrieval.embedder, retrieval.client = embedder, QdrantClient(":memory:")
+    retrieval.embedders, retrieval.client = {"en": embedder}, QdrantClient(":memory:")
     ingest(settings.kb_dir, retrieval.client, embedder, settings.qdrant_collection, progress=False)
     report: dict = {}
     for name, (expected, texts) in utterance_sets().items():

@@ -38,8 +38,8 @@ def build_app() -> web.Application:
     retrieval.load()
 
     def prompt(text: str) -> dict[str, object]:
-        label, confidence, compound, embedding = intent.analyse(text)  # embedded once, as in voxbus
-        vector = retrieval.embedder.reuse(embedding, intent.classifier.embedder.model_id)
+        label, confidence, compound, embedding, model = intent.analyse(text)  # embedded once, as in voxbus
+        vector = retrieval.embedders["en"].reuse(embedding, model)
         passages = [] if label in NO_LOOKUP_INTENTS else retrieval.search(text, vector)
         turn = RetrievalResult(session_id="pipecat", turn_id="t", text=text, intent=label, confidence=confidence,
                                sentiment=sentiment_label(compound), sentiment_score=compound,

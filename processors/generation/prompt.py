@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from schemas import RetrievalResult
+from processors.generation.phrases import PHRASES, phrases
+from schemas import DEFAULT_LANGUAGE, RetrievalResult
 
-SYSTEM_PROMPT = "You are Harbor Mobile's phone assistant. Answer in one short sentence using the facts."
-"""Kept short on purpose: SmolLM2-135M parrots long instructions back to the caller."""
+SYSTEM_PROMPT = PHRASES[DEFAULT_LANGUAGE].system_prompt
+"""The English system prompt (:mod:`processors.generation.phrases`), also given to Pipecat's benchmark bot."""
 
 
 def build_messages(turn: RetrievalResult, history: list[dict[str, str]]) -> list[dict[str, str]]:
@@ -20,7 +21,8 @@ def build_messages(turn: RetrievalResult, history: list[dict[str, str]]) -> list
         Messages for ``/v1/chat/completions``.
     """
     facts = "\n".join(f"- {p.text}" for p in turn.passages) or "- (no article matched)"
-    system = f"{SYSTEM_PROMPT}\n\nTopic: {turn.intent.replace('_', ' ')}\nFacts:\n{facts}"
+    topic = turn.intent.replace("_", " ")
+    system = f"{phrases(turn.language).system_prompt}\n\nTopic: {topic}\nFacts:\n{facts}"
     messages = [{"role": "system", "content": system}]
     for past in history:
         if past.get("note"):  # an agent handled the call and gave it back

@@ -20,14 +20,17 @@ from openai import AsyncOpenAI
 
 from processors.base import Emit, Stage
 from processors.cancel import CancelledTurns
+from processors.embeddings import calibration_of
 from processors.generation.dialogue import DialogueState, ToolChoice, choose_tool
-from processors.generation.grounding import CANNED, FALLBACK, cited, direct_answer, relevant, ungrounded
+from processors.generation.grounding import cited, direct_answer, relevant, ungrounded
 from processors.generation.llm_server import MODEL_ALIAS, embedded_url
+from processors.generation.phrases import PHRASES, phrases
 from processors.generation.prompt import build_messages
 from processors.generation.sentences import SentenceAggregator, speech_units
 from processors.generation.tools import TOOLS, ToolCallAccumulator
 from processors.generation.topic import off_topic
 from schemas import (
+    DEFAULT_LANGUAGE,
     ConversationLine,
     HandoffUpdate,
     Passage,
@@ -40,11 +43,13 @@ from schemas import (
     TurnCancel,
     is_agent_leg,
 )
+from streams.settings import localized
 from streams.topics import AGENT_QUEUE, EGRESS, HANDOFFS, REPLIES, RETRIEVALS, TOOL_CALLS, TOOL_RESULTS
 
 log = logging.getLogger(__name__)
 
-APOLOGY = "Sorry, I'm having trouble answering right now. Please try again in a moment."
+APOLOGY = PHRASES[DEFAULT_LANGUAGE].apology
+"""The English apology (each language's: :mod:`processors.generation.phrases`)."""
 MAX_SENTENCES = 3
 """A spoken answer is kept to three sentences; the rest of the generation is dropped."""
 
@@ -168,16 +173,19 @@ class GenerationStage(Stage):
         """A reply without the LLM: canned by intent, an off-topic turn's redirect, or a confident article.
 
         An off-topic turn (:mod:`processors.generation.topic`) sets ``marks["generation.redirect"]``.
+        Phrases and the redirect are in the turn's language; the floors are those of the model that
+        scored its passages (:func:`processors.embeddings.calibration_of`).
 
         Returns:
             ``(text, the passages it is grounded on)``, or None when the LLM answers.
         """
-        if turn.intent in CANNED:
-            return CANNED[turn.intent], []
-        if self.settings.redirect_off_topic and off_topic(turn):
+        canned, floors = phrases(turn.language).canned, calibration_of(turn.embedding_model)
+        if turn.intent in canned:
+            return canned[turn.intent], []
+        if self.settings.redirect_off_topic and off_topic(turn, floors.relevant):
             marks["generation.redirect"] = time.time()
-            return self.settings.redirect_text, []
-        direct = direct_answer(turn.passages, self.settings.grounding_direct_score)
+            return localized(self.settings.redirect_text, turn.language), []
+        direct = direct_answer(turn.passages, floors.direct or self.settings.grounding_direct_score)
         return (direct, turn.passages[:1]) if direct is not None else None
 
     async def answer(self, turn: RetrievalResult, history: list[dict[str, Any]], marks: dict[str, float],
@@ -206,7 +214,7 @@ class GenerationStage(Stage):
             for unit in speech_units(text):  # a long first clause is synthesized on its own
                 yield unit
             return
-        facts = relevant(turn.passages)
+        facts = relevant(turn.passages, calibration_of(turn.embedding_model).relevant)
         grounds.extend(cited(facts))
         if not facts:
             marks["generation.unanswered"] = time.time()
@@ -224,7 +232,7 @@ class GenerationStage(Stage):
         if tool_calls is not None and tool_calls.complete():
             return
         if not said:
-            yield facts[0].text if facts else FALLBACK
+            yield facts[0].text if facts else phrases(turn.language).fallback
 
     async def handle(self, record: Record) -> AsyncIterator[Emit]:
         """Answer one turn (or call a tool for it), or speak a tool's result."""
@@ -280,8 +288,9 @@ class GenerationStage(Stage):
             log.warning("LLM failed on %s/%s: %s: %s", record.session_id, record.turn_id,
                         type(exc).__name__, exc)
             marks["generation.error"] = time.time()
-            sentences.append(APOLOGY)
-            for emit in self.reply(record, len(sentences) - 1, APOLOGY, marks, final=True):
+            apology = phrases(record.language).apology
+            sentences.append(apology)
+            for emit in self.reply(record, len(sentences) - 1, apology, marks, final=True):
                 yield emit
         else:
             follow_up = self.follow_up(record, state, marks, tool_calls)
@@ -394,7 +403,8 @@ class GenerationStage(Stage):
         """One reply sentence, to the replies topic and the caller.
 
         The empty final sentence marks the end of the reply.  ``sources`` are the
-        knowledge-base files the reply is grounded on (:attr:`ReplyText.sources`).
+        knowledge-base files the reply is grounded on (:attr:`ReplyText.sources`).  A turn's reply is
+        in its language; a tool's result in English (the workflow stage's texts are English only).
         """
         now = time.time()
         stamped = {**marks, f"generation.sentence{index}": now}
@@ -403,5 +413,6 @@ class GenerationStage(Stage):
         reply = ReplyText(
             session_id=turn.session_id, egress_partition=turn.egress_partition, turn_id=turn.turn_id,
             index=index, text=text, final=final, speak=turn.speak, marks=stamped, sources=list(sources or []),
+            language=turn.language if isinstance(turn, RetrievalResult) else DEFAULT_LANGUAGE,
         )
         return [Emit(REPLIES, reply), Emit(EGRESS, reply)]

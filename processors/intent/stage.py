@@ -10,12 +10,15 @@ from vaderSentiment.vaderSentiment import SentimentIntensityAnalyzer
 
 from processors.base import Emit, Stage
 from processors.embeddings import Embedder
-from processors.intent.classifier import IntentClassifier, load_examples
-from schemas import IntentResult, Record, Sentiment, Transcript
+from processors.intent.classifier import IntentClassifier, example_languages, load_examples
+from schemas import DEFAULT_LANGUAGE, IntentResult, Record, Sentiment, Transcript
 from streams.topics import EGRESS, INTENTS, TRANSCRIPTS
 
 SENTIMENT_CUTOFF = 0.05
 """VADER's recommended compound-score cut-off between neutral and polar sentiment."""
+SENTIMENT_LANGUAGES = frozenset({"en"})
+"""Languages VADER reads (its lexicon is English).  No maintained Spanish sentiment library installs
+here without a model hub download, so any other language's turns get 0.0 (neutral): not measured."""
 
 
 def sentiment_label(compound: float) -> Sentiment:
@@ -28,10 +31,13 @@ def sentiment_label(compound: float) -> Sentiment:
 
 
 class IntentStage(Stage):
-    """Classify intent (sentence-embedding kNN) and sentiment (VADER).
+    """Classify intent (sentence-embedding kNN) and sentiment (VADER), in the turn's language.
 
     Consumes ``voxbus.transcripts``; produces :class:`IntentResult` to
-    ``voxbus.intents`` and ``voxbus.egress``.
+    ``voxbus.intents`` and ``voxbus.egress``.  Each language with packaged examples
+    (:func:`processors.intent.classifier.example_languages`: English, Spanish) has its classifier
+    and embedding model (:func:`processors.embeddings.embedding_model_for`); a turn in another
+    language is classified as English is.
     """
 
     name = "intent"
@@ -39,25 +45,38 @@ class IntentStage(Stage):
     accepts = (Transcript,)
 
     def load(self) -> None:
-        """Load the embedding model, embed the examples, and load VADER."""
-        self.classifier = IntentClassifier(Embedder.from_settings(self.settings), load_examples())
+        """Load each language's embedding model, embed its examples, and load VADER."""
+        self.classifiers = {
+            language: IntentClassifier(Embedder.from_settings(self.settings, language),
+                                       load_examples(language=language))
+            for language in example_languages()
+        }
         self.sentiment = SentimentIntensityAnalyzer()
 
-    def analyse(self, text: str) -> tuple[str, float, float, bytes]:
-        """Return (intent, confidence, VADER compound, embedding bytes) for ``text`` (blocking).
+    def classifier_for(self, language: str) -> IntentClassifier:
+        """The classifier of ``language``, else the English one."""
+        return self.classifiers.get(language) or self.classifiers[DEFAULT_LANGUAGE]
 
-        The embedding (little-endian float32, unit norm) goes on the record, so the
-        retrieval stage does not embed the same text again.
+    def analyse(self, text: str, language: str = DEFAULT_LANGUAGE) -> tuple[str, float, float, bytes, str]:
+        """Return (intent, confidence, VADER compound, embedding bytes, model id) for ``text`` (blocking).
+
+        The embedding (little-endian float32, unit norm) goes on the record with its model's id,
+        so the retrieval stage does not embed the same text again.  The compound is 0.0 in a
+        language but those of :data:`SENTIMENT_LANGUAGES`.
         """
-        vector = self.classifier.embedder.encode([text])
-        prediction = self.classifier.predict_vectors(vector)[0]
-        compound = self.sentiment.polarity_scores(text)["compound"]
-        return prediction.intent, prediction.confidence, compound, vector[0].astype("<f4").tobytes()
+        classifier = self.classifier_for(language)
+        vector = classifier.embedder.encode([text])
+        prediction = classifier.predict_vectors(vector)[0]
+        measured = language in SENTIMENT_LANGUAGES
+        compound = self.sentiment.polarity_scores(text)["compound"] if measured else 0.0
+        return (prediction.intent, prediction.confidence, compound, vector[0].astype("<f4").tobytes(),
+                classifier.embedder.model_id)
 
     async def handle(self, record: Record) -> AsyncIterator[Emit]:
         """Classify one transcript."""
         assert isinstance(record, Transcript)
-        intent, confidence, compound, embedding = await asyncio.to_thread(self.analyse, record.text)
+        intent, confidence, compound, embedding, model = await asyncio.to_thread(self.analyse, record.text,
+                                                                                 record.language)
         result = IntentResult(
             session_id=record.session_id,
             egress_partition=record.egress_partition,
@@ -65,12 +84,13 @@ class IntentStage(Stage):
             text=record.text,
             source=record.source,
             speak=record.speak,
+            language=record.language,
             intent=intent,  # type: ignore[arg-type]
             confidence=confidence,
             sentiment=sentiment_label(compound),
             sentiment_score=compound,
             embedding=embedding,
-            embedding_model=self.classifier.embedder.model_id,
+            embedding_model=model,
             marks={**record.marks, "intent.end": time.time()},
         )
         yield Emit(INTENTS, result)

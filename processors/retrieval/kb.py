@@ -4,10 +4,16 @@ An article is a Markdown file whose first ``# `` line is its title.  Each passag
 one line of the article (the sample KB states one fact per line), prefixed by the
 title so the passage embeds with its topic: small passages keep the fact a caller
 asked about at the top of the retrieval result.
+
+The knowledge base of a language but English lives in a folder named by its code under
+``VOXBUS_KB_DIR`` (``kb/es/``: the sample carrier's articles in Spanish), is embedded by that
+language's model (:func:`processors.embeddings.embedding_model_for`) and kept in its own
+collection (``<VOXBUS_QDRANT_COLLECTION>-es``); the English knowledge base is the rest of the folder.
 """
 
 from __future__ import annotations
 
+import re
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -17,9 +23,34 @@ from qdrant_client import QdrantClient, models
 from tqdm import tqdm
 
 from processors.embeddings import Embedder
+from schemas import DEFAULT_LANGUAGE
 from streams.settings import Settings
 
 BATCH = 32
+LANGUAGE_DIR = re.compile(r"^[a-z]{2,3}$")
+"""A folder of the knowledge base named by a language code (:data:`schemas.base.Language`) holds that
+language's articles."""
+
+
+def kb_dir_for(settings: Settings, language: str) -> Path:
+    """The knowledge-base folder of ``language``: ``VOXBUS_KB_DIR`` for English, else its ``<language>/``."""
+    return settings.kb_dir if language == DEFAULT_LANGUAGE else settings.kb_dir / language
+
+
+def kb_languages(settings: Settings) -> list[str]:
+    """English, then each language with a folder under ``VOXBUS_KB_DIR`` (its name, :data:`LANGUAGE_DIR`)."""
+    folders = sorted(p.name for p in settings.kb_dir.iterdir() if p.is_dir() and LANGUAGE_DIR.match(p.name)) \
+        if settings.kb_dir.is_dir() else []
+    return [DEFAULT_LANGUAGE, *(name for name in folders if name != DEFAULT_LANGUAGE)]
+
+
+def collection_for(settings: Settings, language: str) -> str:
+    """The Qdrant collection of ``language``.
+
+    ``VOXBUS_QDRANT_COLLECTION`` for English; for another language, that name suffixed ``-<language>``.
+    """
+    collection = settings.qdrant_collection
+    return collection if language == DEFAULT_LANGUAGE else f"{collection}-{language}"
 
 
 @dataclass(frozen=True)
@@ -37,7 +68,7 @@ class KbPassage:
 
 
 def read_passages(kb_dir: Path) -> Iterator[KbPassage]:
-    """Yield the passages of every ``*.md`` article under ``kb_dir`` (README excluded).
+    """Yield the passages of every ``*.md`` article under ``kb_dir`` (README and language folders excluded).
 
     Raises:
         FileNotFoundError: ``kb_dir`` does not exist.
@@ -45,7 +76,8 @@ def read_passages(kb_dir: Path) -> Iterator[KbPassage]:
     if not kb_dir.is_dir():
         raise FileNotFoundError(f"knowledge base directory {kb_dir} does not exist")
     for path in sorted(kb_dir.rglob("*.md")):
-        if path.name.lower() == "readme.md":
+        folders = path.relative_to(kb_dir).parts[:-1]
+        if path.name.lower() == "readme.md" or (folders and LANGUAGE_DIR.match(folders[0])):
             continue
         lines = [line.strip() for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
         title = next((line[2:].strip() for line in lines if line.startswith("# ")), path.stem)
@@ -84,7 +116,7 @@ def ingest(kb_dir: Path, client: QdrantClient, embedder: Embedder, collection: s
     bar = tqdm(total=len(passages), desc=f"ingest {kb_dir.name}", unit="passage", disable=not progress)
     for start in range(0, len(passages), BATCH):
         batch = passages[start:start + BATCH]
-        vectors = embedder.encode([f"{p.title}: {p.text}" for p in batch])
+        vectors = embedder.encode([f"{p.title}: {p.text}" for p in batch], passages=True)
         client.upsert(collection, points=[
             models.PointStruct(id=p.point_id, vector=v.tolist(),
                                payload={"text": p.text, "title": p.title, "source": p.source})

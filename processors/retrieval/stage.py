@@ -11,8 +11,8 @@ import numpy as np
 
 from processors.base import Emit, Stage
 from processors.embeddings import Embedder
-from processors.retrieval.kb import ingest, open_client
-from schemas import IntentResult, Passage, Record, RetrievalResult
+from processors.retrieval.kb import collection_for, ingest, kb_dir_for, kb_languages, open_client
+from schemas import DEFAULT_LANGUAGE, IntentResult, Passage, Record, RetrievalResult
 from streams.topics import INTENTS, RETRIEVALS
 
 log = logging.getLogger(__name__)
@@ -22,11 +22,13 @@ NO_LOOKUP_INTENTS = frozenset({"greeting", "goodbye", "human_agent"})
 
 
 class RetrievalStage(Stage):
-    """Retrieve the top-k passages for each turn.
+    """Retrieve the top-k passages for each turn, from the knowledge base of its language.
 
     Consumes ``voxbus.intents``; produces :class:`RetrievalResult` to
     ``voxbus.retrievals``.  On first start against an empty collection it ingests
-    ``VOXBUS_KB_DIR`` (the sample KB by default).
+    ``VOXBUS_KB_DIR`` (the sample KB by default), each language's folder into its own
+    collection with its own model (:mod:`processors.retrieval.kb`); a turn in a language
+    without a knowledge base is looked up in the English one.
     """
 
     name = "retrieval"
@@ -34,26 +36,33 @@ class RetrievalStage(Stage):
     accepts = (IntentResult,)
 
     def load(self) -> None:
-        """Load the embedder and open Qdrant, ingesting the KB if the collection is missing."""
-        self.embedder = Embedder.from_settings(self.settings)
+        """Load each language's embedder and open Qdrant, ingesting a KB whose collection is missing."""
         self.client = open_client(self.settings)
-        collection = self.settings.qdrant_collection
-        if not self.client.collection_exists(collection):
-            count = ingest(self.settings.kb_dir, self.client, self.embedder, collection, progress=False)
-            log.info("ingested %d passages from %s", count, self.settings.kb_dir)
+        self.embedders = {language: Embedder.from_settings(self.settings, language)
+                          for language in kb_languages(self.settings)}
+        for language, embedder in self.embedders.items():
+            collection, folder = collection_for(self.settings, language), kb_dir_for(self.settings, language)
+            if not self.client.collection_exists(collection):
+                count = ingest(folder, self.client, embedder, collection, progress=False)
+                log.info("ingested %d passages from %s", count, folder)
 
-    def search(self, query: str, vector: np.ndarray | None = None) -> list[Passage]:
+    def search(self, query: str, vector: np.ndarray | None = None,
+               language: str = DEFAULT_LANGUAGE) -> list[Passage]:
         """Top-k passages for ``query``, best first (blocking).
 
         Args:
             query: the caller's words.
             vector: their unit-norm embedding, shape (dim,), when already computed by
-                this stage's model; else the query is embedded here.
+                this stage's model of ``language``; else the query is embedded here.
+            language: the query's language (one without a knowledge base: English's).
         """
+        if language not in self.embedders:
+            language, vector = DEFAULT_LANGUAGE, None
         if vector is None:
-            vector = self.embedder.encode([query])[0]
+            vector = self.embedders[language].encode([query])[0]
         hits = self.client.query_points(
-            self.settings.qdrant_collection, query=vector.tolist(), limit=self.settings.retrieval_top_k
+            collection_for(self.settings, language), query=vector.tolist(),
+            limit=self.settings.retrieval_top_k,
         ).points
         return [
             Passage(text=h.payload["text"], title=h.payload.get("title", ""), source=h.payload["source"],
@@ -65,10 +74,13 @@ class RetrievalStage(Stage):
         """Attach passages to one intent result."""
         assert isinstance(record, IntentResult)
         passages: list[Passage] = []
+        language = record.language if record.language in self.embedders else DEFAULT_LANGUAGE
+        embedder = self.embedders[language]
         if record.intent not in NO_LOOKUP_INTENTS:
-            vector = self.embedder.reuse(record.embedding, record.embedding_model)
-            passages = await asyncio.to_thread(self.search, record.text, vector)
+            vector = embedder.reuse(record.embedding, record.embedding_model)
+            passages = await asyncio.to_thread(self.search, record.text, vector, language)
         fields = record.model_dump(exclude={"type", "v", "marks", "embedding", "embedding_model"})
         yield Emit(RETRIEVALS, RetrievalResult(
-            **fields, passages=passages, marks={**record.marks, "retrieval.end": time.time()}
+            **fields, passages=passages, embedding_model=embedder.model_id,
+            marks={**record.marks, "retrieval.end": time.time()}
         ))

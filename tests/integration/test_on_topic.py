@@ -13,6 +13,7 @@ import uuid
 import pytest
 
 from schemas import ReplyText
+from streams.settings import localized
 from streams.topics import REPLIES
 from tests.integration.test_pipeline import read_topic
 from voxbus.client import ask
@@ -30,7 +31,7 @@ async def test_an_off_topic_text_gets_the_redirect(stack, url):
     session_id = f"ot-{uuid.uuid4().hex[:8]}"
     turn = await ask(url, "Front, left.", session_id=session_id)
     assert turn.intent == "other"
-    assert turn.reply_text.strip() == stack.redirect_text
+    assert turn.reply_text.strip() == localized(stack.redirect_text)
     final = await replies_of(stack, session_id)
     assert final.sources == [] and "generation.redirect" in final.marks
 

@@ -40,7 +40,7 @@ async def test_stage_carries_turn_and_sentiment(settings, classifier):
     from vaderSentiment.vaderSentiment import SentimentIntensityAnalyzer
 
     stage = IntentStage(settings)
-    stage.classifier, stage.sentiment = classifier, SentimentIntensityAnalyzer()
+    stage.classifiers, stage.sentiment = {"en": classifier}, SentimentIntensityAnalyzer()
     record = Transcript(session_id="s", turn_id="a1", text="This is terrible, my internet is down again!",
                         marks={"asr.end": 5.0})
     emits = [e async for e in stage.handle(record)]

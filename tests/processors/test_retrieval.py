@@ -8,7 +8,7 @@ from schemas import IntentResult
 @pytest.fixture(scope="module")
 def retrieval(settings, embedder):
     stage = RetrievalStage(settings)
-    stage.embedder = embedder
+    stage.embedders = {"en": embedder}
     from processors.retrieval.kb import ingest, open_client
 
     stage.client = open_client(settings)
@@ -53,18 +53,18 @@ async def test_the_transcript_is_embedded_once(settings, embedder, retrieval, mo
     from schemas import Transcript
 
     stage = IntentStage(settings)
-    stage.classifier = IntentClassifier(embedder, load_examples())
+    stage.classifiers = {"en": IntentClassifier(embedder, load_examples())}
     stage.sentiment = SentimentIntensityAnalyzer()
     question = "How long do refunds take?"
     to_retrieval, to_caller = [e.record async for e in stage.handle(
         Transcript(session_id="s", turn_id="a1", text=question))]
-    assert len(to_retrieval.embedding) == 4 * retrieval.embedder.dim and to_caller.embedding == b""
+    assert len(to_retrieval.embedding) == 4 * retrieval.embedders["en"].dim and to_caller.embedding == b""
     expected = retrieval.search(question)
 
     def no_second_embedding(texts):
         raise AssertionError(f"embedded again: {texts}")
 
-    monkeypatch.setattr(retrieval.embedder, "encode", no_second_embedding)
+    monkeypatch.setattr(retrieval.embedders["en"], "encode", no_second_embedding)
     [emit] = [e async for e in retrieval.handle(to_retrieval)]
     assert [p.text for p in emit.record.passages] == [p.text for p in expected]
 
