@@ -66,6 +66,17 @@ class Stage(abc.ABC):
     def load(self) -> None:  # noqa: B027 - optional hook
         """Load models (blocking). Called once before the worker joins its group."""
 
+    def preload(self) -> None:
+        """What a warm standby loads before it waits (:func:`processors.runtime.take_over`): :meth:`load`.
+
+        A stage that holds something one process at a time may hold (an embedded store) loads
+        the rest here and opens that in :meth:`open_exclusive`, at the take-over.
+        """
+        self.load()
+
+    def open_exclusive(self) -> None:  # noqa: B027 - optional hook
+        """Open what :meth:`preload` left out; a warm standby's, when it takes over from a dead worker."""
+
     def bind(self, app: faust.App) -> None:  # noqa: B027 - optional hook
         """Declare faust tables or timers on ``app``. Called once, before start."""
 

@@ -374,12 +374,14 @@ def run_stage(app: faust.App, runner: StageRunner, standby: bool = False) -> Non
     finally:
         loop.close()
     started = time.perf_counter()
-    runner.stage.load()
-    metrics.READY.labels(name).set(1)
-    loaded_s = time.perf_counter() - started
     if not standby:
-        log.info("stage %s loaded in %.1f s", name, loaded_s)
-    elif not take_over(name, loaded_s):
-        return
+        runner.stage.load()
+        log.info("stage %s loaded in %.1f s", name, time.perf_counter() - started)
+    else:
+        runner.stage.preload()
+        if not take_over(name, time.perf_counter() - started):
+            return
+        runner.stage.open_exclusive()
+    metrics.READY.labels(name).set(1)
     worker = faust.Worker(app, loglevel=settings.log_level, quiet=True, redirect_stdouts=False)
     worker.execute_from_commandline()

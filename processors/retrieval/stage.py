@@ -37,9 +37,17 @@ class RetrievalStage(Stage):
 
     def load(self) -> None:
         """Load each language's embedder and open Qdrant, ingesting a KB whose collection is missing."""
-        self.client = open_client(self.settings)
+        self.preload()
+        self.open_exclusive()
+
+    def preload(self) -> None:
+        """Load each language's embedder (a warm standby does while the worker holds Qdrant's storage)."""
         self.embedders = {language: Embedder.from_settings(self.settings, language)
                           for language in kb_languages(self.settings)}
+
+    def open_exclusive(self) -> None:
+        """Open Qdrant (its embedded storage: one process), ingesting a KB whose collection is missing."""
+        self.client = open_client(self.settings)
         for language, embedder in self.embedders.items():
             collection, folder = collection_for(self.settings, language), kb_dir_for(self.settings, language)
             if not self.client.collection_exists(collection):

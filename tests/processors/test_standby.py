@@ -80,3 +80,16 @@ def test_without_a_live_standby_the_worker_is_restarted_as_before(tmp_path):
         assert child.standby is None
     finally:
         supervisor.stop()
+
+
+def test_a_retrieval_standby_loads_beside_the_worker_holding_the_store_and_opens_it_at_take_over(tmp_path):
+    from processors.retrieval.stage import RetrievalStage
+
+    settings = Settings(data_dir=tmp_path)
+    worker = RetrievalStage(settings)
+    worker.load()  # holds Qdrant's embedded storage (one process at a time)
+    standby = RetrievalStage(settings)
+    standby.preload()  # the models only: the store is the worker's
+    worker.client.close()  # the worker died
+    standby.open_exclusive()
+    assert standby.search("When is my bill due?")[0].source == "billing.md"
