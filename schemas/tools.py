@@ -14,7 +14,18 @@ from typing import Literal
 
 from pydantic import Field
 
-from schemas.base import EpochSeconds, Marks, Name, Part, SessionRecord, Text, TurnId, TurnRef
+from schemas.base import (
+    DEFAULT_LANGUAGE,
+    EpochSeconds,
+    Language,
+    Marks,
+    Name,
+    Part,
+    SessionRecord,
+    Text,
+    TurnId,
+    TurnRef,
+)
 
 ToolName = Literal["book_appointment", "check_order_status", "escalate_to_human", "book_callback"]
 """The tools the workflow stage executes (JSON schemas: :mod:`processors.generation.tools`)."""
@@ -68,6 +79,8 @@ class ToolCall(SessionRecord):
         sentiment_score: the turn's VADER compound score in [-1, 1].
         history: the last turns of the conversation, oldest first (for a hand-off summary).
         speak: whether the reply is synthesized.
+        language: the turn's language, which the result is said in where the tool has its texts
+            (a field with a default: an older producer's call reads as English).
         marks: per-stage wall-clock timestamps.
     """
 
@@ -81,6 +94,7 @@ class ToolCall(SessionRecord):
     sentiment_score: float = Field(default=0.0, ge=-1.0, le=1.0)
     history: list[ConversationLine] = Field(default_factory=list, max_length=MAX_HISTORY_LINES)
     speak: bool = True
+    language: Language = DEFAULT_LANGUAGE
     marks: Marks = Field(default_factory=dict)
 
 
@@ -88,7 +102,7 @@ class ToolResult(SessionRecord):
     """The outcome of a :class:`ToolCall`, from the workflow stage to the generation stage.
 
     Attributes:
-        turn_id, call_id, tool, speak, marks: as on the call.
+        turn_id, call_id, tool, speak, language, marks: as on the call (``say`` is in ``language``).
         status: one of :data:`ToolStatus`.
         arguments: the slots known so far (for ``need_info``: kept by the dialogue).
         missing: slot names still needed, in the order they are asked for.
@@ -106,6 +120,7 @@ class ToolResult(SessionRecord):
     say: Text
     data: Arguments = Field(default_factory=dict)
     speak: bool = True
+    language: Language = DEFAULT_LANGUAGE
     marks: Marks = Field(default_factory=dict)
 
 

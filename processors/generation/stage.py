@@ -338,7 +338,7 @@ class GenerationStage(Stage):
             session_id=turn.session_id, egress_partition=turn.egress_partition, turn_id=turn.turn_id,
             call_id=call_id, tool=choice.tool, arguments=choice.arguments, source=source,  # type: ignore[arg-type]
             intent=turn.intent, sentiment_score=turn.sentiment_score, history=lines, speak=turn.speak,
-            marks={**marks, "generation.tool_call": time.time()},
+            language=turn.language, marks={**marks, "generation.tool_call": time.time()},
         ))
 
     def remember(self, turn: RetrievalResult, answer: str, state: DialogueState, tool: str = "",
@@ -403,8 +403,8 @@ class GenerationStage(Stage):
         """One reply sentence, to the replies topic and the caller.
 
         The empty final sentence marks the end of the reply.  ``sources`` are the
-        knowledge-base files the reply is grounded on (:attr:`ReplyText.sources`).  A turn's reply is
-        in its language; a tool's result in English (the workflow stage's texts are English only).
+        knowledge-base files the reply is grounded on (:attr:`ReplyText.sources`), in the turn's (or
+        the tool call's) language.
         """
         now = time.time()
         stamped = {**marks, f"generation.sentence{index}": now}
@@ -413,6 +413,6 @@ class GenerationStage(Stage):
         reply = ReplyText(
             session_id=turn.session_id, egress_partition=turn.egress_partition, turn_id=turn.turn_id,
             index=index, text=text, final=final, speak=turn.speak, marks=stamped, sources=list(sources or []),
-            language=turn.language if isinstance(turn, RetrievalResult) else DEFAULT_LANGUAGE,
+            language=turn.language,
         )
         return [Emit(REPLIES, reply), Emit(EGRESS, reply)]

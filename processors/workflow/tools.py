@@ -31,7 +31,11 @@ QUESTIONS = {
 """What the caller is asked for each missing argument."""
 CALLBACK_SERVICE = "callback"
 CALLBACK_TIME = "as soon as an agent is free"
-HANDOFF_SAY = "I'm connecting you with a person now. A colleague will join this conversation in a moment."
+HANDOFF_SAY = {
+    "en": "I'm connecting you with a person now. A colleague will join this conversation in a moment.",
+    "es": "Le paso ahora con una persona. Un compañero se unirá a esta conversación en un momento.",
+}
+"""What a caller handed off hears, by language (else English's); the other tools' texts are English only."""
 HANDOFF_LINES = 12
 """Transcript lines kept in a hand-off summary (the last six turns)."""
 
@@ -48,7 +52,8 @@ def _result(call: ToolCall, status: str, say: str, missing: list[str] | None = N
         session_id=call.session_id, egress_partition=call.egress_partition, turn_id=call.turn_id,
         call_id=call.call_id, tool=call.tool, status=status,  # type: ignore[arg-type]
         arguments=call.arguments if arguments is None else arguments, missing=missing or [], say=say,
-        data=data or {}, speak=call.speak, marks={**call.marks, "workflow.end": time.time()},
+        data=data or {}, speak=call.speak, language=call.language,
+        marks={**call.marks, "workflow.end": time.time()},
     )
 
 
@@ -116,7 +121,8 @@ def escalate_to_human(call: ToolCall) -> tuple[ToolResult, Handoff]:
         reason=reason, intent=call.intent, sentiment_score=call.sentiment_score,  # type: ignore[arg-type]
         summary=summary, transcript=transcript, speak=call.speak, ts=time.time(),
     )
-    return _result(call, "done", HANDOFF_SAY, data={"reason": reason}), handoff
+    say = HANDOFF_SAY.get(call.language, HANDOFF_SAY["en"])
+    return _result(call, "done", say, data={"reason": reason}), handoff
 
 
 def execute(call: ToolCall, store: WorkflowStore) -> tuple[ToolResult, list[Record]]:

@@ -296,3 +296,14 @@ async def test_a_released_session_is_the_bots_again_with_the_agents_note(tmp_pat
     await loop.say("I want to talk to a person", "human_agent", "t3")
     [e async for e in loop.generation.handle(queue_event(handoff, "end", "late"))]
     assert DialogueState.of(loop.generation.history["s1"]).handoff
+
+
+def test_a_spanish_caller_handed_off_is_told_in_spanish(tmp_path):
+    from processors.workflow.store import WorkflowStore
+    from processors.workflow.tools import execute
+    from schemas import ToolCall
+
+    call = ToolCall(session_id="s-es", turn_id="t1", call_id="rules-1", tool="escalate_to_human",
+                    arguments={"reason": "requested"}, language="es")
+    result, _published = execute(call, WorkflowStore(tmp_path / "w.sqlite", FIXTURE))
+    assert result.language == "es" and result.say.startswith("Le paso ahora con una persona")
