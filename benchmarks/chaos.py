@@ -271,6 +271,39 @@ def kill_plan(duration_s: float, every_s: float, targets: tuple[str, ...],
     return list(zip(times, order, strict=False))
 
 
+def life_growth(samples: list[dict[str, Any]], kills: list[dict[str, Any]],
+                warmup_s: float) -> dict[str, dict[str, float | None]]:
+    """RSS growth of each process over its own life (:func:`benchmarks.soak.rss_growth` per life).
+
+    A killed target's replacement is another process (or its standby, loaded long before): its
+    life starts at the kill, and its growth counts from ``warmup_s`` into that life, as the first
+    process's from ``warmup_s`` into the run.  A life with fewer than two samples after its
+    warm-up has no figure (None).
+
+    Args:
+        samples: the RSS samples (``t``: seconds since the run's start).
+        kills: :meth:`Kill.report` of each kill (``target``, ``at_s``).
+        warmup_s: the warm-up of every life (s).
+
+    Returns:
+        Name (``tts``, and ``tts after the kill at 540 s`` for its replacement) -> ``first_mb``,
+        ``last_mb``, ``growth_pct``.
+    """
+    names = sorted({name for sample in samples for name in sample["rss_mb"]})
+    out: dict[str, dict[str, float | None]] = {}
+    for name in names:
+        starts = [0.0, *sorted(k["at_s"] for k in kills if k["target"] == name)]
+        for start, end in zip(starts, [*starts[1:], float("inf")], strict=True):
+            label = name if not start else f"{name} after the kill at {start:.0f} s"
+            life = [{"t": x["t"], "rss_mb": {name: x["rss_mb"][name]}} for x in samples
+                    if start <= x["t"] < end and name in x["rss_mb"]]
+            if len([x for x in life if x["t"] >= start + warmup_s]) < 2:
+                out[label] = {"first_mb": None, "last_mb": None, "growth_pct": None}
+                continue
+            out[label] = rss_growth(life, start + warmup_s)[name]
+    return out
+
+
 def summarize(turns: list[ChaosTurn], dups: dict[str, int], kills: list[dict[str, Any]],
               growth: dict[str, dict[str, float | None]], failures: list[str]) -> dict[str, Any]:
     """The chaos figures: turn outcomes, duplicates, per-kill recovery percentiles and RSS growth.
@@ -279,7 +312,7 @@ def summarize(turns: list[ChaosTurn], dups: dict[str, int], kills: list[dict[str
         turns: every utterance spoken, with its outcome set.
         dups: :func:`duplicate_counts` summed over the callers.
         kills: :meth:`Kill.report` of each kill (``recovery_s`` None when no turn was answered after it).
-        growth: :func:`benchmarks.soak.rss_growth`.
+        growth: :func:`life_growth`.
         failures: callers that gave up (e.g. could not reconnect).
 
     Returns:
@@ -477,7 +510,7 @@ def account(results: list[CallerRun], kills: list[Kill], t0: float, logs: Path, 
     kill_reports = [kill.report(t0) for kill in kills]
     dups = sum((Counter(run.duplicates) for run in results), Counter())
     summary = summarize([t for _, t in turns], {k: dups.get(k, 0) for k in ("turn_end", "sentence", "audio")},
-                        kill_reports, rss_growth(samples, warmup_s),
+                        kill_reports, life_growth(samples, kill_reports, warmup_s),
                         [run.record.failure for run in results if run.record.failure])
     summary["apologies"] = sum(is_apology(t, record.events, apology) for record, t in turns)
     summary["reconnects"] = len(reconnects)

@@ -17,6 +17,7 @@ from benchmarks.chaos import (
     duplicate_counts,
     is_apology,
     kill_plan,
+    life_growth,
     log_marks,
     mark_recovery,
     outcome,
@@ -186,3 +187,14 @@ def test_account_and_plot(tmp_path):
     assert rows[0]["speech_end_s"] == 62.0 and rows[0]["outcome"] == "answered"
     plot({"turns": rows, "kills": kill_rows}, tmp_path / "chaos.png")
     assert (tmp_path / "chaos.png").stat().st_size > 0
+
+
+def test_rss_growth_is_counted_over_each_process_life_not_across_a_restart():
+    samples = [{"t": t, "rss_mb": {"tts": mb, "broker": 400.0 + t / 10}}
+               for t, mb in ((0, 300.0), (60, 350.0), (120, 357.0), (180, 300.0), (240, 310.0), (300, 312.0))]
+    growth = life_growth(samples, [{"target": "tts", "at_s": 150.0}], warmup_s=60.0)
+    assert growth["tts"] == {"first_mb": 350.0, "last_mb": 357.0, "growth_pct": 2.0}
+    assert growth["tts after the kill at 150 s"] == {"first_mb": 310.0, "last_mb": 312.0, "growth_pct": 0.6}
+    assert growth["broker"]["growth_pct"] == 5.9  # 406 -> 430 MB: it ran the whole time
+    short = life_growth(samples[:3], [{"target": "tts", "at_s": 100.0}], 60.0)["tts after the kill at 100 s"]
+    assert short == {"first_mb": None, "last_mb": None, "growth_pct": None}  # too short a life to tell
