@@ -60,6 +60,11 @@ def q8_model(settings: Settings) -> Path:
 
 CTX_PER_SLOT = 2048
 """Context (tokens) of each llama-server slot: the grounded prompt, history and reply fit."""
+CACHE_RAM_MIB = 64
+"""Bound (MiB) of llama-server's host-memory prompt cache (``--cache-ram``, default 8192): unbounded it
+grew the server by about 21 MB per distinct prompt (533 -> 1035 MB over 24 prompts of ~700 tokens, and
+26 % in 4 minutes of ``make chaos``); at 64 MiB it levels off near 700 MB.  Each slot keeps its own
+session's prompt anyway (continuous batching over ``VOXBUS_LLM_PARALLEL`` slots)."""
 
 
 def server_command(settings: Settings, model: Path) -> list[str]:
@@ -72,6 +77,7 @@ def server_command(settings: Settings, model: Path) -> list[str]:
             "--parallel", str(settings.llm_parallel), "--cont-batching",
             "--ctx-size", str(CTX_PER_SLOT * settings.llm_parallel),
             "--threads", threads, "--threads-batch", threads, "--no-webui", "--log-disable",
+            "--cache-ram", str(CACHE_RAM_MIB),
         ]
     return [
         sys.executable, "-m", "llama_cpp.server",
