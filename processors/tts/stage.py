@@ -1,16 +1,20 @@
-"""The tts stage: reply sentences in, synthesized audio out (Piper)."""
+"""The tts stage: reply sentences in, synthesized audio out (Piper; espeak-ng for a language without one)."""
 
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from collections.abc import AsyncIterator
 
 from processors.base import Emit, Stage
 from processors.cancel import CancelledTurns
-from processors.tts.piper_voice import Synthesizer
+from processors.tts.espeak_voice import EspeakUnavailable
+from processors.tts.voices import Voices
 from schemas import Record, ReplyText, SynthAudio, TurnCancel
 from streams.topics import EGRESS, REPLIES
+
+log = logging.getLogger(__name__)
 
 
 class TtsStage(Stage):
@@ -20,6 +24,10 @@ class TtsStage(Stage):
     Sentences with ``speak=False`` (text channel) and sentences of turns cancelled on
     ``voxbus.control`` (barge-in) are skipped.  The final sentence's
     last chunk carries ``final=True`` (an empty chunk when the sentence is empty).
+
+    Each sentence is spoken by the voice of its language (:mod:`processors.tts.voices`).  A
+    sentence no voice can speak (espeak-ng missing or failing) is logged and left silent: the
+    caller still reads it, and a final sentence still ends the turn with its empty last chunk.
     """
 
     name = "tts"
@@ -28,10 +36,23 @@ class TtsStage(Stage):
     control = True
 
     def load(self) -> None:
-        """Load the Piper voice."""
-        self.synthesizer = Synthesizer.from_settings(self.settings)
-        list(self.synthesizer.synthesize("Hello."))  # warm-up: the first synthesis is slow
+        """Load the English Piper voice (the others on first use)."""
+        self.voices = Voices(self.settings)
+        list(self.voices.for_language("en").synthesize("Hello."))  # warm-up: the first synthesis is slow
         self.cancelled = CancelledTurns()
+
+    def speak(self, text: str, language: str) -> tuple[list[bytes], int]:
+        """Synthesize ``text`` in ``language``'s voice (blocking); no chunks if no voice can.
+
+        Returns:
+            (PCM16LE mono chunks, sample rate in Hz).
+        """
+        try:
+            voice = self.voices.for_language(language)
+            return (list(voice.synthesize(text)) if text else []), voice.sample_rate
+        except EspeakUnavailable as exc:
+            log.warning("no voice speaks %s: %s", language, exc)
+            return [], self.voices.for_language("en").sample_rate
 
     async def on_cancel(self, cancel: TurnCancel) -> list[Emit]:
         """Remember the cancelled turn so its remaining sentences are not synthesized."""
@@ -43,13 +64,13 @@ class TtsStage(Stage):
         assert isinstance(record, ReplyText)
         if not record.speak or (record.session_id, record.turn_id) in self.cancelled:
             return
-        chunks = await asyncio.to_thread(lambda: list(self.synthesizer.synthesize(record.text)) if record.text else [])
+        chunks, rate = await asyncio.to_thread(self.speak, record.text, record.language)
         if record.final and not chunks:
             chunks = [b""]
         marks = {**record.marks, f"tts.sentence{record.index}": time.time()}
         for seq, pcm in enumerate(chunks):
             yield Emit(EGRESS, SynthAudio(
                 session_id=record.session_id, egress_partition=record.egress_partition, turn_id=record.turn_id,
-                index=record.index, seq=seq, sample_rate=self.synthesizer.sample_rate, pcm=pcm,
+                index=record.index, seq=seq, sample_rate=rate, pcm=pcm,
                 final=record.final and seq == len(chunks) - 1, marks=marks,
             ))

@@ -47,3 +47,13 @@ def turn_vad_stage(settings):
     stage = VadStage(settings.model_copy(update={"vad_turn_model": "smart-turn"}))
     stage.load()
     return stage
+
+
+def asr_stage(settings, recognizer):
+    """An asr stage whose English model is the shared ``recognizer`` (the others load on first use)."""
+    from processors.asr.languages import Recognizers
+    from processors.asr.stage import AsrStage
+
+    stage = AsrStage(settings)
+    stage.recognizers = Recognizers(settings, {Recognizers(settings).english: recognizer})
+    return stage

@@ -1,10 +1,10 @@
 import numpy as np
 import pytest
 
-from processors.asr.stage import AsrStage
 from schemas import Utterance
 from streams.topics import EGRESS, TRANSCRIPTS
 from tests.conftest import CLIPS, load_clip, wer
+from tests.processors.conftest import asr_stage
 
 
 @pytest.mark.parametrize("clip", CLIPS)
@@ -19,8 +19,7 @@ def test_silence_is_not_transcribed(recognizer):
 
 
 async def test_stage_emits_transcript_to_pipeline_and_caller(settings, recognizer):
-    stage = AsrStage(settings)
-    stage.recognizer = recognizer
+    stage = asr_stage(settings, recognizer)
     audio, reference = load_clip("sense_and_sensibility_01_austen_64kb-0930")
     pcm = (audio * 32767).astype("<i2").tobytes()
     utterance = Utterance(session_id="s", egress_partition=2, turn_id="a0", start_sample=0,
@@ -42,14 +41,13 @@ def test_batched_decode_matches_one_by_one(recognizer):
 
 
 async def test_a_confirmed_speculation_is_not_decoded_twice(settings, recognizer):
-    stage = AsrStage(settings)
-    stage.recognizer = recognizer
+    stage = asr_stage(settings, recognizer)
     audio, reference = load_clip("sense_and_sensibility_01_austen_64kb-0930")
     pcm = (audio * 32767).astype("<i2").tobytes()
     fields = dict(session_id="s2", turn_id="a0-0", start_sample=0, end_sample=audio.size, pcm=pcm,
                   speech_end_ts=1.0)
     assert [e async for e in stage.handle(Utterance(**fields, speculative=True, marks={"vad.emit": 1.0}))] == []
-    stage.recognizer = None  # a second decode would fail
+    stage.recognizers = None  # a second decode would fail
     emits = [e async for e in stage.handle(Utterance(**fields, marks={"vad.emit": 2.0}))]
     transcript = emits[0].record
     assert wer(reference, transcript.text) <= 0.25
@@ -58,11 +56,41 @@ async def test_a_confirmed_speculation_is_not_decoded_twice(settings, recognizer
 
 
 async def test_speculation_is_skipped_under_a_backlog(settings, recognizer):
-    stage = AsrStage(settings)
-    stage.recognizer = recognizer
+    stage = asr_stage(settings, recognizer)
     audio, _ = load_clip("sense_and_sensibility_01_austen_64kb-0930")
     pcm = (audio * 32767).astype("<i2").tobytes()
     records = [Utterance(session_id=f"s{i}", turn_id="a0-0", start_sample=0, end_sample=audio.size, pcm=pcm,
                          speech_end_ts=1.0, speculative=True) for i in range(2)]
     assert [e async for e in stage.handle_batch(records)] == []
     assert not stage.speculations
+
+
+def utterance_of(audio: np.ndarray, language: str) -> Utterance:
+    pcm = (np.clip(audio, -1, 1) * 32767).astype("<i2").tobytes()
+    return Utterance(session_id="s", turn_id="a0", start_sample=0, end_sample=audio.size, pcm=pcm,
+                     speech_end_ts=1.0, language=language)
+
+
+@pytest.mark.parametrize("clip", ["jfk", "sense_and_sensibility_01_austen_64kb-0880"])
+async def test_real_english_of_no_stated_language_is_detected_as_english(settings, recognizer, clip):
+    """Language ``auto``: faster-whisper base detects it; English is then heard by tiny.en."""
+    stage = asr_stage(settings, recognizer)
+    audio, reference = load_clip(clip)
+    language, probability = stage.recognizers.detect(audio)
+    assert language == "en" and probability >= settings.language_detect_floor
+    [transcript, _to_caller] = [e.record async for e in stage.handle(utterance_of(audio, ""))]
+    assert transcript.language == "en" and wer(reference, transcript.text) <= 0.25, transcript.text
+
+
+async def test_a_spanish_session_is_heard_in_spanish_by_the_multilingual_model(settings, recognizer):
+    """espeak-ng's Spanish voice (synthetic: no Spanish recording is installable here), forced to es."""
+    import soxr
+
+    from processors.tts.espeak_voice import EspeakSynthesizer
+
+    voice = EspeakSynthesizer("es")
+    pcm = b"".join(voice.synthesize("Quiero cambiar de plan."))
+    audio = soxr.resample(np.frombuffer(pcm, "<i2").astype(np.float32) / 32768, voice.sample_rate, 16000)
+    stage = asr_stage(settings, recognizer)
+    [transcript, _to_caller] = [e.record async for e in stage.handle(utterance_of(audio, "es"))]
+    assert transcript.language == "es" and "plan" in transcript.text.lower(), transcript.text

@@ -5,12 +5,11 @@ import pytest
 import soundfile
 
 from processors.asr.rejection import hallucinations, normalize, rejection
-from processors.asr.stage import AsrStage
 from processors.metrics import ASR_REJECTED
 from schemas import Utterance
 from streams.topics import EGRESS
 from tests.conftest import DATA, load_clip
-from tests.processors.conftest import chunks, collect, is_turn
+from tests.processors.conftest import asr_stage, chunks, collect, is_turn
 
 # Real music-on-hold (asterisk-moh-opsound, Debian): 3 s on which Whisper tiny.en writes a
 # well-known hallucination ("Thank you.") or, when its decode fails, sampled text.
@@ -51,8 +50,7 @@ def test_rule_on_whispers_signals():
 
 @pytest.mark.parametrize("clip", MUSIC_HALLUCINATED)
 async def test_real_music_is_not_a_turn(settings, recognizer, clip):
-    stage = AsrStage(settings)
-    stage.recognizer = recognizer
+    stage = asr_stage(settings, recognizer)
     reasons = ("no_speech", "repetition", "failed_decode", "hallucination")
     before = sum(ASR_REJECTED.labels(reason)._value.get() for reason in reasons)
     emits = [e async for e in stage.handle(utterance("nonspeech", clip, f"moh-{clip[:20]}"))]
@@ -63,8 +61,7 @@ async def test_real_music_is_not_a_turn(settings, recognizer, clip):
 
 
 async def test_a_real_thank_you_is_a_turn(settings, recognizer):
-    stage = AsrStage(settings)
-    stage.recognizer = recognizer
+    stage = asr_stage(settings, recognizer)
     emits = [e async for e in stage.handle(utterance("prompts", "auth_thankyou", "thanks"))]
     assert normalize(emits[0].record.text) == "thank you" and len(emits) == 2
 

@@ -18,8 +18,6 @@ from aiokafka.errors import MessageSizeTooLargeError
 from aiokafka.record.default_records import DefaultRecordBatchBuilder
 from faust.exceptions import ProducerSendError
 
-from processors.asr.languages import Recognizers
-from processors.asr.stage import AsrStage
 from processors.base import Emit, Stage
 from processors.runtime import StageRunner
 from schemas import (
@@ -35,7 +33,7 @@ from schemas import (
 )
 from streams.topics import AUDIO, DEAD_LETTER, EGRESS, REPLIES, TRANSCRIPTS, UTTERANCES
 from tests.conftest import load_clip
-from tests.processors.conftest import chunks
+from tests.processors.conftest import asr_stage, chunks
 from tests.processors.test_analytics import FakeProducer
 
 CLIP = "sense_and_sensibility_01_austen_64kb-0930"
@@ -81,8 +79,7 @@ def forged(record: Record, **fields: object) -> bytes:
 
 @pytest.fixture
 def asr_runner(settings, recognizer) -> StageRunner:
-    stage = AsrStage(settings)
-    stage.recognizers = Recognizers(settings, {Recognizers(settings).english: recognizer})
+    stage = asr_stage(settings, recognizer)
     return runner_for(stage)
 
 

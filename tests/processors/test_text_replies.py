@@ -7,12 +7,10 @@ copy ``speak`` from their input, and the tts stage skips what is not to be spoke
 
 import numpy as np
 
-from processors.asr.languages import Recognizers
-from processors.asr.stage import AsrStage
 from processors.tts.stage import TtsStage
 from schemas import ReplyText
 from tests.conftest import load_clip
-from tests.processors.conftest import chunks, collect, is_turn
+from tests.processors.conftest import asr_stage, chunks, collect, is_turn
 
 CLIP = "sense_and_sensibility_01_austen_64kb-0880"
 
@@ -23,8 +21,7 @@ async def test_a_text_only_voice_session_is_never_synthesized(vad_stage, setting
     quiet = [c.model_copy(update={"speak": False}) for c in chunks("vad-text-only", audio)]
     [utterance] = [e.record for e in await collect(vad_stage, quiet) if is_turn(e)]
     assert utterance.speak is False
-    asr = AsrStage(settings)
-    asr.recognizers = Recognizers(settings, {Recognizers(settings).english: recognizer})
+    asr = asr_stage(settings, recognizer)
     transcripts = [e.record async for e in asr.handle(utterance)]
     assert transcripts and all(t.speak is False and t.text for t in transcripts)
     tts = TtsStage(settings)  # no voice loaded: a sentence to synthesize would fail

@@ -39,3 +39,20 @@ def test_chunks_are_bounded(settings):
     synth = Synthesizer.from_settings(settings)
     chunks = list(synth.synthesize("One. Two sentences here, and a longer third one to make audio."))
     assert max(map(len, chunks)) <= synth.sample_rate  # 0.5 s of PCM16
+
+
+async def test_a_spanish_sentence_is_spoken_by_espeak_ng(tts):
+    """No Piper voice is configured for Spanish: espeak-ng (Debian's) speaks it, at its 22.05 kHz."""
+    reply = ReplyText(session_id="s", turn_id="t", index=0, text="La factura vence el día 15.", final=True,
+                      language="es")
+    emits = [e async for e in tts.handle(reply)]
+    assert emits[-1].record.final and {e.record.sample_rate for e in emits} == {22050}
+    assert 1.0 < sum(len(e.record.pcm) for e in emits) / 2 / 22050 < 5
+
+
+async def test_a_language_no_voice_can_speak_stays_silent_but_ends_the_turn(settings):
+    stage = TtsStage(settings.model_copy(update={"espeak_bin": "no-such-espeak"}))
+    stage.load()
+    reply = ReplyText(session_id="s", turn_id="t", index=0, text="Bonjour.", final=True, language="fr")
+    [emit] = [e async for e in stage.handle(reply)]
+    assert emit.record.final and emit.record.pcm == b""
