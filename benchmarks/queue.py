@@ -16,8 +16,9 @@ claim came first: it tries the next one), greets them (``.../reply``), holds the
    ``S`` seconds in the queue.
 
 Per caller of the wave (:class:`QueuedCall`): its place when the queue first lists it and the
-wait estimated then (``estimated_wait_s`` of ``GET /v1/agent/queue``: the estimator the hold
-notice uses, at the same moment give or take one poll), the notice it was shown, the actual
+wait estimated then (``estimated_wait_s`` of ``GET /v1/agent/queue``, read every ``--poll-s``
+by an observer, :func:`observe`: the estimator the hold notice uses, at the same moment give
+or take one poll), the notice it was shown, the actual
 wait (hand-off to claim, both the queue's own times), the outcome (``taken``; ``expired``: no
 agent within the SLA, the bot is back, an SLA breach; ``abandoned``: hung up while waiting).
 Summary (:func:`summarize`): wait p50/p95 of the callers taken (linear interpolation,
@@ -77,7 +78,7 @@ class QueuedCall:
         connected_at: when its socket was ready.
         since: the hand-off's time (the queue's ``since``).
         first_position / first_estimate_s / first_seen_at: its place and the estimated wait
-            (None without a finished call) when an agent's poll first saw it waiting.
+            (None without a finished call) when the observer first saw it waiting.
         notice: the first hold notice it was shown (``hold-*`` reply text), and ``notice_at``.
         taken_at / agent / ended_at: the claim that counted (the queue's ``taken_at``), by whom,
             and when the agent ended the call.
@@ -153,13 +154,20 @@ def note_queue(calls: dict[str, QueuedCall], entries: list[dict[str, Any]], now:
             call.first_estimate_s = entry["estimated_wait_s"]
 
 
+async def observe(http: aiohttp.ClientSession, base: str, calls: dict[str, QueuedCall], poll_s: float,
+                  stop: asyncio.Event) -> None:
+    """Read the queue every ``poll_s`` until ``stop`` (a wallboard: places and estimates as callers come)."""
+    while not stop.is_set():
+        note_queue(calls, (await get_json(http, f"{base}/v1/agent/queue"))["queue"], time.time())
+        await asyncio.sleep(poll_s)
+
+
 async def agent(http: aiohttp.ClientSession, base: str, name: str, calls: dict[str, QueuedCall],
                 handle_s: float, poll_s: float, stop: asyncio.Event) -> int:
     """One scripted agent working the queue until ``stop``; returns the calls it handled."""
     handled = 0
     while not stop.is_set():
         queue = await get_json(http, f"{base}/v1/agent/queue")
-        note_queue(calls, queue["queue"], time.time())
         mine = None
         for entry in queue["queue"]:
             if entry["session_id"] not in calls:
@@ -285,6 +293,7 @@ async def run_queue(args: argparse.Namespace, host: str,
         await get_json(http, f"{base}/v1/agent/queue")  # the ingress follows the queue before any hand-off
         agents = [asyncio.create_task(agent(http, base, f"bench-agent-{i + 1}", calls, args.handle_s,
                                             args.poll_s, stop)) for i in range(args.agents)]
+        agents.append(asyncio.create_task(observe(http, base, calls, args.poll_s, stop)))
         try:
             log(f"warm-up: {len(warmup)} callers")
             await run_wave(url, base, http, warmup, calls, args.stagger, give_up_s)
@@ -294,7 +303,7 @@ async def run_queue(args: argparse.Namespace, host: str,
         finally:
             stop.set()
             handled = await asyncio.gather(*agents, return_exceptions=True)
-        log(f"agents handled {handled}")
+        log(f"agents handled {handled[:-1]}; the observer: {handled[-1]}")
         analytics = await team_analytics(http, base, warmup + wave, ANALYTICS_WAIT_S)
     return warmup + wave, analytics
 
