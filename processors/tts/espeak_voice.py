@@ -31,16 +31,19 @@ class EspeakSynthesizer:
     Args:
         language: an espeak-ng voice name; ISO 639-1 codes are voices (``es``: Spanish, Spain).
         executable: the espeak-ng program (name on ``PATH`` or path).
+        words_per_minute: speaking rate; None: espeak-ng's default (175).
 
     Raises:
         EspeakUnavailable: ``executable`` is not found.
     """
 
-    def __init__(self, language: str, executable: str = "espeak-ng") -> None:
+    def __init__(self, language: str, executable: str = "espeak-ng",
+                 words_per_minute: int | None = None) -> None:
         found = shutil.which(executable)
         if found is None:
             raise EspeakUnavailable(f"{executable} not found (Debian: apt-get install espeak-ng)")
-        self.command = [found, "-v", language, "-b", "1", "--stdout"]
+        rate = [] if words_per_minute is None else ["-s", str(words_per_minute)]
+        self.command = [found, "-v", language, *rate, "-b", "1", "--stdout"]
         self.sample_rate = ESPEAK_RATE
 
     def synthesize(self, text: str) -> Iterator[bytes]:

@@ -14,6 +14,7 @@ import base64
 import json
 import time
 import uuid
+from pathlib import Path
 from typing import Any
 
 import aiohttp
@@ -118,9 +119,9 @@ class Twilio:
         self.clock += 0.02
         await asyncio.sleep(max(0.0, self.clock - time.monotonic()))
 
-    async def say(self, clip: str) -> float:
-        """Speak a recording as 8 kHz mu-law in real time; return when it ended (monotonic)."""
-        samples, rate = load_pcm16(DATA / f"{clip}.wav")
+    async def say(self, clip: str | Path) -> float:
+        """Speak a clip of tests/data (or a WAV file) as 8 kHz mu-law in real time; return when it ended."""
+        samples, rate = load_pcm16(clip if isinstance(clip, Path) else DATA / f"{clip}.wav")
         encoded = ulaw_encode(soxr.resample(samples, rate, 8000))
         self.clock = max(self.clock, time.monotonic())
         for start in range(0, len(encoded), FRAME):
