@@ -14,7 +14,7 @@ from typing import Any
 
 from ingress.agents.queue import WAITING, AgentQueue, DeskSession
 from ingress.follow import started
-from schemas import QueueEvent, ReplyText
+from schemas import DEFAULT_LANGUAGE, QueueEvent, ReplyText
 from streams.topics import AGENT_QUEUE, EGRESS, REPLIES
 
 log = logging.getLogger(__name__)
@@ -92,7 +92,8 @@ class Desk:
             return
         log.info("session %s: the caller hung up while waiting (round %s)", session_id, session.round)
 
-    async def say(self, session: DeskSession, text: str, prefix: str, speak: bool | None = None) -> str:
+    async def say(self, session: DeskSession, text: str, prefix: str, speak: bool | None = None,
+                  language: str = DEFAULT_LANGUAGE) -> str:
         """Say ``text`` to the caller: shown on their page, spoken if the session is spoken.
 
         A :class:`schemas.ReplyText` to ``voxbus.replies`` (the tts stage speaks it) and to the
@@ -103,6 +104,7 @@ class Desk:
             text: the words.
             prefix: the turn id's prefix (``agent``, ``hold``, ``queue``).
             speak: override of the session's ``speak`` (False: shown only).
+            language: the language of ``text`` (the tts stage's voice).
 
         Returns:
             The turn id of what was said.
@@ -114,7 +116,8 @@ class Desk:
         turn_id = f"{prefix}-{int(now * 1000)}"
         reply = ReplyText(session_id=session.session_id, egress_partition=session.egress_partition,
                           turn_id=turn_id, index=0, text=text, final=True,
-                          speak=session.speak if speak is None else speak, marks={f"{prefix}.reply": now})
+                          speak=session.speak if speak is None else speak, language=language,
+                          marks={f"{prefix}.reply": now})
         for topic in (REPLIES, EGRESS):
             await self.gateway.produce(topic, reply)
         return turn_id

@@ -44,9 +44,20 @@ def estimated_wait(position: int, spans: Sequence[Span], holding: Sequence[str],
     return position * handle / max(1, len(on_duty))
 
 
-def spoken_wait(seconds: float) -> str:
-    """``about 3 minutes`` / ``less than a minute``: a wait as the caller hears it (rounded up)."""
+WAIT_WORDS = {
+    "en": ("less than a minute", "about a minute", "about {} minutes"),
+    "es": ("menos de un minuto", "alrededor de un minuto", "unos {} minutos"),
+}
+"""A wait in words, by language: under a minute, one minute, n minutes."""
+
+
+def spoken_wait(seconds: float, language: str = "en") -> str:
+    """``about 3 minutes`` / ``less than a minute``: a wait as the caller hears it (rounded up).
+
+    In ``language``; one without its words (:data:`WAIT_WORDS`) gets English's.
+    """
+    under, one, many = WAIT_WORDS.get(language, WAIT_WORDS["en"])
     minutes = math.ceil(seconds / 60.0)
     if minutes <= 1:
-        return "less than a minute" if seconds < 60 else "about a minute"
-    return f"about {minutes} minutes"
+        return under if seconds < 60 else one
+    return many.format(minutes)

@@ -11,6 +11,8 @@ once a second (:meth:`HoldLine.tick`):
   if it counts (no claim came first in the log), the bot is back: the generation stage reads
   the event, answers the caller again and books a callback on request, and the caller hears
   :data:`BUSY_SAY`.
+
+Notices are in the caller's session's language (:data:`NOTICES`, :data:`BUSY_SAYS`; else English).
 """
 
 from __future__ import annotations
@@ -21,19 +23,34 @@ import time
 from ingress.agents.desk import Desk
 from ingress.agents.estimate import estimated_wait, spoken_wait
 from ingress.agents.queue import BOT, TAKEN, DeskSession
+from schemas import DEFAULT_LANGUAGE
 
 log = logging.getLogger(__name__)
 
 BUSY_SAY = "Everyone is busy right now; I can keep helping, or book a callback."
 """What the caller hears when the SLA passes without an agent (issue 15's wording)."""
+BUSY_SAYS = {"en": BUSY_SAY,
+             "es": "Ahora mismo están todos ocupados; puedo seguir ayudándole o reservarle una llamada."}
+""":data:`BUSY_SAY` by language (issue 19)."""
+NOTICES = {
+    "en": ("You are next in the queue.", "You are number {} in the queue.", "The estimated wait is {}.",
+           "If no one is free soon, I'll be back to help within {}."),
+    "es": ("Es usted el siguiente en la cola.", "Es usted el número {} en la cola.",
+           "La espera estimada es de {}.", "Si nadie queda libre pronto, volveré a ayudarle en {}."),
+}
+"""The hold notice's sentences by language: next, number n, the estimated wait, the promise."""
 
 
-def notice(position: int, wait: float | None, sla_left: float) -> str:
-    """What a waiting caller is told: their place, and the estimated wait or the promise."""
-    place = "You are next in the queue." if position == 1 else f"You are number {position} in the queue."
+def notice(position: int, wait: float | None, sla_left: float, language: str = "en") -> str:
+    """What a waiting caller is told: their place, and the estimated wait or the promise.
+
+    In ``language``; one without its sentences (:data:`NOTICES`) gets English's.
+    """
+    first, numbered, estimate, promise = NOTICES.get(language, NOTICES["en"])
+    place = first if position == 1 else numbered.format(position)
     if wait is not None:
-        return f"{place} The estimated wait is {spoken_wait(wait)}."
-    return f"{place} If no one is free soon, I'll be back to help within {spoken_wait(max(sla_left, 1.0))}."
+        return f"{place} {estimate.format(spoken_wait(wait, language))}"
+    return f"{place} {promise.format(spoken_wait(max(sla_left, 1.0), language))}"
 
 
 class HoldLine:
@@ -68,12 +85,15 @@ class HoldLine:
 
     async def _serve(self, place: int, session: DeskSession, now: float) -> None:
         s = self.settings
+        caller = self.desk.gateway.sessions.get(session.session_id)
+        language = getattr(caller, "language", "") or DEFAULT_LANGUAGE  # the caller's session's
         if now - session.since >= s.handoff_sla_s:
-            outcome = await self.desk.act(session, "expire", note=BUSY_SAY)
+            busy = BUSY_SAYS.get(language, BUSY_SAY)
+            outcome = await self.desk.act(session, "expire", note=busy)
             if outcome.status == BOT and outcome.returned == "expire":
                 log.info("session %s: no agent within %g s; the bot is back", session.session_id,
                          s.handoff_sla_s)
-                await self.desk.say(outcome, BUSY_SAY, "queue")
+                await self.desk.say(outcome, busy, "queue", language=language)
             return
         key = (session.session_id, session.round)
         last = self.noticed.get(key)
@@ -81,6 +101,7 @@ class HoldLine:
             return
         holding = [x.agent for x in self.desk.queue.sessions.values() if x.agent and x.status == TAKEN]
         wait = estimated_wait(place, self.desk.queue.spans(), holding, now)
-        text = notice(place, wait, s.handoff_sla_s - (now - session.since))
-        await self.desk.say(session, text, "hold", speak=None if last is not None else False)
+        text = notice(place, wait, s.handoff_sla_s - (now - session.since), language)
+        await self.desk.say(session, text, "hold", speak=None if last is not None else False,
+                            language=language)
         self.noticed[key] = now

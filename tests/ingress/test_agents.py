@@ -16,7 +16,7 @@ import pytest
 
 from ingress.agents import QUEUE
 from ingress.agents.estimate import estimated_wait, spoken_wait
-from ingress.agents.hold import BUSY_SAY, HoldLine, notice
+from ingress.agents.hold import BUSY_SAY, BUSY_SAYS, HoldLine, notice
 from ingress.agents.queue import ABANDONED, BOT, ENDED, TAKEN, WAITING, AgentQueue, Span
 from ingress.agents.routes import DESK
 from schemas import ConversationLine, Handoff, HandoffUpdate, QueueEvent, ReplyText, encode
@@ -276,3 +276,29 @@ async def test_callers_cut_by_a_shutdown_keep_their_place(serve):
     await gateway.produce(HANDOFFS, handoff(sid, time.time()))
     await client.server.close()  # on_shutdown first, then the handlers end
     assert not gateway.records(QueueEvent, sid)
+
+
+def test_a_spanish_caller_is_told_their_place_in_spanish():
+    assert spoken_wait(450, "es") == "unos 8 minutos" and spoken_wait(20, "fr") == "less than a minute"
+    assert notice(2, 450.0, 90.0, "es") == ("Es usted el número 2 en la cola. La espera estimada es de "
+                                            "unos 8 minutos.")
+    assert notice(1, None, 30.0, "es").startswith("Es usted el siguiente en la cola. Si nadie queda libre")
+
+
+async def test_the_hold_line_speaks_the_callers_language(serve):
+    client, gateway = await serve(handoff_sla_s=100.0, hold_message_s=30.0)
+    for task in asyncio.all_tasks():
+        if task.get_name() == "agent-desk":
+            task.cancel()
+    await gateway.produce(HANDOFFS, handoff("aqui", 1000.0, speak=True))
+    caller = Caller()
+    caller.language = "es"
+    gateway.sessions["aqui"] = caller
+    hold = HoldLine(client.server.app[DESK])
+    await hold.tick(1001.0)
+    [notice_record, _to_egress] = gateway.records(ReplyText, "aqui")
+    assert notice_record.language == "es" and notice_record.text.startswith("Es usted el siguiente")
+    await hold.tick(1100.0)
+    [expire] = gateway.records(QueueEvent, "aqui")
+    assert expire.note == BUSY_SAYS["es"]
+    assert gateway.records(ReplyText, "aqui")[-1].language == "es"
