@@ -123,7 +123,7 @@ bench-scale: install
 # The shared agent queue under load (benchmarks/queue.py): a warm-up, then 8 callers asking for a
 # person (typed), 2 scripted agents taking calls through the agent HTTP API with a 20 s handle time,
 # SLA 45 s, one caller hanging up after 25 s in the queue: wait p50/p95, the estimated vs the actual
-# wait per caller, SLA breaches, abandonment -> benchmarks/results/queue.{json,png}. About 4 minutes.
+# wait per caller, SLA breaches, abandonment -> benchmarks/results/queue.{json,png}. About 2 minutes (118 s).
 .PHONY: bench-queue
 bench-queue: install
 	$(BIN)/python -m benchmarks.queue $(QUEUE_ARGS)
