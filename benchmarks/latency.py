@@ -340,6 +340,11 @@ def start_voxbus(data_dir: Path, llm_only: bool = False,
         # and answering them with the LLM, not the off-topic redirect: the Pipecat bot asks its LLM
         # on every turn, so both systems do identical work
         "VOXBUS_REDIRECT_OFF_TOPIC": "false",
+        # greedy decoding, so the same prompt gets the same reply from both systems: at 0.2 the same
+        # first turn was one sentence in one run and three in the next, and a long reply in a
+        # session's history makes its later replies long too (at 7b5fb7f, 1 caller: 5.2 s of reply
+        # audio per voxbus turn against 1.5 s per Pipecat turn, 3.5x the LLM's CPU)
+        "VOXBUS_LLM_TEMPERATURE": "0",
         **{f"VOXBUS_{k.upper().removeprefix('VOXBUS_')}": v for k, v in (extra_env or {}).items()},
     })
     from streams.settings import get_settings
