@@ -119,6 +119,14 @@ class Settings(BaseSettings):
             "without a rebalance. Empty: dynamic membership. `voxbus up` sets <stage>-<replica>."
         ),
     )
+    stage_standby: bool = Field(
+        default=False,
+        description=(
+            "`voxbus up` keeps a warm standby per pipeline stage (its models loaded, not in the group) "
+            "that takes over, with the same group.instance.id, when the stage's worker dies: a restart "
+            "without the import and model load (up to 7 s on 2 cores). Costs each stage's memory twice."
+        ),
+    )
     kafka_security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = Field(
         default="PLAINTEXT", description="How every client connects to the broker (the embedded ones: PLAINTEXT)."
     )
@@ -137,14 +145,6 @@ class Settings(BaseSettings):
     replication_factor: int = Field(default=1, ge=1)
 
     # -- audio ----------------------------------------------------------------------
-    stage_standby: bool = Field(
-        default=False,
-        description=(
-            "`voxbus up` keeps a warm standby per pipeline stage (its models loaded, not in the group) "
-            "that takes over, with the same group.instance.id, when the stage's worker dies: a restart "
-            "without the import and model load (up to 7 s on 2 cores). Costs each stage's memory twice."
-        ),
-    )
     chunk_ms: int = Field(
         default=128, ge=10, le=1000,
         description=(
