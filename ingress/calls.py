@@ -113,9 +113,12 @@ class RecordedCall:
             pcm.extend(event.pcm if same else _resample(event.pcm, event.sample_rate, rate))
         if isinstance(event, VadEvent) and event.kind == "speech_end" and event.utterance and event.continues:
             earlier = self.turns.get(event.continues)  # its words are in this one (vad continuation)
-            if earlier is not None and event.continues not in self.published:
+            if earlier is not None:
+                # superseded, even if it was answered already: at 4x real time its reply can be
+                # over before the caller goes on, and the call's result would hold its words twice
                 earlier.dropped = True
-                await self._publish(earlier)
+                if event.continues not in self.published:
+                    await self._publish(earlier)
         if turn.complete:
             await self._publish(turn)
 

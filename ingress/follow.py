@@ -30,7 +30,9 @@ log = logging.getLogger(__name__)
 START_TIMEOUT_S = 10.0
 """Longest a request waits for a view to connect and find its topics."""
 CATCH_UP_WAIT_S = 5.0
-"""Longest a request waits for a view to read its topics up to where they were at start."""
+"""Longest a request waits for a view to read its topics up to where they end when it asks."""
+SYNC_POLL_S = 0.02
+"""How often a request waiting for a view to catch up looks at its positions (s)."""
 
 
 class TopicFollower:
@@ -85,7 +87,8 @@ class TopicFollower:
         consumer = consumer_for(self.settings)
         try:
             await consumer.start()
-            partitions = [tp for spec in self.topics for tp in await topic_partitions(self.settings, spec.name)]
+            partitions = [tp for spec in self.topics
+                          for tp in await topic_partitions(self.settings, spec.name)]
             consumer.assign(partitions)
             await self._seek(consumer, partitions, self.since())
             self.end = await consumer.end_offsets(partitions)
@@ -140,6 +143,20 @@ class TopicFollower:
                 return False
         return True
 
+    async def synced(self) -> None:
+        """Wait until the view has read every partition up to its end offset *as of now* (a read barrier).
+
+        A request that must see what another replica has just written (the ticket its wrap-up
+        filed, a claim) waits for this: the end offsets are looked up at the call, and the view's
+        positions advance as :meth:`_run` absorbs what it fetched (positions move only when a
+        batch is returned, and it is absorbed before the next await).
+        """
+        assert self.consumer is not None
+        ends = await self.consumer.end_offsets(list(self.consumer.assignment()))
+        for tp, offset in ends.items():
+            while await self.consumer.position(tp) < offset:
+                await asyncio.sleep(SYNC_POLL_S)
+
     async def stop(self) -> None:
         """Stop following (and any start in progress) and close the consumer."""
         if self.starting is not None and not self.starting.done():
@@ -163,7 +180,10 @@ async def started(follower: F, lock: asyncio.Lock, catch_up: bool = False) -> F:
     Args:
         follower: the view.
         lock: serializes starts (one per view).
-        catch_up: also wait (up to :data:`CATCH_UP_WAIT_S`) until it has read what existed at start.
+        catch_up: also wait (up to :data:`CATCH_UP_WAIT_S`) until it has read what the topics held
+            when this request came (:meth:`TopicFollower.synced`): a view started in the
+            background reads on its own, and a record written by another replica a moment ago
+            must be in it (read your writes across replicas).
 
     A start that takes longer than :data:`START_TIMEOUT_S` fails the request that waited for
     it but goes on, and the next request waits for the same start: on a loaded machine a
@@ -179,11 +199,12 @@ async def started(follower: F, lock: asyncio.Lock, catch_up: bool = False) -> F:
             if follower.starting is None or follower.starting.done():
                 await follower.stop()
                 follower.caught_up.clear()
-                follower.starting = asyncio.create_task(follower.start(), name=f"start-{type(follower).__name__}")
+                follower.starting = asyncio.create_task(follower.start(),
+                                                        name=f"start-{type(follower).__name__}")
             await asyncio.wait_for(asyncio.shield(follower.starting), START_TIMEOUT_S)
     if catch_up:
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(follower.caught_up.wait(), CATCH_UP_WAIT_S)
+            await asyncio.wait_for(follower.synced(), CATCH_UP_WAIT_S)
     return follower
 
 

@@ -32,7 +32,7 @@ import json
 import random
 import re
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Coroutine
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -284,7 +284,7 @@ async def replay(settings: Settings, stage: str, run: str, start: float, end: fl
                 if not isinstance(record, model.accepts) or (
                         wanted is not None and getattr(record, "session_id", None) not in wanted):
                     continue
-                await _handle(settings, model, record, manifest, producer)
+                await _whole(_handle(settings, model, record, manifest, producer))
     except asyncio.CancelledError:
         if not live:
             raise
@@ -296,6 +296,24 @@ async def replay(settings: Settings, stage: str, run: str, start: float, end: fl
     manifest.seconds = round(time.monotonic() - started, 2)
     manifest.save(settings)
     return manifest
+
+
+async def _whole(handling: Coroutine[Any, Any, None]) -> None:
+    """Await one input's handling to its end even if the run is cancelled meanwhile, then stop.
+
+    A live run ends by cancellation (Ctrl-C, ``--for``): the input in hand still gets all of its
+    outputs produced and counted, so the manifest never counts half an input (a shadow topic
+    created, its record not yet produced).
+
+    Raises:
+        asyncio.CancelledError: the run was cancelled (after the input was handled).
+    """
+    task = asyncio.ensure_future(handling)
+    try:
+        await asyncio.shield(task)
+    except asyncio.CancelledError:
+        await task
+        raise
 
 
 async def _handle(settings: Settings, model: Stage, record: Record, manifest: Manifest,
