@@ -18,7 +18,7 @@ from playwright.async_api import async_playwright
 from schemas import Suggestion
 from streams.topics import SUGGESTIONS
 from tests.integration.caller import ScriptedCaller
-from tests.integration.test_browser import BASE_ARGS, CHROMIUM
+from tests.integration.test_browser import console_page
 from tests.integration.test_pipeline import read_topic
 from tests.integration.test_workflow import typed
 
@@ -50,12 +50,7 @@ async def test_a_held_sessions_turn_gets_passages_sources_and_a_suggestion(stack
         told = await typed(caller, "I want to talk to a person.")
         assert "connecting you with a person" in told["reply_text"], told
         await listed(http, api, caller.session_id, "waiting")
-        browser = await pw.chromium.launch(executable_path=CHROMIUM, args=BASE_ARGS, headless=True)
-        try:
-            page = await browser.new_page()
-            errors: list[str] = []
-            page.on("pageerror", lambda exc: errors.append(str(exc)))
-            await page.goto(f"http://{stack.host}:{stack.port}/agent")
+        async with console_page(pw, f"http://{stack.host}:{stack.port}/agent") as (page, errors):
             await page.click(f'li[data-session="{caller.session_id}"]', timeout=10_000)
             await page.fill("#agent", "sam")
             await page.click("#take")
@@ -90,8 +85,6 @@ async def test_a_held_sessions_turn_gets_passages_sources_and_a_suggestion(stack
             again = await caller.until(lambda e: agent_said(e) and e["turn_id"] != said["turn_id"], 15)
             assert again["text"] == record.text
             assert not errors, errors
-        finally:
-            await browser.close()
         release = f"{api}/sessions/{caller.session_id}/release"
         async with http.post(release, json={"agent": "sam"}) as response:
             assert response.status == 200

@@ -15,9 +15,12 @@ to 16 kHz), over ``/v1/stream``.  Two sets of tests:
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import shutil
 import time
+from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -66,6 +69,23 @@ async def playwright():
 
     async with async_playwright() as pw:
         yield pw
+
+
+@contextlib.asynccontextmanager
+async def console_page(playwright: Any, url: str) -> AsyncIterator[tuple[Any, list[str]]]:
+    """A page of headless Chromium (no microphone) opened on ``url``: yields (page, its script errors so far).
+
+    The browser is closed on leaving, whatever happened inside.
+    """
+    browser = await playwright.chromium.launch(executable_path=CHROMIUM, args=BASE_ARGS, headless=True)
+    try:
+        page = await browser.new_page()
+        errors: list[str] = []
+        page.on("pageerror", lambda exc: errors.append(str(exc)))
+        await page.goto(url)
+        yield page, errors
+    finally:
+        await browser.close()
 
 
 async def launch(playwright, tmp: Path, microphone: bool = True, recording: Path | None = None):

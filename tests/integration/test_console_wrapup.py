@@ -19,7 +19,7 @@ from streams.topics import HANDOFFS
 from tests.ingress.conftest import FakeGateway
 from tests.ingress.test_agents import KEYS, handoff
 from tests.ingress.test_recordings import NO_BROKER, archive
-from tests.integration.test_browser import BASE_ARGS, CHROMIUM
+from tests.integration.test_browser import CHROMIUM, console_page
 
 if not Path(CHROMIUM).exists():  # `make test` installs it (Debian's chromium)
     pytest.skip(f"{CHROMIUM} is not installed (apt-get install chromium)", allow_module_level=True)
@@ -36,31 +36,24 @@ async def test_the_console_ends_a_call_shows_its_ticket_and_plays_its_recording(
     server = TestServer(make_app(settings, gateway), host="127.0.0.1")  # type: ignore[arg-type]
     await server.start_server()
     try:
-        async with async_playwright() as pw:
-            browser = await pw.chromium.launch(executable_path=CHROMIUM, args=BASE_ARGS, headless=True)
-            try:
-                page = await browser.new_page()
-                errors: list[str] = []
-                page.on("pageerror", lambda exc: errors.append(str(exc)))
-                await page.goto(f"http://127.0.0.1:{server.port}/agent?api_key=key-bob-0123456789")
-                await page.click('li[data-session="s"]', timeout=10_000)
-                assert await page.is_hidden("#wrapup")  # not ours yet
-                await page.click("#take")
-                await page.select_option("#disposition", "follow_up", timeout=10_000)
-                await page.fill("#wrapup-note", "Call back Monday.")
-                await page.click("#end")
-                result = await page.wait_for_selector("#wrapup-result:has-text('Ticket')", timeout=10_000)
-                tickets = gateway.records(Ticket, "s")
-                assert [(t.disposition, t.note, t.status) for t in tickets] == [
-                    ("follow_up", "Call back Monday.", "open")]
-                assert tickets[0].id in await result.inner_text()
-                assert await page.is_hidden("#wrapup")  # ended: nothing to end any more
-                # the ended session's recording loads by itself: 3 s of stereo (the reply ends at 3 s)
-                await page.wait_for_selector("#recording-slot audio[controls]", timeout=10_000)
-                duration = await page.eval_on_selector("#recording-slot audio", METADATA)
-                assert duration == pytest.approx(3.0, abs=0.05)
-                assert not errors, errors
-            finally:
-                await browser.close()
+        url = f"http://127.0.0.1:{server.port}/agent?api_key=key-bob-0123456789"
+        async with async_playwright() as pw, console_page(pw, url) as (page, errors):
+            await page.click('li[data-session="s"]', timeout=10_000)
+            assert await page.is_hidden("#wrapup")  # not ours yet
+            await page.click("#take")
+            await page.select_option("#disposition", "follow_up", timeout=10_000)
+            await page.fill("#wrapup-note", "Call back Monday.")
+            await page.click("#end")
+            result = await page.wait_for_selector("#wrapup-result:has-text('Ticket')", timeout=10_000)
+            tickets = gateway.records(Ticket, "s")
+            assert [(t.disposition, t.note, t.status) for t in tickets] == [
+                ("follow_up", "Call back Monday.", "open")]
+            assert tickets[0].id in await result.inner_text()
+            assert await page.is_hidden("#wrapup")  # ended: nothing to end any more
+            # the ended session's recording loads by itself: 3 s of stereo (the reply ends at 3 s)
+            await page.wait_for_selector("#recording-slot audio[controls]", timeout=10_000)
+            duration = await page.eval_on_selector("#recording-slot audio", METADATA)
+            assert duration == pytest.approx(3.0, abs=0.05)
+            assert not errors, errors
     finally:
         await server.close()

@@ -16,7 +16,7 @@ from processors.runtime import STAGES
 from schemas import Booking, Handoff
 from streams.topics import BOOKINGS, HANDOFFS
 from tests.integration.caller import ScriptedCaller, piper_speech
-from tests.integration.test_browser import BASE_ARGS, CHROMIUM
+from tests.integration.test_browser import console_page
 from tests.integration.test_pipeline import read_topic
 
 pytestmark = pytest.mark.integration
@@ -37,23 +37,15 @@ def metrics_of(stack, stage: str) -> str:
 
 async def answer_from_the_console(page_url: str, session_id: str, agent: str, text: str) -> None:
     """In headless Chromium: open the console, pick the session, take it, type ``text`` and send it."""
-    async with async_playwright() as pw:
-        browser = await pw.chromium.launch(executable_path=CHROMIUM, args=BASE_ARGS, headless=True)
-        try:
-            page = await browser.new_page()
-            errors: list[str] = []
-            page.on("pageerror", lambda exc: errors.append(str(exc)))
-            await page.goto(page_url)
-            await page.click(f'li[data-session="{session_id}"]', timeout=10_000)
-            await page.fill("#agent", agent)
-            await page.click("#take")
-            await page.fill("#text", text, timeout=10_000)  # enabled once the session is ours
-            await page.click("#send")
-            await page.wait_for_selector(f".line.agent:has-text('{text[:20]}')", timeout=10_000)
-            assert "waiting" not in await page.inner_text(f'li[data-session="{session_id}"]')
-            assert not errors, errors
-        finally:
-            await browser.close()
+    async with async_playwright() as pw, console_page(pw, page_url) as (page, errors):
+        await page.click(f'li[data-session="{session_id}"]', timeout=10_000)
+        await page.fill("#agent", agent)
+        await page.click("#take")
+        await page.fill("#text", text, timeout=10_000)  # enabled once the session is ours
+        await page.click("#send")
+        await page.wait_for_selector(f".line.agent:has-text('{text[:20]}')", timeout=10_000)
+        assert "waiting" not in await page.inner_text(f'li[data-session="{session_id}"]')
+        assert not errors, errors
 
 
 async def test_a_booking_over_three_typed_turns(stack, url):
