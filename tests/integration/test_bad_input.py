@@ -229,7 +229,8 @@ async def test_poison_on_a_topic_is_dead_lettered_with_its_reason(stack, supervi
     # every consumer group of the topic dead-letters it (retrievals: generation and agent assist's
     # suggest worker), in no set order: the expected stage's letter is looked for
     letter = await read_topic(stack.bootstrap, DEAD_LETTER.name,
-                              lambda r: isinstance(r, DeadLetter) and r.session_id == sid and r.stage == stage)
+                              lambda r: isinstance(r, DeadLetter) and r.session_id == sid
+                              and r.stage == stage)
     assert letter.topic == topic
     assert letter.payload == value[:DEAD_LETTER_PAYLOAD_BYTES] and letter.payload_size == len(value)
     assert letter.reason.startswith(reason), letter.reason
