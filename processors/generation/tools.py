@@ -5,12 +5,15 @@ the OpenAI-compatible server.  A streaming server (vLLM, llama.cpp ``--jinja``, 
 sends a tool call in pieces: the first delta of a call carries its ``index``, ``id``
 and ``function.name``; later deltas with the same ``index`` append to
 ``function.arguments``, a JSON string that is only parseable once the stream ends.
-:class:`ToolCallAccumulator` puts them back together.
+:class:`ToolCallAccumulator` puts them back together.  A server that does not parse the
+model's output sends a tool call as text: :func:`calls_in_text` reads Qwen2.5's (Hermes)
+``<tool_call>{"name": ..., "arguments": {...}}</tool_call>`` blocks from it.
 """
 
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass, field
 from typing import Any, get_args
 
@@ -112,3 +115,38 @@ class ToolCallAccumulator:
                 if isinstance(parsed, dict) else {}
             out.append(((call.id or f"llm-{index}")[:64], call.name, arguments))
         return out
+
+
+_TOOL_CALL_BLOCK = re.compile(r"<tool_call>\s*(.*?)\s*(?:</tool_call>|$)", re.DOTALL)
+"""A ``<tool_call>`` block of Qwen2.5's chat template (the Hermes format); an unclosed last block (the
+reply capped by ``max_tokens``) runs to the end of the text."""
+
+
+def calls_in_text(text: str) -> list[tuple[str, str, dict[str, str]]]:
+    """The tool calls a model wrote as text, as :meth:`ToolCallAccumulator.complete` returns them.
+
+    Each ``<tool_call>`` block must hold a JSON object with ``name`` and ``arguments`` (an object,
+    or a JSON string of one, as some templates write it).  A block that is not such an object is
+    skipped; the calls are then filtered as streamed ones are (unknown tools ignored, arguments
+    that are not an object dropped, values as strings).  Call ids are ``text-<n>``, n counting
+    the blocks from 0.
+
+    Args:
+        text: the model's whole reply.
+
+    Returns:
+        ``(call id, tool name, arguments)`` per call, in the order written.
+    """
+    accumulator = ToolCallAccumulator()
+    for index, block in enumerate(_TOOL_CALL_BLOCK.findall(text)):
+        try:
+            call = json.loads(block)
+        except json.JSONDecodeError:
+            continue
+        if not isinstance(call, dict) or not isinstance(call.get("name"), str):
+            continue
+        arguments = call.get("arguments", {})
+        accumulator.calls[index] = StreamedCall(
+            id=f"text-{index}", name=call["name"],
+            arguments=arguments if isinstance(arguments, str) else json.dumps(arguments))
+    return accumulator.complete()
