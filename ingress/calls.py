@@ -6,11 +6,15 @@ as a caller's is (:class:`~ingress.audio.Chunker`) and produced to ``voxbus.audi
 so the same stages (vad, asr, intent, retrieval, generation, tts) answer its turns
 and the ingress publishes each turn's record on ``voxbus.turns``.
 
-Batch work does not slow live callers because of how it is fed: at most
+Batch work is kept off live callers' way by how it is fed: at most
 ``VOXBUS_CALLS_CONCURRENCY`` calls per ingress at once (the others wait their turn),
 each produced at ``VOXBUS_CALLS_SPEED`` x real time, so the extra load is bounded
-(one call at 4x is the audio of four callers); a call is refused with 503 while
-admission control refuses new sessions (:mod:`ingress.admission`).
+(one call at 4x is the audio of four callers); with ``VOXBUS_CALLS_YIELD`` (on by
+default) the feed waits between two chunks while a live caller's turn is in flight on
+any replica (:mod:`ingress.live_turns`), at most ``VOXBUS_CALLS_YIELD_MAX_S`` at a time;
+a call is refused with 503 while admission control refuses new sessions
+(:mod:`ingress.admission`).  Work of the call already on the bus is not held back: a
+decode or a reply of the call in progress when a live turn starts runs to its end.
 
 A call is ``done`` when the vad stage has committed past the call's ``end`` record
 (every utterance is cut: the turns are known) and every turn is complete (its reply
@@ -42,6 +46,7 @@ from ingress.audio import Chunker
 from ingress.auth import CALLER, Principal
 from ingress.edge import CLOSE_FORBIDDEN, CLOSE_LIMITED, Admission, EdgeGuard, Rejection
 from ingress.gateway import Gateway
+from ingress.live_turns import LiveLoad
 from ingress.recorded import AudioInputError, decode, read_upload
 from ingress.turns import Turn
 from schemas import (
@@ -96,6 +101,8 @@ class RecordedCall:
         self.published: set[str] = set()
         self.end: TopicPartition | None = None
         self.end_offset = -1
+        self.yields: list[tuple[float, float]] = []
+        """(monotonic s, s waited) of each wait of the feed for live turns (:meth:`feed`)."""
 
     # -- bus -> call --------------------------------------------------------------------
     async def deliver(self, event: SessionRecord) -> None:
@@ -134,8 +141,13 @@ class RecordedCall:
         self.status, self.error = "failed", "too_slow: the call's events could not be kept up with"
 
     # -- call -> bus --------------------------------------------------------------------
-    async def feed(self, speed: float) -> None:
+    async def feed(self, speed: float, live: LiveLoad | None = None) -> None:
         """Produce the session: ``start`` (batch), the audio chunks at ``speed`` x real time, ``end``.
+
+        With ``live``, before each chunk the feed waits while a live caller's turn is in flight
+        (:meth:`ingress.live_turns.LiveLoad.until_idle`, at most ``calls_yield_max_s`` at a
+        time, each wait kept in :attr:`yields`); the time waited does not count against the pace
+        (no burst after it).
 
         Raises:
             aiokafka.errors.KafkaError: the broker did not take a record.
@@ -146,11 +158,15 @@ class RecordedCall:
                                                          config={"batch": True, "speak": True}))
         chunker = Chunker(BUS_SAMPLE_RATE, settings.chunk_ms)
         chunks = chunker.push(self.samples.astype("<i2").tobytes()) + chunker.flush()
-        began = time.monotonic()
+        began, waited = time.monotonic(), 0.0
         for seq, (start_sample, pcm) in enumerate(chunks):
-            ahead = start_sample / BUS_SAMPLE_RATE / speed - (time.monotonic() - began)
+            ahead = start_sample / BUS_SAMPLE_RATE / speed - (time.monotonic() - began - waited)
             if ahead > 0:
                 await asyncio.sleep(ahead)
+            if live is not None and live.busy():
+                at = time.monotonic()
+                self.yields.append((at, await live.until_idle(settings.calls_yield_max_s)))
+                waited += self.yields[-1][1]
             chunk = AudioChunk(**control, seq=seq, start_sample=start_sample, pcm=pcm, recv_ts=time.time())
             await self.gateway.produce(AUDIO, chunk)
         written = await self.gateway.produce(AUDIO, SessionControl(**control, action="end", ts=time.time()))
@@ -162,13 +178,17 @@ class RecordedCall:
 
     # -- call -> client -----------------------------------------------------------------
     def view(self) -> dict[str, Any]:
-        """The call as ``GET /v1/calls/{id}`` answers it: id, status, the turns in order."""
+        """The call as ``GET /v1/calls/{id}`` answers it: id, status, the turns in order, ``yielded_s``.
+
+        ``yielded_s`` is how long its feed has waited for live turns so far (s).
+        """
         order = sorted(self.turns, key=lambda t: int(t[1:]) if t[1:].isdigit() else 0)
         turns = [{"turn_id": t.turn_id, "transcript": t.transcript, "intent": t.intent or None,
                   "sentiment": t.sentiment if t.intent else None, "reply_text": t.reply_text}
                  for t in (self.turns[turn_id] for turn_id in order)
                  if t.transcript and not t.dropped]
-        body: dict[str, Any] = {"id": self.id, "status": self.status, "turns": turns}
+        body: dict[str, Any] = {"id": self.id, "status": self.status, "turns": turns,
+                                "yielded_s": round(sum(s for _, s in self.yields), 3)}
         if self.error:
             body["error"] = self.error
         return body
@@ -246,7 +266,8 @@ class CallService:
             async with self.slots:
                 call.epoch = await self.guard.claim(admission, call.partition)
                 self.gateway.sessions[call.id] = call
-                await call.feed(self.settings.calls_speed)
+                live = self.gateway.live if self.settings.calls_yield else None
+                await call.feed(self.settings.calls_speed, live)
                 await self._until_done(call)
         except Rejection as rejection:
             call.status, call.error = "failed", f"{rejection.reason}: {rejection}"

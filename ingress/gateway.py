@@ -15,6 +15,7 @@ from ingress.backpressure import AudioBudget
 from ingress.egress import EgressReader
 from ingress.follow import TopicFollower, started
 from ingress.health import CAPABILITIES, BrokerProbe, StageMonitor, capabilities
+from ingress.live_turns import LiveLoad
 from ingress.mailbox import EgressRouter
 from ingress.ownership import SessionLedger
 from ingress.turns import FinishedTurns
@@ -44,7 +45,8 @@ class Gateway:
     stages cannot answer in budget; ``finished`` remembers ended turns; ``ledger`` knows
     who owns each session id, on every replica (``voxbus.sessions``).  ``pipeline`` is
     what the stages can do for callers now (:func:`ingress.health.capabilities`); each
-    change is told to every session (its ``pipeline_changed``).
+    change is told to every session (its ``pipeline_changed``).  ``live`` knows the live
+    turns in flight on every replica (:mod:`ingress.live_turns`), which recorded calls yield to.
     """
 
     def __init__(self, settings: Settings) -> None:
@@ -55,6 +57,7 @@ class Gateway:
         self.admission = AdmissionControl(settings, list(STAGES))
         self.finished = FinishedTurns()
         self.ledger = SessionLedger(settings, self.produce)
+        self.live = LiveLoad(settings, self.sessions, self.produce)
         self.pipeline = dict.fromkeys(CAPABILITIES, True)
         self.notices: set[asyncio.Task[None]] = set()
         self.ended: list[Callable[[str], Awaitable[None]]] = []
@@ -66,6 +69,8 @@ class Gateway:
 
     async def start(self) -> None:
         """Create missing topics, connect the producer, start reading egress, heartbeats, bindings and lag.
+
+        The live turns in flight (:attr:`live`) are produced and read from then on too.
 
         The session bindings are read back for up to :data:`LEDGER_WAIT_S`; until they are,
         sessions that name their id are refused with 1013 (:mod:`ingress.ownership`).
@@ -83,6 +88,7 @@ class Gateway:
         await self.monitor.start()
         await self.admission.start()
         await self.ledger.start()
+        await self.live.start()
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self.ledger.caught_up.wait(), LEDGER_WAIT_S)
         self.watcher = asyncio.create_task(self._watch_pipeline(), name="pipeline-watch")
@@ -107,7 +113,7 @@ class Gateway:
             self.watcher.cancel()
             await asyncio.gather(self.watcher, return_exceptions=True)
         await asyncio.gather(self.egress.stop(), self.monitor.stop(), self.admission.stop(),
-                             self.ledger.stop(), self.router.close(), self.probe.stop(),
+                             self.ledger.stop(), self.router.close(), self.probe.stop(), self.live.stop(),
                              return_exceptions=True)
         await self.producer.stop()
 

@@ -28,7 +28,7 @@ from schemas.assist import Suggestion
 from schemas.audio import AudioChunk, SessionControl, SynthAudio, Utterance
 from schemas.base import MAX_RECORD_BYTES, TOLERANT, Record
 from schemas.desk import QueueEvent, SessionCaller, Ticket
-from schemas.events import DeadLetter, ErrorEvent, StageHeartbeat, TurnCancel, TurnRecord, VadEvent
+from schemas.events import DeadLetter, ErrorEvent, LiveTurns, StageHeartbeat, TurnCancel, TurnRecord, VadEvent
 from schemas.sessions import SessionOwner
 from schemas.text import IntentResult, ReplyText, RetrievalResult, Transcript
 from schemas.tools import Booking, Handoff, HandoffUpdate, ToolCall, ToolResult
@@ -51,6 +51,7 @@ REGISTRY: dict[str, type[Record]] = {
         TurnRecord,
         DeadLetter,
         StageHeartbeat,
+        LiveTurns,
         VadEvent,
         TurnCancel,
         TurnsPerMinute,

@@ -180,3 +180,24 @@ class StageHeartbeat(Record):
     instance: Name
     ts: EpochSeconds
     ready: bool = True
+
+
+class LiveTurns(Record):
+    """How many live callers' turns one ingress replica has in flight (``voxbus.heartbeats``).
+
+    A turn is in flight from the end of the caller's speech (the vad stage's ``speech_end``)
+    until the first byte of its reply reaches the caller: the part of a turn that
+    voice-to-voice measures.  Produced when the count changes and every second while it is
+    above zero; a yielding recorded call (``VOXBUS_CALLS_YIELD``, :mod:`ingress.live_turns`)
+    on any replica waits while one is.
+
+    Attributes:
+        instance: the replica (``host:pid:slot``).
+        in_flight: live turns in flight there (recorded calls' turns are not counted).
+        ts: wall-clock time (epoch s).
+    """
+
+    type: Literal["live_turns"] = "live_turns"
+    instance: Name
+    in_flight: int = Field(ge=0, le=2**31 - 1)
+    ts: EpochSeconds

@@ -484,6 +484,21 @@ class Settings(BaseSettings):
     calls_kept: int = Field(
         default=256, ge=1, description="Finished recorded calls an ingress keeps to be read."
     )
+    calls_yield: bool = Field(
+        default=True,
+        description=(
+            "A recorded call's audio waits between two chunks while a live caller's turn is in flight "
+            "(speech end seen, no reply audio yet) on any ingress (ingress/live_turns.py); false: it is "
+            "fed at VOXBUS_CALLS_SPEED whatever the live load."
+        ),
+    )
+    calls_yield_max_s: float = Field(
+        default=30.0, gt=0,
+        description=(
+            "Longest one wait of a yielding recorded call (s): then one chunk goes and it waits again, "
+            "so a call under unbroken live load still advances."
+        ),
+    )
 
     # -- edge security (ingress) ------------------------------------------------------------
     api_keys: str = Field(

@@ -70,8 +70,9 @@ TURNS = TopicSpec("voxbus.turns", ("turn_record",), "partitions", 30 * DAY_MS,
                   "One analytics record per completed turn.")
 DEAD_LETTER = TopicSpec("voxbus.dead-letter", ("dead_letter",), "partitions", 30 * DAY_MS,
                         "Records a stage could not process, with the reason.")
-HEARTBEATS = TopicSpec("voxbus.heartbeats", ("stage_heartbeat",), 1, HOUR_MS,
-                       "Stage liveness, read by every ingress for /healthz.")
+HEARTBEATS = TopicSpec("voxbus.heartbeats", ("stage_heartbeat", "live_turns"), 1, HOUR_MS,
+                       "Stage liveness, read by every ingress for /healthz; each ingress's live turns in "
+                       "flight, read by every ingress's yielding recorded calls (ingress/live_turns.py).")
 
 # -- tools and hand-off (processors/workflow, the agent console): keyed by session id
 TOOL_CALLS = TopicSpec("voxbus.tool-calls", ("tool_call",), "partitions", 30 * DAY_MS,

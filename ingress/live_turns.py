@@ -1,0 +1,162 @@
+"""Live callers' turns in flight, on this replica and on the others: what a yielding recorded call waits for.
+
+A turn is *in flight* from the end of the caller's speech (the vad stage's ``speech_end``
+of an utterance) until the first byte of its reply reaches the caller, the span
+voice-to-voice measures.  A recorded call (:mod:`ingress.calls`) fed with
+``VOXBUS_CALLS_YIELD`` on waits between two of its audio chunks while any live turn is in
+flight on any replica, so the stages take no new batch audio while a live caller waits.
+
+Where the signal comes from, and why:
+
+* **this replica**: its own sessions' turn state (:class:`~ingress.session.CallerSession`
+  turns, as the egress events built them): exact, and costs a look at a few dicts;
+* **the other replicas**: each ingress produces a :class:`~schemas.LiveTurns` record to
+  ``voxbus.heartbeats`` when its count changes and every :data:`REFRESH_S` while it is
+  above zero (a few small records per turn), and reads the others' from that one-partition
+  topic; a count not refreshed for :data:`STALE_S` is forgotten (a replica that died
+  mid-turn).
+
+The bus's other signals do not say it: the stages' consumer lag counts the recorded call's
+own records (no record after ``voxbus.audio`` says it is batch work), so a call would wait
+on itself; ``voxbus.turns`` is written when a turn is over, after its reply has played, not
+when the caller starts waiting; ``voxbus.egress`` holds it, but in every replica's reply
+audio, which each replica would then read whole.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import socket
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from aiokafka import AIOKafkaConsumer
+
+from ingress.session import CallerSession
+from ingress.turns import Turn
+from schemas import LiveTurns, SchemaError, decode
+from streams.admin import topic_partitions
+from streams.clients import consumer_kwargs, stop_consumer
+from streams.settings import Settings
+from streams.topics import HEARTBEATS, TopicSpec
+
+log = logging.getLogger(__name__)
+
+POLL_S = 0.05
+"""Interval between two counts of this replica's turns, and two looks of a waiting call (s)."""
+REFRESH_S = 1.0
+"""A replica's non-zero count is produced again this often (s), so readers can tell it is current."""
+STALE_S = 3.0
+"""Another replica's count not read again for this long (s, 3 refreshes) is forgotten."""
+
+
+def in_flight(turn: Turn) -> bool:
+    """True from the end of the caller's speech (or a typed turn) until the first of its reply reached them.
+
+    The reply's first audio byte for a spoken turn, its first sentence for a text-only one;
+    a turn that failed, was dropped (a blip, a continued or backchannel turn) or is complete
+    is not in flight.
+    """
+    if turn.failed or turn.dropped or turn.complete:
+        return False
+    if "vad.speech_end" not in turn.marks and turn.source != "text":
+        return False
+    return ("ingress.first_audio" if turn.speak else "ingress.first_reply_text") not in turn.marks
+
+
+def local_in_flight(sessions: dict[str, object]) -> int:
+    """Live turns in flight among ``sessions`` (session id -> session); recorded calls are not live."""
+    return sum(in_flight(turn) for session in list(sessions.values()) if isinstance(session, CallerSession)
+               for turn in list(session.turns.values()))
+
+
+class LiveLoad:
+    """This replica's live turns in flight on the bus, and every replica's as read back.
+
+    Args:
+        settings: the broker, and ``ingress_slot`` (in this replica's instance name).
+        sessions: the replica's sessions (:attr:`ingress.gateway.Gateway.sessions`), read live.
+        produce: ``await produce(topic, record)``, the replica's producer (:meth:`Gateway.produce`).
+    """
+
+    def __init__(self, settings: Settings, sessions: dict[str, object],
+                 produce: Callable[[TopicSpec, LiveTurns], Awaitable[Any]]) -> None:
+        self.settings = settings
+        self.sessions = sessions
+        self.produce = produce
+        self.instance = f"{socket.gethostname()}:{os.getpid()}:{settings.ingress_slot}"
+        self.remote: dict[str, tuple[int, float]] = {}
+        """Other replica -> (its turns in flight, monotonic s when read)."""
+        self.consumer: AIOKafkaConsumer | None = None
+        self.tasks: list[asyncio.Task[None]] = []
+
+    async def start(self) -> None:
+        """Follow ``voxbus.heartbeats`` from its end, and produce this replica's count as it changes.
+
+        Raises:
+            aiokafka.errors.KafkaError, LookupError: the broker or the topic is not there.
+        """
+        self.consumer = AIOKafkaConsumer(**consumer_kwargs(self.settings, enable_auto_commit=False))
+        await self.consumer.start()
+        self.consumer.assign(await topic_partitions(self.settings, HEARTBEATS.name))
+        await self.consumer.seek_to_end()
+        self.tasks = [asyncio.create_task(self._publish(), name="live-turns-out"),
+                      asyncio.create_task(self._read(), name="live-turns-in")]
+
+    async def stop(self) -> None:
+        """Stop both loops and close the consumer."""
+        for task in self.tasks:
+            task.cancel()
+        await asyncio.gather(*self.tasks, return_exceptions=True)
+        if self.consumer is not None:
+            await stop_consumer(self.consumer)
+
+    def local(self) -> int:
+        """Live turns in flight on this replica now."""
+        return local_in_flight(self.sessions)
+
+    def others(self) -> int:
+        """Live turns in flight on the other replicas as last read (a count older than :data:`STALE_S`: 0)."""
+        now = time.monotonic()
+        return sum(count for count, read in self.remote.values() if now - read < STALE_S)
+
+    def busy(self) -> bool:
+        """True while a live caller's turn is in flight on any replica."""
+        return self.local() > 0 or self.others() > 0
+
+    async def until_idle(self, max_s: float) -> float:
+        """Wait while :meth:`busy`, at most ``max_s`` (s); return the seconds waited (about 0 if not busy)."""
+        began = time.monotonic()
+        while self.busy() and time.monotonic() - began < max_s:
+            await asyncio.sleep(POLL_S)
+        return time.monotonic() - began
+
+    async def _publish(self) -> None:
+        """Produce this replica's count when it changes, and every :data:`REFRESH_S` while above zero."""
+        sent, sent_at = 0, 0.0
+        while True:
+            count, now = self.local(), time.monotonic()
+            if count != sent or (count and now - sent_at >= REFRESH_S):
+                try:
+                    await self.produce(HEARTBEATS, LiveTurns(instance=self.instance, in_flight=count,
+                                                             ts=time.time()))
+                    sent, sent_at = count, now
+                except Exception as exc:  # the broker is away: tried again at the next look
+                    log.warning("live turns not produced: %s: %s", type(exc).__name__, exc)
+            await asyncio.sleep(POLL_S)
+
+    async def _read(self) -> None:
+        """Keep the other replicas' counts (the stages' heartbeats on the topic are skipped)."""
+        assert self.consumer is not None
+        while True:
+            batches = await self.consumer.getmany(timeout_ms=1000)
+            for messages in batches.values():
+                for message in messages:
+                    with contextlib.suppress(SchemaError):
+                        record = decode(message.value)
+                        if isinstance(record, LiveTurns) and record.instance != self.instance:
+                            self.remote[record.instance] = (record.in_flight, time.monotonic())
