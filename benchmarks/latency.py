@@ -509,8 +509,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--voxbus-env", action="append", default=[], metavar="KEY=VALUE",
                    help="extra VOXBUS_* setting for the voxbus stack (repeatable), e.g. DENOISE=off")
     p.add_argument("--all-features", action="store_true",
-                   help="keep voxbus's archive (by default it is off: Pipecat records nothing, so the "
-                   "comparison is on identical work); use with --tag")
+                   help="keep voxbus's archive, analytics and agent-assist workers (by default they are off: "
+                   "the Pipecat bot records nothing, computes no analytics and suggests nothing to agents, "
+                   "so the comparison is on identical work); use with --tag")
     p.add_argument("--tag", default="", help="write latency-<tag>.json/.png instead of latency.json/.png")
     p.add_argument("--work-dir", type=Path, default=ROOT / "benchmarks" / ".data",
                    help="data dirs and logs of the stacks (cleared each run, except converted models)")
@@ -553,7 +554,10 @@ def main(argv: list[str] | None = None) -> int:
     setup: dict[str, Any] = {}
     extra_env = dict(item.split("=", 1) for item in args.voxbus_env)
     if not args.all_features:
-        extra_env.setdefault("ARCHIVE_TOPICS", "")  # identical work: the Pipecat bot keeps no recording
+        # identical work: the Pipecat bot keeps no recording, computes no analytics, assists no agent
+        extra_env.setdefault("ARCHIVE_TOPICS", "")
+        extra_env.setdefault("ANALYTICS_WORKER", "false")
+        extra_env.setdefault("AGENT_ASSIST", "false")
     settings = None
     if "voxbus" in args.systems:
         turns["voxbus"], meta["voxbus"], settings = run_voxbus(args, utterances, extra_env)
@@ -603,9 +607,11 @@ def main(argv: list[str] | None = None) -> int:
             "Pipecat (bot process, voxbus's understanding service, the same LLM server), divided by "
             "answered turns",
             "identical_work": "Pipecat's system prompt per turn is voxbus's: intent, sentiment, retrieval "
-            "(same embedder, same Qdrant collection), grounding filter and template "
-            "(benchmarks/understanding.py); voxbus runs without its archive unless --all-features "
-            "(the Pipecat bot records nothing)",
+            "(same embedder, same Qdrant collection), grounding filter and template, and so is its reply "
+            "policy: voxbus's fixed replies without the LLM, its check of each streamed sentence and its "
+            "fallback (benchmarks/understanding.py); voxbus runs without its archive, analytics and "
+            "agent-assist workers unless --all-features (the Pipecat bot records nothing, computes no "
+            "analytics, assists no agent)",
             "all_features": args.all_features,
             "vad_min_silence_ms": settings.vad_min_silence_ms,
             "pipecat_vad_stop_secs": vad_stop_secs(settings.vad_min_silence_ms),

@@ -12,9 +12,16 @@ Per WebSocket connection (``/ws``), one pipeline::
       -> VoxbusPrompt (with --understanding-url: the system prompt voxbus would build for
          the turn, from voxbus's intent, sentiment and retrieval, benchmarks/understanding.py)
       -> OpenAILLMService (the llama.cpp server voxbus started, model "voxbus-llm")
+      -> VoxbusGrounding (with --understanding-url: voxbus's check of each streamed sentence)
       -> PiperTTSService (en_US-joe-medium, in process)
       -> FastAPIWebsocketTransport out (raw PCM16 at Piper's 22050 Hz)
       -> assistant aggregator
+
+VoxbusPrompt and VoxbusGrounding apply voxbus's reply policy, so both systems say the
+same words on the same turn (and keep the same history): a turn voxbus answers without
+the LLM (canned, a confident article) is spoken as it, without an LLM call; a sentence
+stating a number no fact holds ends the reply; a reply left empty says voxbus's best
+fact or its fallback.  Sentences are cut by Pipecat's own aggregator.
 
 Loaded models are shared across connections (one Whisper model, one Piper voice), as
 voxbus's stage processes share theirs; each connection has its own VAD state.
@@ -46,6 +53,9 @@ from pipecat.frames.frames import (
     InputAudioRawFrame,
     InterruptionFrame,
     LLMContextFrame,
+    LLMFullResponseEndFrame,
+    LLMFullResponseStartFrame,
+    LLMTextFrame,
     OutputAudioRawFrame,
 )
 from pipecat.pipeline.pipeline import Pipeline
@@ -65,6 +75,7 @@ from pipecat.transports.websocket.fastapi import FastAPIWebsocketParams, FastAPI
 from pipecat.turns.user_start import VADUserTurnStartStrategy
 from pipecat.turns.user_stop import SpeechTimeoutUserTurnStopStrategy
 from pipecat.turns.user_turn_strategies import UserTurnStrategies
+from pipecat.utils.text.simple_text_aggregator import SimpleTextAggregator
 from pipecat.workers.runner import WorkerRunner
 
 IN_RATE = 16000
@@ -90,18 +101,43 @@ class RawPCMSerializer(FrameSerializer):
         return None  # text messages from the caller are not part of this protocol
 
 
+class Understanding:
+    """A connection's client of voxbus's understanding service, and what it said of the current turn.
+
+    Attributes:
+        turn: the last ``POST /prompt`` answer (``system``, ``fixed``, ``facts``, ``fallback``).
+    """
+
+    def __init__(self, url: str) -> None:
+        self.base = url.removesuffix("/prompt")
+        self.session: aiohttp.ClientSession | None = None
+        self.turn: dict[str, Any] = {}
+
+    async def post(self, path: str, body: dict[str, Any]) -> dict[str, Any]:
+        """POST ``body`` as JSON to ``path`` of the service; its JSON answer."""
+        self.session = self.session or aiohttp.ClientSession()
+        async with self.session.post(self.base + path, json=body) as response:
+            response.raise_for_status()
+            return await response.json()
+
+    async def close(self) -> None:
+        if self.session is not None:
+            await self.session.close()
+            self.session = None
+
+
 class VoxbusPrompt(FrameProcessor):
     """Before each LLM call, set the system prompt to the one voxbus builds for the caller's turn.
 
     The prompt comes from voxbus's understanding service (intent, sentiment, retrieval
     from the same Qdrant collection with the same embedder, the same grounding filter
-    and prompt template), so both systems send the LLM the same kind of request.
+    and prompt template), so both systems send the LLM the same kind of request.  A turn
+    voxbus answers without its LLM (``fixed``) is spoken without an LLM call.
     """
 
-    def __init__(self, url: str) -> None:
+    def __init__(self, understanding: Understanding) -> None:
         super().__init__()
-        self.url = url
-        self.session: aiohttp.ClientSession | None = None
+        self.understanding = understanding
 
     async def process_frame(self, frame: Frame, direction: FrameDirection) -> None:
         await super().process_frame(frame, direction)
@@ -109,17 +145,73 @@ class VoxbusPrompt(FrameProcessor):
             messages = list(frame.context.get_messages())
             users = [m for m in messages if m.get("role") == "user" and isinstance(m.get("content"), str)]
             if users:
-                self.session = self.session or aiohttp.ClientSession()
-                async with self.session.post(self.url, json={"text": users[-1]["content"]}) as response:
-                    system = (await response.json())["system"]
+                turn = await self.understanding.post("/prompt", {"text": users[-1]["content"]})
+                self.understanding.turn = turn
+                if turn.get("fixed"):
+                    for reply in (LLMFullResponseStartFrame(), LLMTextFrame(turn["fixed"]),
+                                  LLMFullResponseEndFrame()):
+                        await self.push_frame(reply, direction)
+                    return
                 rest = [m for m in messages if m.get("role") != "system"]
-                frame.context.set_messages([{"role": "system", "content": system}, *rest])
+                frame.context.set_messages([{"role": "system", "content": turn["system"]}, *rest])
         await self.push_frame(frame, direction)
 
     async def cleanup(self) -> None:
         await super().cleanup()
-        if self.session is not None:
-            await self.session.close()
+        await self.understanding.close()
+
+
+class VoxbusGrounding(FrameProcessor):
+    """Between the LLM and TTS: voxbus's check of each streamed sentence, and its fallback.
+
+    Sentences are cut by Pipecat's :class:`SimpleTextAggregator` and checked by the
+    understanding service (``POST /grounded``: a number no fact holds); the first
+    ungrounded sentence ends the reply, and a reply with nothing said says the best
+    fact or voxbus's fallback.  A ``fixed`` turn passes as it is.
+    """
+
+    def __init__(self, understanding: Understanding) -> None:
+        super().__init__()
+        self.understanding = understanding
+        self.sentences = SimpleTextAggregator()
+        self.said = self.cut = False
+
+    def checking(self) -> bool:
+        return not self.understanding.turn.get("fixed")
+
+    async def say(self, sentence: str, direction: FrameDirection) -> None:
+        turn = self.understanding.turn
+        verdict = await self.understanding.post("/grounded",
+                                                {"sentence": sentence, "facts": turn.get("facts", [])})
+        if verdict["ungrounded"]:
+            self.cut = True
+            return
+        self.said = True
+        await self.push_frame(LLMTextFrame(sentence + " "), direction)
+
+    async def process_frame(self, frame: Frame, direction: FrameDirection) -> None:
+        await super().process_frame(frame, direction)
+        if direction != FrameDirection.DOWNSTREAM or not self.checking():
+            await self.push_frame(frame, direction)
+            return
+        if isinstance(frame, (LLMFullResponseStartFrame, InterruptionFrame)):
+            await self.sentences.reset()
+            self.said = self.cut = False
+        elif isinstance(frame, LLMTextFrame):
+            if not self.cut:
+                async for sentence in self.sentences.aggregate(frame.text):
+                    if not self.cut:
+                        await self.say(sentence.text, direction)
+            return
+        elif isinstance(frame, LLMFullResponseEndFrame):
+            rest = await self.sentences.flush()
+            if rest is not None and rest.text and not self.cut:
+                await self.say(rest.text, direction)
+            if not self.said:
+                facts = self.understanding.turn.get("facts") or []
+                fallback = facts[0]["text"] if facts else self.understanding.turn.get("fallback", "")
+                await self.push_frame(LLMTextFrame(fallback), direction)
+        await self.push_frame(frame, direction)
 
 
 class SharedWhisperSTTService(WhisperSTTService):
@@ -238,9 +330,12 @@ async def run_bot(websocket: WebSocket, args: argparse.Namespace) -> None:
                                             empty_user_turn=None,
                                             user_turn_stop_timeout=args.user_turn_stop_timeout),
     )
-    prompt = [VoxbusPrompt(args.understanding_url)] if args.understanding_url else []
+    understanding = Understanding(args.understanding_url) if args.understanding_url else None
+    prompt = [VoxbusPrompt(understanding)] if understanding else []
+    grounding = [VoxbusGrounding(understanding)] if understanding else []
     pipeline = Pipeline([
-        transport.input(), stt, aggregators.user(), *prompt, llm, tts, transport.output(), aggregators.assistant(),
+        transport.input(), stt, aggregators.user(), *prompt, llm, *grounding, tts, transport.output(),
+        aggregators.assistant(),
     ])
     worker = PipelineWorker(
         pipeline,
@@ -254,6 +349,8 @@ async def run_bot(websocket: WebSocket, args: argparse.Namespace) -> None:
 
     @transport.event_handler("on_client_disconnected")
     async def on_disconnected(_transport: Any, _ws: WebSocket) -> None:
+        replies = [m.get("content") for m in context.get_messages() if m.get("role") == "assistant"]
+        logger.info(f"replies of the call: {json.dumps(replies)}")
         await worker.cancel()
 
     runner = WorkerRunner(handle_sigint=False)

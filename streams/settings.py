@@ -329,6 +329,12 @@ class Settings(BaseSettings):
     )
     llm_timeout_s: float = 20.0
     history_turns: int = 4
+    agent_assist: bool = Field(
+        default=True,
+        description="voxbus up runs the agent-assist worker (voxbus suggest: reply suggestions for human "
+                    "agents). Off for a deployment without human agents; Kubernetes runs it as its own "
+                    "Deployment either way.",
+    )
     suggest_metrics_port: int = Field(
         default=0, ge=0, le=65535,
         description="Port of the agent-assist worker's /metrics (voxbus suggest); 0: the one after the "
@@ -414,6 +420,11 @@ class Settings(BaseSettings):
             "How long a 1-minute analytics window stays in the analytics worker's tables (s); a turn "
             "that arrives later than that is not counted (export voxbus.turns to analyse older history)."
         ),
+    )
+    analytics_worker: bool = Field(
+        default=True,
+        description="voxbus up runs the analytics worker (the analytics topics, the /analytics page's "
+                    "figures). Off: no analytics is computed; Kubernetes runs it as its own Deployment.",
     )
     analytics_metrics_port: int = Field(
         default=0, ge=0,

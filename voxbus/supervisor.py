@@ -160,10 +160,12 @@ class Supervisor:
                   standby_argv=[*python, "worker", stage, "--standby"] if s.stage_standby else None)
             for stage in STAGES
         ]
-        self.children.append(Child("analytics", [*python, "analytics", "worker"],
-                                   self.logs / "analytics.log", env=_member("analytics", 0)))
-        self.children.append(Child("suggest", [*python, "suggest"], self.logs / "suggest.log",
-                                   env=_member("suggest", 0)))
+        if s.analytics_worker:
+            self.children.append(Child("analytics", [*python, "analytics", "worker"],
+                                       self.logs / "analytics.log", env=_member("analytics", 0)))
+        if s.agent_assist:
+            self.children.append(Child("suggest", [*python, "suggest"], self.logs / "suggest.log",
+                                       env=_member("suggest", 0)))
         if s.archive_topics.strip():  # VOXBUS_ARCHIVE_TOPICS empty: no archive (nothing is recorded)
             self.children.append(Child("archive", [*python, "archive"], self.logs / "archive.log"))
         self.children.append(Child("ingress", [*python, "ingress"], self.logs / "ingress.log"))
