@@ -152,7 +152,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--turn-timeout", type=float, default=30.0, help="longest wait for a reply's audio (s)")
     p.add_argument("--call-timeout", type=float, default=240.0, help="longest wait for the recorded call (s)")
     p.add_argument("--quiet-wait", type=float, default=60.0,
-                   help="before each condition, wait up to this long for the stack to fall idle (s)")
+                   help="before each condition, wait up to this long while other jobs load the machine (s)")
     p.add_argument("--data", type=Path, default=ROOT / "tests" / "data")
     p.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "batch_vs_live.json")
     p.add_argument("--work-dir", type=Path, default=ROOT / "benchmarks" / ".data")
