@@ -48,10 +48,13 @@ SETTLE_S = 20.0
 
 LEVERS: list[tuple[str, dict[str, str]]] = [
     ("64 ms chunks, 0.5 s heartbeat, G1", {"chunk_ms": "64", "broker_heartbeat_interval": "0.5",
-                                          "kafka_gc": "g1"}),
-    ("128 ms chunks", {"chunk_ms": "128", "broker_heartbeat_interval": "0.5", "kafka_gc": "g1"}),
-    ("+ 1 s consumer heartbeat", {"chunk_ms": "128", "broker_heartbeat_interval": "1.0", "kafka_gc": "g1"}),
-    ("+ serial GC (defaults)", {}),
+                                          "kafka_gc": "g1", "kafka_jit": "tiered"}),
+    ("128 ms chunks", {"chunk_ms": "128", "broker_heartbeat_interval": "0.5", "kafka_gc": "g1",
+                       "kafka_jit": "tiered"}),
+    ("+ 1 s consumer heartbeat", {"chunk_ms": "128", "broker_heartbeat_interval": "1.0", "kafka_gc": "g1",
+                                  "kafka_jit": "tiered"}),
+    ("+ serial GC", {"kafka_jit": "tiered"}),
+    ("+ C1 JIT only (defaults)", {}),
 ]
 """(label, settings) per configuration, each lever added to the one before; the last is the defaults."""
 
@@ -106,6 +109,7 @@ def measure(label: str, env: dict[str, str], callers: int, idle_s: float, load_s
         supervisor.stop()
     row = {"label": label, "settings": env, "chunk_ms": settings.chunk_ms,
            "broker_heartbeat_interval_s": settings.broker_heartbeat_interval, "kafka_gc": settings.kafka_gc,
+           "kafka_jit": settings.kafka_jit,
            "callers": callers, "idle_cores": idle, "streaming_cores": streaming,
            "streaming_cores_per_caller": round((streaming["total"] - idle["total"]) / callers, 4)}
     log(f"{label}: idle {idle['total']} cores, {callers} callers streaming {streaming['total']} cores "

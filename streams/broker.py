@@ -170,7 +170,7 @@ def _start_kafka(bootstrap: str, out: object, data_dir: Path | None, settings: S
     kafka_server.format_storage(lib, server, log4j, log_dir, out)
     proc = subprocess.Popen(
         kafka_server.java_command(lib, log4j, settings.kafka_heap_mb, "kafka.Kafka", str(server),
-                                  gc=settings.kafka_gc),
+                                  gc=settings.kafka_gc, jit=settings.kafka_jit),
         stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
     )
     log.info("embedded broker: Apache Kafka %s on %s, pid %d, storage %s", kafka_server.KAFKA_VERSION,

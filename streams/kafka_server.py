@@ -197,9 +197,20 @@ GC_FLAGS = {
 }
 """JVM flags per ``VOXBUS_KAFKA_GC``; ``g1`` is what Kafka's ``kafka-run-class.sh`` sets."""
 
+JIT_FLAGS = {
+    "tiered": [],
+    "c1": ["-XX:TieredStopAtLevel=1"],
+}
+"""JVM flags per ``VOXBUS_KAFKA_JIT``: HotSpot's default tiered compilation (C1, then C2 for hot
+code), or the C1 compiler only, whose compilations cost far less CPU for somewhat slower code.
+A broker of a few hundred small requests a second spends more on C2's compilations than C2's
+code saves it: with C1 only it used 0.049-0.053 cores idle instead of 0.067-0.069, and
+0.080-0.082 instead of 0.123-0.144 under 8 streaming callers (``benchmarks/bus.py``, two
+stacks each, README "What the bus costs")."""
+
 
 def java_command(lib: Path, log4j: Path, heap_mb: int, main: str, *args: str,
-                 gc: str = "serial") -> list[str]:
+                 gc: str = "serial", jit: str = "tiered") -> list[str]:
     """The ``java`` command line running ``main`` with Kafka's jars, logging config, heap and collector.
 
     The heap is fixed (``-Xms`` = ``-Xmx`` = ``heap_mb`` MiB): a single node of a few
@@ -207,7 +218,8 @@ def java_command(lib: Path, log4j: Path, heap_mb: int, main: str, *args: str,
     flat.  ``gc`` is a key of :data:`GC_FLAGS`; the default is the serial collector, not Kafka's
     G1: one node with a small heap beside the models on 2 cores gains nothing from G1's
     concurrent threads, and the broker used fewer cores under streaming callers with it
-    (``benchmarks/bus.py``); its young collections of a 384 MiB heap take a few ms.
+    (``benchmarks/bus.py``); its young collections of a 384 MiB heap take a few ms.  ``jit`` is a
+    key of :data:`JIT_FLAGS` (the default keeps HotSpot's; ``VOXBUS_KAFKA_JIT`` defaults to C1 only).
 
     Raises:
         KafkaUnavailable: no Java runtime is found.
@@ -215,8 +227,8 @@ def java_command(lib: Path, log4j: Path, heap_mb: int, main: str, *args: str,
     java = _java()
     if java is None:
         raise KafkaUnavailable("no java on PATH or JAVA_HOME")
-    return [java, f"-Xms{heap_mb}m", f"-Xmx{heap_mb}m", *GC_FLAGS[gc], "-Djava.awt.headless=true",
-            f"-Dlog4j2.configurationFile={log4j}", "-cp", f"{lib}/*", main, *args]
+    return [java, f"-Xms{heap_mb}m", f"-Xmx{heap_mb}m", *GC_FLAGS[gc], *JIT_FLAGS[jit],
+            "-Djava.awt.headless=true", f"-Dlog4j2.configurationFile={log4j}", "-cp", f"{lib}/*", main, *args]
 
 
 def format_storage(lib: Path, server: Path, log4j: Path, log_dir: Path, log_out: object) -> None:

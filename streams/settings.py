@@ -81,6 +81,12 @@ class Settings(BaseSettings):
         default="serial",
         description="Garbage collector of the embedded Apache Kafka (streams/kafka_server.GC_FLAGS).",
     )
+    kafka_jit: Literal["tiered", "c1"] = Field(
+        default="c1",
+        description="JIT compilers of the embedded Apache Kafka (streams/kafka_server.JIT_FLAGS): C1 only "
+                    "(the broker used 35-45 % less CPU idle and under 8 streaming callers, benchmarks/bus.py), "
+                    "or the JVM's default tiered C1+C2.",
+    )
     kafka_controller_port: int = Field(
         default=0, ge=0, description="KRaft controller port of the embedded Kafka; 0: the broker port + 1."
     )
