@@ -7,7 +7,8 @@ and ``function.name``; later deltas with the same ``index`` append to
 ``function.arguments``, a JSON string that is only parseable once the stream ends.
 :class:`ToolCallAccumulator` puts them back together.  A server that does not parse the
 model's output sends a tool call as text: :func:`calls_in_text` reads Qwen2.5's (Hermes)
-``<tool_call>{"name": ..., "arguments": {...}}</tool_call>`` blocks from it.
+``<tool_call>{"name": ..., "arguments": {...}}</tool_call>`` blocks from it, or a reply that is
+such a JSON object alone.
 """
 
 from __future__ import annotations
@@ -120,16 +121,20 @@ class ToolCallAccumulator:
 _TOOL_CALL_BLOCK = re.compile(r"<tool_call>\s*(.*?)\s*(?:</tool_call>|$)", re.DOTALL)
 """A ``<tool_call>`` block of Qwen2.5's chat template (the Hermes format); an unclosed last block (the
 reply capped by ``max_tokens``) runs to the end of the text."""
+_JSON_FENCE = re.compile(r"^```(?:json)?\s*(.*?)\s*(?:```)?$", re.DOTALL)
+"""A Markdown code fence around a whole reply (closed or cut off by ``max_tokens``)."""
 
 
 def calls_in_text(text: str) -> list[tuple[str, str, dict[str, str]]]:
     """The tool calls a model wrote as text, as :meth:`ToolCallAccumulator.complete` returns them.
 
     Each ``<tool_call>`` block must hold a JSON object with ``name`` and ``arguments`` (an object,
-    or a JSON string of one, as some templates write it).  A block that is not such an object is
-    skipped; the calls are then filtered as streamed ones are (unknown tools ignored, arguments
-    that are not an object dropped, values as strings).  Call ids are ``text-<n>``, n counting
-    the blocks from 0.
+    or a JSON string of one, as some templates write it).  A reply without a block that is, whole,
+    one such object (bare or in a ```` ```json ```` fence) is one call: Qwen2.5-Coder-0.5B wrote its
+    calls so, without the tags its template asks for (``make bench-llm``).  A block that is not such
+    an object is skipped; the calls are then filtered as streamed ones are (unknown tools ignored,
+    arguments that are not an object dropped, values as strings).  Call ids are ``text-<n>``, n
+    counting the blocks from 0.
 
     Args:
         text: the model's whole reply.
@@ -138,7 +143,8 @@ def calls_in_text(text: str) -> list[tuple[str, str, dict[str, str]]]:
         ``(call id, tool name, arguments)`` per call, in the order written.
     """
     accumulator = ToolCallAccumulator()
-    for index, block in enumerate(_TOOL_CALL_BLOCK.findall(text)):
+    blocks = _TOOL_CALL_BLOCK.findall(text) or [_JSON_FENCE.sub(r"\1", text.strip())]
+    for index, block in enumerate(blocks):
         try:
             call = json.loads(block)
         except json.JSONDecodeError:

@@ -38,3 +38,12 @@ def test_text_without_a_well_formed_call_gives_none():
 def test_arguments_that_are_not_an_object_are_dropped():
     assert calls_in_text('<tool_call>{"name": "book_appointment", "arguments": [1, 2]}</tool_call>') == [
         ("text-0", "book_appointment", {})]
+
+
+def test_a_reply_that_is_only_the_json_object_is_one_call_bare_or_fenced():
+    call = {"name": "book_appointment", "arguments": {"service": "store appointment", "day": "Thursday"}}
+    expected = [("text-0", "book_appointment", call["arguments"])]
+    assert calls_in_text(json.dumps(call)) == expected
+    assert calls_in_text(f"```json\n{json.dumps(call, indent=2)}\n```") == expected
+    assert calls_in_text(f"Sure! {json.dumps(call)}") == []  # prose around it: an answer, not a call
+    assert calls_in_text('```json\n{\n  "name": "book_appointment",\n  "arguments": {') == []  # capped
