@@ -2,7 +2,9 @@
 
 An authenticated ingress runs in-process on the stack's broker (its own egress
 partition, ``ingress_slot=3``), next to the stack's open one, where a live caller
-is measured with and without a recorded call running (logged, not asserted).
+is measured with and without a recorded call running (logged, not asserted).  An open
+one (``ingress_slot=2``) feeds its calls at real time, so a live turn on it or on the
+stack's ingress falls while the call is fed: the feed waits for that turn (yielding).
 """
 
 from __future__ import annotations
@@ -19,6 +21,8 @@ import pytest_asyncio
 import soundfile
 from aiohttp.test_utils import TestServer
 
+from benchmarks.batch_vs_live import call_recording
+from ingress.calls import SERVICE
 from ingress.server import make_app
 from streams.settings import Settings
 from tests.conftest import DATA, wer
@@ -32,6 +36,10 @@ ALICE = {"Authorization": "Bearer alice-calls-key-0123456789"}
 BOB = {"Authorization": "Bearer bob-calls-key-0123456789"}
 MAX_BYTES = 2 * 2**20
 LONG_CLIP = "sense_and_sensibility_01_austen_64kb-0870"
+LIVE_CLIP = "sense_and_sensibility_01_austen_64kb-0880"
+BUS_SLACK_S = 1.0
+"""Most the feed's wait may start or end after the live caller saw the speech end or its first reply
+audio (s): the turn state goes through the bus (a poll every 50 ms, a record produced and read)."""
 
 
 @pytest_asyncio.fixture(loop_scope="module", scope="module")
@@ -41,6 +49,17 @@ async def calls(stack):
     await server.start_server()
     async with aiohttp.ClientSession() as http:
         yield f"http://127.0.0.1:{server.port}", http
+    await server.close()
+
+
+@pytest_asyncio.fixture(loop_scope="module", scope="module")
+async def realtime_calls(stack):
+    """An open in-process ingress (egress partition 2) feeding calls at real time, yielding (the default)."""
+    app = make_app(Settings(ingress_slot=2, calls_speed=1.0))
+    server = TestServer(app, host="127.0.0.1")
+    await server.start_server()
+    async with aiohttp.ClientSession() as http:
+        yield f"127.0.0.1:{server.port}", http, app
     await server.close()
 
 
@@ -143,3 +162,32 @@ async def test_a_live_caller_with_and_without_a_recorded_call(calls, url):
                 alone, beside, body["status"])
     print(f"\nlive voice-to-voice: {alone:.0f} ms alone, {beside:.0f} ms beside a recorded call")
     assert alone > 0 and beside > 0 and body["status"] == "done"
+
+
+@pytest.mark.parametrize("replica", ["same", "other"])
+async def test_a_recorded_call_waits_while_a_live_turn_is_in_flight(realtime_calls, url, replica):
+    """The feed pauses from the live turn's speech end to its first reply audio, then goes on to the end.
+
+    ``same``: the live caller is on the call's ingress (its sessions' turns); ``other``: on the
+    stack's ingress (the turns in flight it puts on ``voxbus.heartbeats``).
+    """
+    host, http, app = realtime_calls
+    recording = call_recording(DATA, copies=1, gap_s=1.0)  # 44 s, fed at real time
+    wav = {"Content-Type": "audio/wav"}
+    async with http.post(f"http://{host}/v1/calls", data=recording, headers=wav) as r:
+        assert r.status == 202, await r.text()
+        call = app[SERVICE].calls[(await r.json())["id"]]
+    async with ScriptedCaller(f"ws://{host}/v1/stream" if replica == "same" else url) as caller:
+        await caller.say(LIVE_CLIP)
+        await caller.until(lambda e: e["type"] == "turn_end" and e.get("transcript"), timeout_s=120)
+    speech_end = next(t for t, e in caller.events if e["type"] == "speech_ended")
+    first_audio = next(t for t, e in caller.events if e["type"] == "binary" and t > speech_end)
+    assert call.end is None, "the call was fed before the live turn was answered: no overlap to see"
+    waits = [(at, at + waited) for at, waited in call.yields if at + waited > speech_end - BUS_SLACK_S]
+    assert waits, (call.yields, speech_end, first_audio)
+    began, ended = waits[0]
+    assert speech_end - BUS_SLACK_S <= began <= speech_end + BUS_SLACK_S, (waits, speech_end)
+    assert first_audio - BUS_SLACK_S <= ended <= first_audio + BUS_SLACK_S, (waits, first_audio)
+    body = await until_done(http, f"http://{host}", call.id)
+    assert body["status"] == "done" and body["turns"], body  # it went on after the wait
+    assert body["yielded_s"] == pytest.approx(sum(waited for _, waited in call.yields), abs=0.01)
