@@ -40,18 +40,8 @@ import aiohttp
 import numpy as np
 import soundfile
 
+from benchmarks import latency
 from benchmarks.caller import TurnResult, run_caller
-from benchmarks.latency import (
-    caller_plans,
-    free_port,
-    git_state,
-    log,
-    prepare_data_dir,
-    start_voxbus,
-    voxbus_roots,
-    wait_for_quiet,
-    wait_http,
-)
 from benchmarks.report import percentiles
 from benchmarks.utterances import SAMPLE_RATE, load_utterances
 
@@ -90,14 +80,14 @@ def start_replica(supervisor: Any, name: str, slot: int, yielding: str) -> str:
     """
     from voxbus.supervisor import Child
 
-    port = free_port()
+    port = latency.free_port()
     child = Child(name, [sys.executable, "-m", "voxbus", "ingress"], supervisor.logs / f"{name}.log",
                   env={"VOXBUS_PORT": str(port), "VOXBUS_INGRESS_SLOT": str(slot),
                        "VOXBUS_CALLS_YIELD": yielding})
     child.start(supervisor.env)
     supervisor.children.append(child)  # stopped with the stack
     base = f"http://{supervisor.settings.host}:{port}"
-    if not wait_http(f"{base}/readyz", 60):
+    if not latency.wait_http(f"{base}/readyz", 60):
         raise RuntimeError(f"ingress {name} not ready in 60 s; see {child.log_path}")
     return base
 
@@ -169,30 +159,30 @@ def main(argv: list[str] | None = None) -> int:
     defaults = Settings()
     utterances = load_utterances(args.data, defaults.vad_threshold, defaults.vad_min_silence_ms,
                                  defaults.vad_speech_pad_ms)
-    plan = caller_plans(utterances, 1, args.turns)[0]
+    plan = latency.caller_plans(utterances, 1, args.turns)[0]
     wav = call_recording(args.data, args.copies, args.gap)
     call_s = (len(wav) - 44) / 2 / SAMPLE_RATE
-    log(f"live plan: {[u.name for u in plan]}; recorded call: {call_s:.0f} s of audio")
-    supervisor, settings = start_voxbus(prepare_data_dir(args.work_dir, "batch-vs-live"),
+    latency.log(f"live plan: {[u.name for u in plan]}; recorded call: {call_s:.0f} s of audio")
+    supervisor, settings = latency.start_voxbus(latency.prepare_data_dir(args.work_dir, "batch-vs-live"),
                                         extra_env={"ARCHIVE_TOPICS": ""})
     results: dict[str, Any] = {}
     try:
         bases = {name: start_replica(supervisor, f"ingress-{name}", slot, yielding)
                  for name, (slot, yielding) in REPLICAS.items()}
         live_url = f"ws://{settings.host}:{settings.port}/v1/stream"
-        roots = voxbus_roots(supervisor)
+        roots = latency.voxbus_roots(supervisor)
         warm, _ = asyncio.run(condition(live_url, None, wav, plan[:1], args))
-        log(f"warm-up turn: voice-to-voice {warm[0].voice_to_voice_ms} ms")
+        latency.log(f"warm-up turn: voice-to-voice {warm[0].voice_to_voice_ms} ms")
         for name in ("alone", *REPLICAS):
-            wait_for_quiet(roots, args.quiet_wait)  # nothing but the stack loads the machine
+            latency.wait_for_quiet(roots, args.quiet_wait)  # nothing but the stack loads the machine
             turns, call = asyncio.run(condition(live_url, bases.get(name), wav, plan, args))
             results[name] = summary(turns, call)
-            log(f"{name}: v2v {results[name]['voice_to_voice_ms']}, call {results[name].get('call')}")
+            latency.log(f"{name}: v2v {results[name]['voice_to_voice_ms']}, call {results[name].get('call')}")
     finally:
         supervisor.stop()
     document = {
         "generated": datetime.now(UTC).isoformat(timespec="seconds"),
-        "duration_s": round(time.monotonic() - started, 1), "git": git_state(),
+        "duration_s": round(time.monotonic() - started, 1), "git": latency.git_state(),
         "machine": {"cpus": os.cpu_count()},
         "method": {"live_turns": args.turns, "live_plan": [u.name for u in plan],
                    "call_audio_s": round(call_s, 1), "call_copies": args.copies, "call_gap_s": args.gap,
@@ -207,7 +197,7 @@ def main(argv: list[str] | None = None) -> int:
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(document, indent=1) + "\n")
     print(table(results))
-    log(f"wrote {args.out}")
+    latency.log(f"wrote {args.out}")
     return 0
 
 
