@@ -55,6 +55,10 @@ class Stage(abc.ABC):
     concurrency_setting: ClassVar[str] = ""
     """The :class:`Settings` field with the most input records handled at once, each
     session's in order (:class:`processors.lanes.SessionLanes`); empty: one at a time."""
+    holds_input: ClassVar[bool] = False
+    """True if the stage keeps state built from input records that only reading them again could
+    rebuild (the vad stage's open utterance): the runtime then holds the partition's committed
+    offset at the first record :meth:`needs` still wants (:mod:`processors.holds`)."""
     caller_path: ClassVar[bool] = True
     """True if a caller waits on the stage's outputs: a record it fails on is then told to the
     caller (:class:`schemas.ErrorEvent` on ``voxbus.egress``). False for a worker no caller
@@ -99,6 +103,17 @@ class Stage(abc.ABC):
         for record in records:
             async for emit in self.handle(record):
                 yield emit
+
+    def needs(self, record: Record) -> bool:
+        """True while the stage still keeps state from ``record`` (stages with :attr:`holds_input`).
+
+        Asked after the outputs of every record handled so far are produced; once True for
+        a record of a session, it must be True for that session's later records too.
+        """
+        return False
+
+    def produced(self, emits: list[Emit]) -> None:  # noqa: B027 - optional hook
+        """Called once ``emits``, the outputs of one record or batch, are all acknowledged by the broker."""
 
     async def on_cancel(self, cancel: TurnCancel) -> list[Emit]:
         """Drop work for a cancelled turn; return outputs, if any (stages with :attr:`control`)."""

@@ -12,6 +12,11 @@ that, so delivery is at-least-once), and never lets one bad record stop the work
   broker's ``MessageSizeTooLargeError``), dead-letters the input and sends the caller an
   ``ErrorEvent``; the other records of its batch are still processed.
 
+A stage that keeps state across records (:attr:`processors.base.Stage.holds_input`: the vad
+stage's open utterance) has its commits held back (:mod:`processors.holds`): a partition's
+committed offset never passes the first record the stage still needs, so the worker that
+reads the partition next (restarted, or after a rebalance) reads those records again.
+
 Each worker also publishes a :class:`schemas.StageHeartbeat` every
 :data:`HEARTBEAT_INTERVAL_S` (the ingress's ``/healthz`` reads them) and serves
 Prometheus metrics on its faust web port at ``/metrics``.
@@ -31,10 +36,12 @@ from typing import Any
 
 import faust
 from faust.sensors.prometheus import setup_prometheus_sensors
+from faust.types import TP
 from prometheus_client import REGISTRY
 
 from processors import metrics
 from processors.base import Emit, Stage
+from processors.holds import InputHolds
 from processors.lanes import SessionLanes
 from schemas import (
     DEAD_LETTER_PAYLOAD_BYTES,
@@ -53,6 +60,7 @@ from streams.admin import ensure_internal_topics
 from streams.app import make_app
 from streams.settings import Settings, get_settings
 from streams.topics import CONTROL, DEAD_LETTER, EGRESS, HEARTBEATS, TopicSpec
+from streams.transport import hold_commits
 
 log = logging.getLogger(__name__)
 
@@ -96,6 +104,21 @@ class StageRunner:
         self.stage = stage
         self.app = app
         self.instance = f"{socket.gethostname()}:{os.getpid()}"
+        self.holds = InputHolds() if stage.holds_input else None
+
+    def settle(self, handled: list[tuple[Any, Record]], emits: list[Emit]) -> None:
+        """After the outputs ``emits`` of the ``handled`` (message, record) pairs are all produced.
+
+        Tells the stage (:meth:`Stage.produced`) and, if it holds its input, tracks the records
+        and releases those it no longer needs: the holds then match what the broker has.
+        """
+        self.stage.produced(emits)
+        if self.holds is None:
+            return
+        for message, record in handled:
+            key = record.session_id if isinstance(record, SessionRecord) else ""
+            self.holds.track(key, TP(message.topic, message.partition), message.offset, record)
+        self.holds.release(self.stage.needs)
 
     async def produce(self, topic: TopicSpec, record: Record) -> None:
         """Produce ``record`` to ``topic`` and wait for the broker's acknowledgement."""
@@ -135,7 +158,9 @@ class StageRunner:
         """Process one message of the stage's input topic end to end; never raises."""
         if message.timestamp:
             metrics.HOP.labels(self.stage.name).observe(max(0.0, time.time() - message.timestamp))
-        await self._process(message, self.stage.accepts, self.stage.handle)
+        done = await self._process(message, self.stage.accepts, self.stage.handle)
+        if done is not None:
+            self.settle([done[:2]], done[2])
 
     async def on_batch(self, messages: list[Any]) -> None:
         """Process messages that arrived together; never raises.
@@ -165,6 +190,7 @@ class StageRunner:
             for message, _ in good:
                 await self.on_message(message)
             return
+        self.settle(good, emits)
         metrics.PROCESSING.labels(self.stage.name).observe(time.perf_counter() - started)
         metrics.BATCH_SIZE.labels(self.stage.name).observe(len(good))
         metrics.RECORDS.labels(self.stage.name, "ok").inc(len(good))
@@ -177,16 +203,24 @@ class StageRunner:
 
         await self._process(message, (TurnCancel,), cancel)
 
-    async def _process(self, message: Any, accepts: tuple[type[Record], ...], handler: Any) -> None:
+    async def _process(self, message: Any, accepts: tuple[type[Record], ...],
+                       handler: Any) -> tuple[Any, Record, list[Emit]] | None:
+        """Decode, handle and produce one message; never raises.
+
+        Returns:
+            (the message, its record, the outputs produced), or None if it was dead-lettered.
+        """
         try:
             record = decode(message.value, *accepts)
         except SchemaError as exc:
             await self.dead_letter(message, f"schema: {exc}", "schema")
-            return
+            return None
         started = time.perf_counter()
+        emits: list[Emit] = []
         try:
             async for emit in handler(record):
                 await self.emit(emit)
+                emits.append(emit)
         except Exception as exc:  # a stage bug or a model failure must not stop the worker
             log.exception("stage %s failed on %s", self.stage.name, type(record).__name__)
             await self.dead_letter(message, f"processing: {type(exc).__name__}: {exc}", "processing")
@@ -199,9 +233,10 @@ class StageRunner:
                     code="stage_error",
                     message=f"the {self.stage.name} stage failed on this turn",
                 ))
-            return
+            return None
         metrics.PROCESSING.labels(self.stage.name).observe(time.perf_counter() - started)
         metrics.RECORDS.labels(self.stage.name, "ok").inc()
+        return message, record, emits
 
     async def emit(self, emit: Emit) -> None:
         """Produce one stage output."""
@@ -325,6 +360,14 @@ def build_stage(stage: Stage, web_port: int) -> tuple[faust.App, StageRunner]:
         async def cancellations(stream: faust.Stream) -> None:
             async for event in stream.events():
                 await runner.on_control(event.message)
+
+    if runner.holds is not None:
+        holds = runner.holds
+        hold_commits(app, holds.floor)
+
+        @app.on_partitions_revoked.connect
+        async def revoked(app: faust.App, revoked: set[Any], **_: Any) -> None:
+            holds.drop(revoked)  # the next owner reads them again; stale holds here would pull commits back
 
     serve_liveness(app, runner)
     return app, runner

@@ -1,4 +1,22 @@
-"""The vad stage: caller audio chunks in, utterances out (silero-vad endpointing)."""
+"""The vad stage: caller audio chunks in, utterances out (silero-vad endpointing).
+
+Delivery across a crash (issue 16).  The stage keeps an open utterance's audio in memory,
+so it holds its input (:attr:`VadStage.holds_input`): the committed offset of an audio
+partition never passes the first chunk of audio a session still holds (an utterance still
+open, audio not yet endpointed: from ``Session.audio_start``), and a restarted or replacing
+worker reads that audio again and endpoints it from there.  What it reads again includes
+chunks of other sessions of the partition whose utterances were already sent; a confirmed
+utterance, once the broker has it, is recorded per session in a changelog-backed table
+(``voxbus-vad-emitted-changelog``: the connection epoch and the utterance's last sample), and a
+session that starts afresh in a worker resumes after its recorded utterance: chunks at or below
+that sample are skipped, so nothing is cut or sent twice.  The record is written after the
+utterance is acknowledged and reaches the broker before the offset past it is committed, so a
+crash loses no utterance; a crash in the few milliseconds between the two sends it again, most
+likely with the same turn id (absorbed downstream).  After a restart a continuation cannot join
+the turn before the crash (its audio is not read again): it is a turn of its own; and the VAD,
+fresh and without the audio before the held chunks, may hear the open utterance start a few
+windows later, so its turn id can differ from the ``speech_start`` sent before the crash.
+"""
 
 from __future__ import annotations
 
@@ -6,8 +24,9 @@ import asyncio
 import logging
 import time
 from collections import deque
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, MutableMapping
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -28,7 +47,13 @@ from schemas import (
     Utterance,
     VadEvent,
 )
+from streams.tables import session_table
 from streams.topics import AUDIO, CONTROL, EGRESS, UTTERANCES
+
+if TYPE_CHECKING:
+    import faust
+
+    from streams.settings import Settings
 
 log = logging.getLogger(__name__)
 
@@ -42,11 +67,25 @@ MAX_FILLED_GAP_S = 1.0
 hears the pause).  A longer gap, such as the minutes since sample 0 of a call a restarted
 worker joins at its committed offset, is skipped: speech in progress ends at the gap and the
 timeline jumps, so the work stays that of the audio received."""
+MARK_EXPIRY_S = 2 * SESSION_EXPIRY_S
+"""A session's record of its last utterance sent is forgotten this long (s) after it was written:
+a partition's committed offset lags by at most the audio a session holds, which is kept no longer
+than :data:`SESSION_EXPIRY_S` (a session gone quiet mid-utterance)."""
 
 
 def turn_id(start_sample: int, epoch: int) -> str:
     """The id of the turn whose speech starts at ``start_sample`` of connection ``epoch``."""
     return f"a{start_sample}-{epoch}"
+
+
+def chunk_end(chunk: AudioChunk) -> int:
+    """The sample just after ``chunk``'s audio (from the connection start)."""
+    return chunk.start_sample + len(chunk.pcm) // 2
+
+
+def turn_epoch(turn: str) -> int:
+    """The connection epoch of a turn id made by :func:`turn_id`."""
+    return int(turn.rsplit("-", 1)[1])
 
 
 @dataclass
@@ -56,7 +95,8 @@ class Session:
     ``audio`` holds int16 samples from ``audio_start`` (a sample offset from the start of
     connection ``epoch``) to ``next_sample``; it is trimmed to the padding while nobody speaks
     (and no ended turn may still be continued: then from that turn's start).  ``pending``
-    holds the (denoised) float32 samples not yet run through the VAD.
+    holds the (denoised) float32 samples not yet run through the VAD.  ``cut_until`` is the
+    last sample of the last confirmed utterance.
     """
 
     endpointer: Endpointer
@@ -66,6 +106,7 @@ class Session:
     audio: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int16))
     audio_start: int = 0
     next_sample: int = 0
+    cut_until: int = 0
     next_seq: int = 0
     pending: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.float32))
     arrivals: deque[tuple[int, float]] = field(default_factory=lambda: deque(maxlen=4096))
@@ -115,12 +156,30 @@ class VadStage(Stage):
     ``speech_end`` names the continued turn, and a :class:`TurnCancel` (``continuation``)
     on ``voxbus.control`` drops that turn's reply everywhere.  The turn model judges the
     pause on the whole thought's audio.
+
+    A crash loses no audio and sends no utterance twice (see the module docstring): the
+    stage holds its input from each session's ``audio_start`` (:meth:`needs`), records its
+    utterances once produced (:meth:`produced`) and resumes a session after the last one.
     """
 
     name = "vad"
     input = AUDIO
     accepts = (AudioChunk, SessionControl)
     batch_setting = "vad_batch_size"
+    holds_input = True
+
+    def __init__(self, settings: Settings) -> None:
+        super().__init__(settings)
+        self.marks: MutableMapping[str, list[float]] = {}
+        """Session id -> [epoch, last sample, wall time (s)] of its last utterance produced."""
+
+    def bind(self, app: faust.App) -> None:
+        """Keep :attr:`marks` in a table (changelog topic ``voxbus-vad-emitted-changelog``)."""
+        import faust
+
+        self.marks = session_table(app, "emitted", self.settings.partitions,
+                                   schema=faust.Schema(key_type=str, key_serializer="json",
+                                                       value_serializer="json"))
 
     def load(self) -> None:
         """Load the silero-vad ONNX model, and the turn model unless it is off."""
@@ -169,6 +228,11 @@ class VadStage(Stage):
             return None
         if session is None or epoch > session.epoch:
             session = self.sessions[session_id] = self.new_session(epoch)
+            mark = self.marks.get(session_id)
+            if mark is not None and mark[0] == epoch:  # this worker took over: resume after what was sent
+                session.audio_start = session.next_sample = session.cut_until = int(mark[1])
+                log.info("session %s: resumed at sample %d, after its last utterance sent", session_id,
+                         session.next_sample)
         session.last_seen = time.monotonic()
         return session
 
@@ -181,6 +245,29 @@ class VadStage(Stage):
         for session_id in [k for k, v in self.sessions.items() if now - v.last_seen > SESSION_EXPIRY_S]:
             log.info("session %s: no record for %.0f s; state dropped", session_id, SESSION_EXPIRY_S)
             del self.sessions[session_id]
+        written_before = time.time() - MARK_EXPIRY_S
+        for session_id in [k for k, mark in self.marks.items() if mark[2] < written_before]:
+            del self.marks[session_id]
+
+    def needs(self, record: Record) -> bool:
+        """True while ``record`` is a chunk with audio its session still holds (from ``audio_start``).
+
+        Audio of a confirmed utterance is not held (:meth:`produced` recorded it): a worker
+        taking over resumes after it.
+        """
+        if not isinstance(record, AudioChunk):
+            return False
+        session = self.sessions.get(record.session_id)
+        if session is None or session.epoch != record.epoch:
+            return False
+        return chunk_end(record) > max(session.audio_start, session.cut_until)
+
+    def produced(self, emits: list[Emit]) -> None:
+        """Record each confirmed utterance produced as its session's last (:attr:`marks`)."""
+        for emit in emits:
+            record = emit.record
+            if isinstance(record, Utterance) and not record.speculative:
+                self.marks[record.session_id] = [turn_epoch(record.turn_id), record.end_sample, time.time()]
 
     async def handle(self, record: Record) -> AsyncIterator[Emit]:
         """Endpoint one record (see :meth:`handle_batch`)."""
@@ -242,8 +329,8 @@ class VadStage(Stage):
                         emits += self.on_event(session_id, session, end)
                 continue
             assert isinstance(record, AudioChunk)
-            if record.seq < session.next_seq:
-                continue  # a redelivered chunk: already endpointed
+            if record.seq < session.next_seq or chunk_end(record) <= session.next_sample:
+                continue  # redelivered, or sent before this worker took over: already endpointed
             session.egress_partition, session.speak = record.egress_partition, record.speak
             session.language = record.language
             if record.start_sample - session.next_sample > MAX_FILLED_GAP_S * BUS_SAMPLE_RATE:
@@ -358,6 +445,8 @@ class VadStage(Stage):
         gap = chunk.start_sample - session.next_sample
         if gap > 0:  # lost chunks: keep the timeline with silence
             samples = np.concatenate([np.zeros(gap, dtype=np.int16), samples])
+        elif gap < 0:  # it began before the point this worker resumed at
+            samples = samples[-gap:]
         session.audio = np.concatenate([session.audio, samples])
         session.next_sample += samples.size
         session.next_seq = chunk.seq + 1
@@ -419,6 +508,7 @@ class VadStage(Stage):
         pcm = session.audio[start - session.audio_start: stop - session.audio_start]
         speculative = isinstance(end, SpeechPause)
         if not speculative:
+            session.cut_until = stop
             forced = isinstance(end, SpeechEnd) and end.forced
             closed = None if forced else ClosedTurn(turn_id(end.start, session.epoch), start, end.end)
             session.continuation.close(closed)
