@@ -18,7 +18,7 @@ running; the call's completion time (post to ``done``) and how long its feed wai
 (``yielded_s``).  The yielding replica learns of the live turns from the bus
 (:mod:`ingress.live_turns`): the live caller is on another replica.
 
-Usage: ``python -m benchmarks.batch_vs_live [--turns 6] [--copies 2]``; writes
+Usage: ``python -m benchmarks.batch_vs_live [--turns 12] [--copies 4]`` (5 min on 2 cores); writes
 ``benchmarks/results/batch_vs_live.json``.
 """
 
@@ -136,8 +136,8 @@ def summary(turns: list[TurnResult], call: dict[str, Any] | None) -> dict[str, A
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description="a live caller beside a recorded call, yielding or not")
-    p.add_argument("--turns", type=int, default=6, help="live turns per condition")
-    p.add_argument("--copies", type=int, default=2, help="times every recording is in the recorded call")
+    p.add_argument("--turns", type=int, default=12, help="live turns per condition")
+    p.add_argument("--copies", type=int, default=4, help="times every recording is in the recorded call")
     p.add_argument("--gap", type=float, default=1.0, help="silence between recordings in the call (s)")
     p.add_argument("--turn-timeout", type=float, default=30.0, help="longest wait for a reply's audio (s)")
     p.add_argument("--call-timeout", type=float, default=240.0, help="longest wait for the recorded call (s)")
