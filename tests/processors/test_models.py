@@ -13,6 +13,7 @@ from processors.models import (
     ModelNotFound,
     join_checked,
     qwen_coder_gguf,
+    whisper_multilingual_dir,
 )
 
 
@@ -70,3 +71,12 @@ def test_qwen_is_joined_from_the_six_parts_into_the_official_gguf(tmp_path):
     assert gguf.stat().st_size == 491_400_064
     assert gguf.read_bytes()[:4] == b"GGUF"
     assert qwen_coder_gguf(tmp_path) == gguf  # later calls return it
+
+
+def test_faster_whisper_base_is_joined_beside_its_config_and_vocabulary(tmp_path):
+    model = whisper_multilingual_dir(tmp_path)  # a fresh cache: joined and checked here
+    assert model == tmp_path / "faster-whisper-base"
+    files = ["config.json", "model.bin", "tokenizer.json", "vocabulary.txt"]
+    assert sorted(p.name for p in model.iterdir()) == files
+    assert (model / "model.bin").stat().st_size == 145_217_532
+    assert [p.name for p in tmp_path.iterdir()] == ["faster-whisper-base"]  # no staging left
