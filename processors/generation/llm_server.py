@@ -93,9 +93,26 @@ def server_command(settings: Settings, model: Path) -> list[str]:
     ]
 
 
+def embedded_model(settings: Settings) -> Path:
+    """The GGUF the embedded server runs: ``VOXBUS_LLM_GGUF``, else the packaged SmolLM2 as Q8_0.
+
+    Raises:
+        FileNotFoundError: ``VOXBUS_LLM_GGUF`` names no file.
+    """
+    if settings.llm_gguf is None:
+        return q8_model(settings)
+    if not settings.llm_gguf.is_file():
+        raise FileNotFoundError(f"VOXBUS_LLM_GGUF={settings.llm_gguf}: no such file")
+    return settings.llm_gguf
+
+
 def start_llm_server(settings: Settings, log_file: Path | None = None) -> subprocess.Popen[bytes]:
-    """Convert the model if needed and start the server (returns at once; poll /v1/models)."""
-    model = q8_model(settings)
+    """Convert the model if needed and start the server (returns at once; poll /v1/models).
+
+    Raises:
+        FileNotFoundError: ``VOXBUS_LLM_GGUF`` names no file.
+    """
+    model = embedded_model(settings)
     out = open(log_file, "ab") if log_file else subprocess.DEVNULL  # noqa: SIM115 - owned by the child
     return subprocess.Popen(server_command(settings, model), stdout=out, stderr=subprocess.STDOUT,
                             start_new_session=True)
