@@ -79,7 +79,7 @@ class Gateway:
         # idempotent with acks=all on Kafka; acks=1 on Tansu, which fails InitProducerId
         self.producer = AIOKafkaProducer(**producer_kwargs(settings, max_request_size=8 * 1024 * 1024))
         self.egress = EgressReader(settings, self.deliver)
-        self.monitor = StageMonitor(settings, list(STAGES))
+        self.monitor = StageMonitor(settings, list(STAGES), on_record=self.live.absorb)
         self.probe = BrokerProbe(settings)
         await ensure_topics(settings)
         await self.producer.start()

@@ -17,10 +17,11 @@ import asyncio
 import contextlib
 import logging
 import time
+from collections.abc import Callable
 
 from aiokafka import AIOKafkaClient, AIOKafkaConsumer
 
-from schemas import SchemaError, StageHeartbeat, decode
+from schemas import Record, SchemaError, StageHeartbeat, decode
 from streams.admin import topic_partitions
 from streams.clients import consumer_kwargs, profile, security_kwargs, stop_consumer
 from streams.settings import Settings
@@ -123,11 +124,17 @@ class BrokerProbe:
 
 
 class StageMonitor:
-    """Track the last heartbeat of every stage instance (no consumer group: every ingress reads all)."""
+    """Track the last heartbeat of every stage instance (no consumer group: every ingress reads all).
 
-    def __init__(self, settings: Settings, stages: list[str]) -> None:
+    It is the replica's one reader of ``voxbus.heartbeats``: the topic's other records (the
+    replicas' :class:`~schemas.LiveTurns`) go to ``on_record``.
+    """
+
+    def __init__(self, settings: Settings, stages: list[str],
+                 on_record: Callable[[Record], None] | None = None) -> None:
         self.settings = settings
         self.stages = stages
+        self.on_record = on_record
         self.last: dict[str, dict[str, float]] = {stage: {} for stage in stages}
         wait = max(profile(settings).fetch_max_wait_ms, 100)
         self.consumer = AIOKafkaConsumer(**consumer_kwargs(settings, enable_auto_commit=False,
@@ -151,9 +158,12 @@ class StageMonitor:
             for messages in batches.values():
                 for message in messages:
                     with contextlib.suppress(SchemaError):
-                        beat = decode(message.value, StageHeartbeat)
-                        if beat.stage in self.last and beat.ready:
-                            self.last[beat.stage][beat.instance] = beat.ts
+                        record = decode(message.value)
+                        if isinstance(record, StageHeartbeat):
+                            if record.stage in self.last and record.ready:
+                                self.last[record.stage][record.instance] = record.ts
+                        elif self.on_record is not None:
+                            self.on_record(record)
 
     def status(self) -> dict[str, int]:
         """Live instances per stage."""

@@ -13,8 +13,9 @@ Where the signal comes from, and why:
 * **the other replicas**: each ingress produces a :class:`~schemas.LiveTurns` record to
   ``voxbus.heartbeats`` when its count changes and every :data:`REFRESH_S` while it is
   above zero (a few small records per turn), and reads the others' from that one-partition
-  topic; a count not refreshed for :data:`STALE_S` is forgotten (a replica that died
-  mid-turn).
+  topic, through the replica's one reader of it (:class:`ingress.health.StageMonitor` hands
+  them to :meth:`LiveLoad.absorb`); a count not refreshed for :data:`STALE_S` is forgotten (a
+  replica that died mid-turn).
 
 The bus's other signals do not say it: the stages' consumer lag counts the recorded call's
 own records (no record after ``voxbus.audio`` says it is batch work), so a call would wait
@@ -26,7 +27,6 @@ audio, which each replica would then read whole.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import os
 import socket
@@ -34,13 +34,9 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from aiokafka import AIOKafkaConsumer
-
 from ingress.session import CallerSession
 from ingress.turns import Turn
-from schemas import LiveTurns, SchemaError, decode
-from streams.admin import topic_partitions
-from streams.clients import consumer_kwargs, stop_consumer
+from schemas import LiveTurns, Record
 from streams.settings import Settings
 from streams.topics import HEARTBEATS, TopicSpec
 
@@ -91,29 +87,27 @@ class LiveLoad:
         self.instance = f"{socket.gethostname()}:{os.getpid()}:{settings.ingress_slot}"
         self.remote: dict[str, tuple[int, float]] = {}
         """Other replica -> (its turns in flight, monotonic s when read)."""
-        self.consumer: AIOKafkaConsumer | None = None
-        self.tasks: list[asyncio.Task[None]] = []
+        self.task: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
-        """Follow ``voxbus.heartbeats`` from its end, and produce this replica's count as it changes.
-
-        Raises:
-            aiokafka.errors.KafkaError, LookupError: the broker or the topic is not there.
-        """
-        self.consumer = AIOKafkaConsumer(**consumer_kwargs(self.settings, enable_auto_commit=False))
-        await self.consumer.start()
-        self.consumer.assign(await topic_partitions(self.settings, HEARTBEATS.name))
-        await self.consumer.seek_to_end()
-        self.tasks = [asyncio.create_task(self._publish(), name="live-turns-out"),
-                      asyncio.create_task(self._read(), name="live-turns-in")]
+        """Produce this replica's count as it changes (the others' arrive through :meth:`absorb`)."""
+        self.task = asyncio.create_task(self._publish(), name="live-turns-out")
 
     async def stop(self) -> None:
-        """Stop both loops and close the consumer."""
-        for task in self.tasks:
-            task.cancel()
-        await asyncio.gather(*self.tasks, return_exceptions=True)
-        if self.consumer is not None:
-            await stop_consumer(self.consumer)
+        """Stop producing."""
+        if self.task is not None:
+            self.task.cancel()
+            await asyncio.gather(self.task, return_exceptions=True)
+
+    def absorb(self, record: Record) -> None:
+        """Keep another replica's count from a record read on ``voxbus.heartbeats`` (others are skipped).
+
+        A count produced more than :data:`STALE_S` ago by its replica's clock (the backlog the
+        reader starts from) is not taken.
+        """
+        if (isinstance(record, LiveTurns) and record.instance != self.instance
+                and time.time() - record.ts < STALE_S):
+            self.remote[record.instance] = (record.in_flight, time.monotonic())
 
     def local(self) -> int:
         """Live turns in flight on this replica now."""
@@ -148,15 +142,3 @@ class LiveLoad:
                 except Exception as exc:  # the broker is away: tried again at the next look
                     log.warning("live turns not produced: %s: %s", type(exc).__name__, exc)
             await asyncio.sleep(POLL_S)
-
-    async def _read(self) -> None:
-        """Keep the other replicas' counts (the stages' heartbeats on the topic are skipped)."""
-        assert self.consumer is not None
-        while True:
-            batches = await self.consumer.getmany(timeout_ms=1000)
-            for messages in batches.values():
-                for message in messages:
-                    with contextlib.suppress(SchemaError):
-                        record = decode(message.value)
-                        if isinstance(record, LiveTurns) and record.instance != self.instance:
-                            self.remote[record.instance] = (record.in_flight, time.monotonic())
