@@ -32,8 +32,10 @@ from voxbus.client import connect
 
 SLOW_START_S = 15.0
 """Each view's start on the loaded broker (the soak measured 7-32 s)."""
-SERVED_WITHIN_S = 5.0
-"""The caller must be served this soon after the app starts (three slow views took 45 s before)."""
+SERVED_WITHIN_S = 10.0
+"""The caller must be served this soon after the app starts: well under one view's :data:`SLOW_START_S`,
+so serving cannot have waited for a view (three slow views took 45 s before).  Alone here a caller is
+served 3.3-3.5 s after the start; once, in a full `make test` run on 2 cores, 7.3 s."""
 
 
 def slowed(monkeypatch, view: type) -> None:
