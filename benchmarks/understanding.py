@@ -33,8 +33,7 @@ import asyncio
 
 from aiohttp import web
 
-from processors.embeddings import calibration_of
-from processors.generation.grounding import relevant, ungrounded
+from processors.generation.grounding import ungrounded
 from processors.generation.phrases import phrases
 from processors.generation.prompt import build_messages
 from processors.generation.stage import GenerationStage
@@ -60,7 +59,7 @@ def build_app(settings: Settings | None = None) -> web.Application:
                                confidence=confidence, sentiment=sentiment_label(compound),
                                sentiment_score=compound, passages=passages, embedding_model=model)
         fixed = generation.fixed_reply(turn, {})
-        facts = relevant(passages, calibration_of(model).relevant)
+        facts = generation.facts_of(turn)
         system = build_messages(turn.model_copy(update={"passages": facts}), [])[0]["content"]
         return {"system": system, "intent": label, "passages": len(facts), "fixed": fixed and fixed[0],
                 "facts": [p.model_dump(mode="json") for p in facts],

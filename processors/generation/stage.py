@@ -188,6 +188,11 @@ class GenerationStage(Stage):
         direct = direct_answer(turn.passages, floors.direct or self.settings.grounding_direct_score)
         return (direct, turn.passages[:1]) if direct is not None else None
 
+    @staticmethod
+    def facts_of(turn: RetrievalResult) -> list[Passage]:
+        """The passages the LLM answers ``turn`` from: those above its embedding model's relevance floor."""
+        return relevant(turn.passages, calibration_of(turn.embedding_model).relevant)
+
     async def answer(self, turn: RetrievalResult, history: list[dict[str, Any]], marks: dict[str, float],
                      tool_calls: ToolCallAccumulator | None = None,
                      sources: list[str] | None = None) -> AsyncIterator[str]:
@@ -214,7 +219,7 @@ class GenerationStage(Stage):
             for unit in speech_units(text):  # a long first clause is synthesized on its own
                 yield unit
             return
-        facts = relevant(turn.passages, calibration_of(turn.embedding_model).relevant)
+        facts = self.facts_of(turn)
         grounds.extend(cited(facts))
         if not facts:
             marks["generation.unanswered"] = time.time()
