@@ -9,11 +9,14 @@ and asked, with greedy decoding (temperature 0, seed 0, ``VOXBUS_LLM_MAX_TOKENS`
   own intent and retrieval stages, then prompted by :func:`processors.generation.prompt.build_messages`
   in two modes (:data:`MODES`):
 
-  - ``passages``: today's prompt, the turn's relevant passages (the generation stage's
-    :func:`processors.generation.grounding.relevant`) in the per-turn system message;
-  - ``cached_kb``: the whole knowledge base of the turn's language as the facts of a system message
-    that is the same for every turn (topic :data:`CACHED_TOPIC`), so llama-server's prompt cache
-    keeps its tokens and a turn pays only for its own words.
+  - ``passages``: the generation stage's ``VOXBUS_LLM_PROMPT=passages`` prompt (the default), the
+    turn's relevant passages (:meth:`processors.generation.stage.GenerationStage.facts_of`) in the
+    per-turn system message;
+  - ``cached_kb``: the generation stage's ``VOXBUS_LLM_PROMPT=knowledge-base`` prompt, the whole
+    knowledge base of the turn's language (:func:`processors.retrieval.kb.knowledge_base`) as the
+    facts of a system message that is the same for every turn (topic
+    :data:`processors.generation.prompt.KB_TOPIC`), so llama-server's prompt cache keeps its tokens
+    and a turn pays only for its own words.
 
   Every question goes to the LLM (in production a confident article is read out without it, so this
   measures the model, not the stage).  Per model and mode: the *grounded-answer rate* (the replay
@@ -63,16 +66,16 @@ import yaml
 from pydantic import ValidationError
 
 from benchmarks.report import percentiles
-from processors.embeddings import calibration_of
-from processors.generation.grounding import cited, relevant
+from processors.generation.grounding import cited
 from processors.generation.llm_server import MODEL_ALIAS, q8_model, server_command, warm_up
 from processors.generation.prompt import build_messages
 from processors.generation.sentences import SentenceAggregator
+from processors.generation.stage import GenerationStage
 from processors.generation.tools import TOOLS, calls_in_text
 from processors.intent.stage import IntentStage, sentiment_label
 from processors.models import qwen_coder_gguf
 from processors.replay.grounded import grounded
-from processors.retrieval.kb import kb_dir_for, read_passages
+from processors.retrieval.kb import knowledge_base
 from processors.retrieval.stage import NO_LOOKUP_INTENTS, RetrievalStage
 from schemas import Passage, RetrievalResult, ToolCall
 from streams.broker import stop_process
@@ -89,9 +92,7 @@ BOOKING_SETS = {
     "es": (INTENT_EXAMPLES / "examples.es.yaml", ROOT / "eval" / "intents_heldout.es.yaml"),
 }
 MODES = ("passages", "cached_kb")
-CACHED_TOPIC = "customer_service"
-"""The intent written as the topic of the ``cached_kb`` system message: one for every turn, so the
-message (and llama-server's cached prefix) does not change with the turn's intent."""
+"""The prompts measured: ``VOXBUS_LLM_PROMPT=passages`` and ``VOXBUS_LLM_PROMPT=knowledge-base``."""
 MODELS: dict[str, Callable[[Settings], Path]] = {
     "smollm2-135m": q8_model,
     "qwen2.5-coder-0.5b": lambda _settings: qwen_coder_gguf(),
@@ -131,12 +132,6 @@ def booking_requests(language: str) -> list[str]:
             for text in yaml.safe_load(path.read_text(encoding="utf-8")).get("book_appointment", [])]
 
 
-def knowledge_base(settings: Settings, language: str) -> list[Passage]:
-    """Every passage of the knowledge base of ``language``, in file order (score 1.0: all given)."""
-    return [Passage(text=p.text, title=p.title, source=p.source, score=1.0)
-            for p in read_passages(kb_dir_for(settings, language))]
-
-
 def understood_turns(settings: Settings, groups: dict[str, tuple[str, list[str]]]
                      ) -> dict[str, list[RetrievalResult]]:
     """Each text as the generation stage receives it: intent, sentiment and passages by voxbus's stages.
@@ -166,16 +161,15 @@ def understood_turns(settings: Settings, groups: dict[str, tuple[str, list[str]]
     return turns
 
 
-def facts_of(turn: RetrievalResult) -> list[Passage]:
-    """The passages the generation stage gives the LLM for ``turn`` (the relevant ones)."""
-    return relevant(turn.passages, calibration_of(turn.embedding_model).relevant)
-
-
 def prompt(turn: RetrievalResult, mode: str, kb: list[Passage]) -> list[dict[str, str]]:
-    """The chat messages of ``turn`` in ``mode`` (see the module docstring), by the stage's prompt builder."""
+    """The chat messages of ``turn`` in ``mode`` (see the module docstring), by the stage's prompt builder.
+
+    ``passages`` gives the LLM the turn's relevant passages (:meth:`GenerationStage.facts_of`),
+    ``cached_kb`` the knowledge base ``kb`` of the turn's language.
+    """
     if mode == "passages":
-        return build_messages(turn.model_copy(update={"passages": facts_of(turn)}), [])
-    return build_messages(turn.model_copy(update={"passages": kb, "intent": CACHED_TOPIC}), [])
+        return build_messages(turn.model_copy(update={"passages": GenerationStage.facts_of(turn)}), [])
+    return build_messages(turn, [], kb)
 
 
 @dataclass
@@ -266,7 +260,7 @@ def answer_rows(client: httpx.Client, turns: dict[str, list[RetrievalResult]],
     for language in LANGUAGES:
         for turn, item in zip(turns[language], questions[language], strict=True):
             reply = chat(client, prompt(turn, mode, kbs[language]), max_tokens)
-            facts = facts_of(turn)
+            facts = GenerationStage.facts_of(turn)
             ok, precision = grounded(reply.text, cited(facts), facts)
             yield {"language": language, "q": turn.text, "intent": turn.intent, "answer": reply.text,
                    "grounded": ok, "k_precision": precision, "fact": states_fact(reply.text, item["fact"]),

@@ -339,6 +339,16 @@ class Settings(BaseSettings):
                     "(processors/replay/run.py).",
     )
     llm_timeout_s: float = 20.0
+    llm_prompt: Literal["passages", "knowledge-base"] = Field(
+        default="passages",
+        description="What the LLM is given to answer from (processors/generation/prompt.py). 'passages': the "
+                    "turn's relevant passages and intent in a system message of its own. 'knowledge-base': "
+                    "the whole knowledge base of the turn's language in a system message that is the same "
+                    "for every turn of that language, so llama-server's prompt cache (vLLM: prefix "
+                    "caching) keeps it and a turn is charged for its own words only; the knowledge base "
+                    "is read once when the stage loads and must fit the server's context (README \"LLM "
+                    "choice\": Qwen2.5-Coder-0.5B answers best this way, SmolLM2-135M worst).",
+    )
     history_turns: int = 4
     agent_assist: bool = Field(
         default=True,

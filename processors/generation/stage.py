@@ -29,6 +29,7 @@ from processors.generation.prompt import build_messages
 from processors.generation.sentences import SentenceAggregator, speech_units
 from processors.generation.tools import TOOLS, ToolCallAccumulator
 from processors.generation.topic import off_topic
+from processors.retrieval.kb import kb_languages, knowledge_base
 from schemas import (
     DEFAULT_LANGUAGE,
     ConversationLine,
@@ -58,7 +59,10 @@ class GenerationStage(Stage):
     """Stream a reply from an OpenAI-compatible server, one :class:`ReplyText` per sentence.
 
     Consumes ``voxbus.retrievals``; produces to ``voxbus.replies`` (for tts and
-    analytics) and ``voxbus.egress`` (for the caller).  Turns of different sessions
+    analytics) and ``voxbus.egress`` (for the caller).  The LLM is prompted with the turn's
+    relevant passages or the whole knowledge base of its language (``VOXBUS_LLM_PROMPT``,
+    :mod:`processors.generation.prompt`); either way its reply is checked against the turn's
+    relevant passages (:mod:`processors.generation.grounding`).  Turns of different sessions
     stream concurrently (``VOXBUS_GENERATION_CONCURRENCY``), each session's in order.
     Conversation history per session lives in a changelog-backed faust Table, keyed by
     session id; a turn already in the history is not answered twice (idempotent on
@@ -105,11 +109,20 @@ class GenerationStage(Stage):
         self.history = history
 
     def load(self) -> None:
-        """Create the LLM client (the server is started separately)."""
+        """Create the LLM client (the server is started separately); read the knowledge bases it is given.
+
+        With ``VOXBUS_LLM_PROMPT=knowledge-base`` each language's knowledge base is read here, once
+        (:func:`processors.retrieval.kb.knowledge_base`, the languages retrieval serves).
+
+        Raises:
+            FileNotFoundError: ``VOXBUS_LLM_PROMPT=knowledge-base`` and ``VOXBUS_KB_DIR`` does not exist.
+        """
         s = self.settings
         self.client = AsyncOpenAI(base_url=s.llm_url or embedded_url(s), api_key=s.llm_api_key,
                                   timeout=s.llm_timeout_s, max_retries=0)
         self.model = s.llm_model or MODEL_ALIAS
+        self.knowledge_bases = {language: knowledge_base(s, language) for language in kb_languages(s)} \
+            if s.llm_prompt == "knowledge-base" else {}
         self.cancelled = CancelledTurns()
         self.heard: dict[tuple[str, str], str] = {}
 
@@ -193,6 +206,17 @@ class GenerationStage(Stage):
         """The passages the LLM answers ``turn`` from: those above its embedding model's relevance floor."""
         return relevant(turn.passages, calibration_of(turn.embedding_model).relevant)
 
+    def knowledge_base_of(self, language: str) -> list[Passage] | None:
+        """The whole knowledge base a turn in ``language`` is prompted with (``VOXBUS_LLM_PROMPT``).
+
+        Returns:
+            The language's passages, English's for a language without a knowledge base (retrieval
+            looks its turns up there too); None with the ``passages`` prompt.
+        """
+        if not self.knowledge_bases:
+            return None
+        return self.knowledge_bases[language if language in self.knowledge_bases else DEFAULT_LANGUAGE]
+
     async def answer(self, turn: RetrievalResult, history: list[dict[str, Any]], marks: dict[str, float],
                      tool_calls: ToolCallAccumulator | None = None,
                      sources: list[str] | None = None) -> AsyncIterator[str]:
@@ -224,7 +248,8 @@ class GenerationStage(Stage):
         if not facts:
             marks["generation.unanswered"] = time.time()
         grounded_turn = turn.model_copy(update={"passages": facts})
-        messages = build_messages(grounded_turn, history[-self.settings.history_turns:])
+        messages = build_messages(grounded_turn, history[-self.settings.history_turns:],
+                                  self.knowledge_base_of(turn.language))
         said = False
         async with asyncio.timeout(self.settings.llm_timeout_s):
             async for sentence in self.stream_sentences(messages, marks, tool_calls,

@@ -23,7 +23,7 @@ from qdrant_client import QdrantClient, models
 from tqdm import tqdm
 
 from processors.embeddings import Embedder
-from schemas import DEFAULT_LANGUAGE
+from schemas import DEFAULT_LANGUAGE, Passage
 from streams.settings import Settings
 
 BATCH = 32
@@ -84,6 +84,19 @@ def read_passages(kb_dir: Path) -> Iterator[KbPassage]:
         for line in lines:
             if not line.startswith("#"):
                 yield KbPassage(text=line, title=title, source=path.name)
+
+
+def knowledge_base(settings: Settings, language: str) -> list[Passage]:
+    """Every passage of the knowledge base of ``language`` (:func:`kb_dir_for`), in file order.
+
+    The whole knowledge base as an LLM is given it (``VOXBUS_LLM_PROMPT=knowledge-base``,
+    :func:`processors.generation.prompt.build_messages`): no passage is ranked, each has score 1.0.
+
+    Raises:
+        FileNotFoundError: the language's folder does not exist.
+    """
+    return [Passage(text=p.text, title=p.title, source=p.source, score=1.0)
+            for p in read_passages(kb_dir_for(settings, language))]
 
 
 def open_client(settings: Settings) -> QdrantClient:

@@ -20,7 +20,9 @@ import pytest_asyncio
 from aiohttp import web
 from aiohttp.test_utils import TestServer
 
+from processors.generation.prompt import build_messages
 from processors.generation.stage import APOLOGY, MAX_SENTENCES, GenerationStage
+from processors.retrieval.kb import knowledge_base
 from schemas import Passage, ReplyText, RetrievalResult, TurnCancel
 from streams.settings import Settings
 from streams.topics import EGRESS, REPLIES
@@ -271,3 +273,37 @@ async def test_a_reply_grounded_on_passages_carries_their_sources(llm, tmp_path)
     assert len(script.requests) == 1 and all(s == ["billing.md"] for s in sources(emits))
     hello = turn("t3").model_copy(update={"text": "hello", "intent": "greeting", "passages": []})
     assert all(s == [] for s in sources([e async for e in stage.handle(hello)]))
+
+
+async def test_the_knowledge_base_prompt_sends_one_fixed_prefix_per_language_and_still_checks_the_reply(
+        llm, tmp_path):
+    script, url = llm
+    stage = stage_for(url, tmp_path, llm_prompt="knowledge-base")
+    kb = knowledge_base(stage.settings, "en")
+    assert stage.knowledge_base_of("en") == kb and stage.knowledge_base_of("fr") == kb
+    script.tokens = words(FIRST)
+    first = [e async for e in stage.handle(turn())]
+    stores = Passage(text="Stores are open Monday to Saturday from 9 am to 8 pm.", source="stores.md",
+                     title="Stores", score=0.5)
+    asked = turn("t2").model_copy(update={"text": "are you open on Sunday?", "intent": "store_hours",
+                                          "passages": [stores]})
+    script.tokens = words("Sunday from 11 am to 5 pm.")  # in the knowledge base, not in the turn's passages
+    second = [e async for e in stage.handle(asked)]
+    spanish = turn("t1").model_copy(update={"session_id": "s2", "text": "¿cuándo vence mi factura?",
+                                            "language": "es", "passages": []})
+    script.tokens = words("El día 15.")
+    [e async for e in stage.handle(spanish)]
+    prefix = build_messages(turn(), [], kb)[0]
+    [bill, sunday, factura] = [request["messages"] for request in script.requests]
+    assert bill[0] == sunday[0] == prefix, "the same system message whatever the turn and its intent"
+    assert bill[1:] == [{"role": "user", "content": "when is my bill due?"}]
+    assert sunday[1:] == [{"role": "user", "content": "when is my bill due?"},
+                          {"role": "assistant", "content": FIRST},
+                          {"role": "user", "content": "are you open on Sunday?"}]
+    assert factura[0] == build_messages(spanish, [], knowledge_base(stage.settings, "es"))[0] != prefix
+    assert factura[-1] == {"role": "user", "content": "¿cuándo vence mi factura?"}
+    assert replies(first) == [(0, FIRST, False), (1, "", True)]
+    assert sources(first) == [["billing.md"]] * 2, "sources: the turn's relevant passages"
+    assert replies(second) == [(0, stores.text, False), (1, "", True)], \
+        "a number not in the turn's passages is cut, as with the passages prompt"
+    assert "generation.ungrounded" in second[-1].record.marks
