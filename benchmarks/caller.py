@@ -201,6 +201,10 @@ class SimulatedCaller:
                 speech_end_at = sent
         return speech_end_at
 
+    def turn_abandoned(self) -> bool:
+        """Whether the caller stops waiting for the reply to the utterance just spoken (never, here)."""
+        return False
+
     def is_reply_to(self, arrival: AudioArrival) -> bool:
         """Whether reply audio answers the utterance being spoken.
 
@@ -222,7 +226,8 @@ class SimulatedCaller:
         """Speak, then keep the line open with silence until the reply has played out.
 
         ``timeout_s`` bounds the wait for the first reply audio (then the turn is
-        ``timed_out``); the reply then gets up to :data:`PLAYBACK_CAP_S` to play out.
+        ``timed_out``, as it is at once when :meth:`turn_abandoned` says so); the reply then
+        gets up to :data:`PLAYBACK_CAP_S` to play out.
         """
         result.speech_end_at = await self.speak(utterance)
         if TRACE:
@@ -237,7 +242,7 @@ class SimulatedCaller:
             now = time.monotonic()
             arrivals = [a for a in self.audio[first:] if self.is_reply_to(a)]
             if not arrivals:
-                if now > deadline:
+                if now > deadline or self.turn_abandoned():
                     result.timed_out = True
                     return result
                 continue

@@ -12,7 +12,7 @@ sent SIGKILL.  With ``--standby`` (the default) every stage has a warm standby
 (``VOXBUS_STAGE_STANDBY``, :class:`voxbus.supervisor.Supervisor`): a killed stage's
 replacement is a process whose models are already loaded.
 
-Per kill (:func:`recovery`): the time from the kill to the next answered turn, i.e. the
+Per kill (:func:`next_answer`): the time from the kill to the next answered turn, i.e. the
 first reply audio of a turn whose speech ended after the kill (so every stage, and the
 ingress the caller reconnected to, handled that turn after the kill), excluding the
 LLM-down apology; and when the supervisor had started the replacement.
@@ -146,7 +146,21 @@ class ChaosCaller(SoakCaller):
     def __init__(self, url: str, log_: CallerLog) -> None:
         super().__init__(url, log_)
         self.connection = 0
+        self.turn_connection = 0
         self.reconnects: list[tuple[float, float]] = []
+
+    async def turn(self, utterance: Utterance, result: TurnResult, timeout_s: float) -> TurnResult:
+        """Speak ``utterance`` on the current connection and wait for its reply (:meth:`turn_abandoned`)."""
+        self.turn_connection = self.connection
+        return await super().turn(utterance, result, timeout_s)
+
+    def turn_abandoned(self) -> bool:
+        """A caller whose line dropped under a turn speaks again once it is back, as a person would.
+
+        Waiting out the turn timeout for a reply that went down with the killed ingress would add
+        that timeout to the recovery of every caller on it (30 s at b8dd287: three of four callers).
+        """
+        return self.connection != self.turn_connection
 
     def _on_event(self, event: dict[str, Any]) -> None:
         super()._on_event({**event, "connection": self.connection})
@@ -245,14 +259,25 @@ def is_apology(turn: SoakTurn, events: Events, apology: str) -> bool:
                and e.get("text", "").strip() == apology.strip() for _, e in events)
 
 
-def recovery(kill: Kill, answered: list[tuple[float, float]]) -> float | None:
-    """When the first turn spoken after ``kill`` was answered.
+def next_answer(at: float, answered: list[tuple[float, float]]) -> float | None:
+    """When the first turn spoken after ``at`` (monotonic s) was answered (None: none was).
 
     Args:
         answered: (speech end, first reply audio) of every answered turn (monotonic s).
     """
-    after = [first for end, first in answered if end > kill.at]
+    after = [first for end, first in answered if end > at]
     return min(after) if after else None
+
+
+def between_kills(kills: list[Kill], t0: float) -> list[float]:
+    """The instants halfway between two kills (the first: halfway from the start to the first kill).
+
+    From such an instant to the next answered turn spoken after it (:func:`next_answer`) is what a
+    kill's recovery would be if nothing had been killed: the wait for the callers' next question
+    to be spoken and answered, which bounds how short a recovery can be.
+    """
+    starts = [t0, *(kill.at for kill in kills)]
+    return [(start + kill.at) / 2 for start, kill in zip(starts, kills, strict=False)]
 
 
 def kill_plan(duration_s: float, every_s: float, targets: tuple[str, ...],
@@ -454,14 +479,14 @@ async def killer(supervisor: Any, plan: list[tuple[float, str]], t0: float, kill
 
 def mark_recovery(kill: Kill, logs: Path, answered: list[tuple[float, float]],
                   reconnects: list[tuple[float, float]]) -> None:
-    """Fill in ``kill``'s answer (:func:`recovery`), its stage's log marks, the first reconnection after it.
+    """Fill in ``kill``'s answer (:func:`next_answer`), its stage's log marks, the next reconnection.
 
     Args:
         logs: the stack's log folder (``<stage>.log``; a missing log gives no marks).
         answered: (speech end, first reply audio) of every answered turn (monotonic s).
         reconnects: (dropped, reopened) of every caller reconnection (monotonic s).
     """
-    kill.answered_at = recovery(kill, answered)
+    kill.answered_at = next_answer(kill.at, answered)
     if kill.target in STAGE_TARGETS and (logs / f"{kill.target}.log").exists():
         lines = (logs / f"{kill.target}.log").read_text(errors="replace").splitlines()
         kill.marks.update({k: v - kill.wall_ts for k, v in log_marks(lines, kill.wall_ts, LOG_MARKS).items()})
@@ -498,8 +523,9 @@ def account(results: list[CallerRun], kills: list[Kill], t0: float, logs: Path, 
         apology: the generation stage's reply while the LLM server is down (not an answer).
 
     Returns:
-        (:func:`summarize` plus ``apologies`` and ``reconnects``, :meth:`Kill.report` of each
-        kill, one row per turn)
+        (:func:`summarize` plus ``apologies``, ``reconnects`` and ``no_kill_s`` (``p50``/``p95``/``n``:
+        the same measure as a recovery from the instants :func:`between_kills`, s), :meth:`Kill.report`
+        of each kill, one row per turn)
     """
     turns = [(run.record, turn) for run in results for turn in run.turns]
     answered = [(t.result.speech_end_at, t.result.first_audio_at) for record, t in turns
@@ -512,6 +538,10 @@ def account(results: list[CallerRun], kills: list[Kill], t0: float, logs: Path, 
     summary = summarize([t for _, t in turns], {k: dups.get(k, 0) for k in ("turn_end", "sentence", "audio")},
                         kill_reports, life_growth(samples, kill_reports, warmup_s),
                         [run.record.failure for run in results if run.record.failure])
+    calm = [next_answer(at, answered) for at in between_kills(kills, t0)]
+    calm_stats = percentiles([first - at for at, first in zip(between_kills(kills, t0), calm, strict=True)
+                              if first is not None])
+    summary["no_kill_s"] = {"p50": calm_stats["p50"], "p95": calm_stats["p95"], "n": calm_stats["n"]}
     summary["apologies"] = sum(is_apology(t, record.events, apology) for record, t in turns)
     summary["reconnects"] = len(reconnects)
     rows = [{"caller": record.index, "session_id": record.session_id, "connection": t.connection,

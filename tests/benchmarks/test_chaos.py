@@ -10,9 +10,11 @@ from benchmarks.chaos import (
     TAIL_S,
     TARGETS,
     CallerRun,
+    ChaosCaller,
     ChaosTurn,
     Kill,
     account,
+    between_kills,
     connection_epochs,
     duplicate_counts,
     is_apology,
@@ -20,9 +22,9 @@ from benchmarks.chaos import (
     life_growth,
     log_marks,
     mark_recovery,
+    next_answer,
     outcome,
     plot,
-    recovery,
     summarize,
     turn_epoch,
 )
@@ -87,11 +89,28 @@ def test_duplicate_counts_every_kind():
 
 
 def test_recovery_is_the_first_answer_to_speech_ended_after_the_kill():
-    kill = Kill("asr", at=100.0, wall="", pid=1)
     # answered before (in flight at the kill, answered after it: not proof of recovery), then two after
     answered = [(99.0, 101.0), (103.0, 112.5), (104.0, 109.0)]
-    assert recovery(kill, answered) == 109.0
-    assert recovery(kill, [(99.0, 101.0)]) is None
+    assert next_answer(100.0, answered) == 109.0
+    assert next_answer(100.0, [(99.0, 101.0)]) is None
+
+
+def test_the_no_kill_instants_lie_halfway_between_kills():
+    kills = [Kill("asr", at=160.0, wall="", pid=1), Kill("tts", at=220.0, wall="", pid=2)]
+    assert between_kills(kills, t0=100.0) == [130.0, 190.0]
+    assert between_kills([], t0=100.0) == []
+
+
+class _Line(ChaosCaller):
+    def __init__(self) -> None:  # no socket: only the turn bookkeeping is exercised
+        self.connection = self.turn_connection = 0
+
+
+def test_a_caller_whose_line_dropped_stops_waiting_for_that_reply():
+    caller = _Line()
+    assert not caller.turn_abandoned()
+    caller.connection += 1  # reconnected under the turn: its reply went down with the old ingress
+    assert caller.turn_abandoned()
 
 
 def test_apology_is_not_an_answer():
@@ -184,6 +203,7 @@ def test_account_and_plot(tmp_path):
     assert [k["recovery_s"] for k in kill_rows] == [4.2, None]
     assert kill_rows[1]["reconnected_s"] == 1.1
     assert summary["reconnects"] == 1 and summary["apologies"] == 0
+    assert summary["no_kill_s"] == {"p50": 34.2, "p95": 34.2, "n": 1}  # from 70 s, halfway to the first kill
     assert rows[0]["speech_end_s"] == 62.0 and rows[0]["outcome"] == "answered"
     plot({"turns": rows, "kills": kill_rows}, tmp_path / "chaos.png")
     assert (tmp_path / "chaos.png").stat().st_size > 0
