@@ -150,15 +150,30 @@ class ChaosCaller(SoakCaller):
         self.reconnects: list[tuple[float, float]] = []
 
     async def turn(self, utterance: Utterance, result: TurnResult, timeout_s: float) -> TurnResult:
-        """Speak ``utterance`` on the current connection and wait for its reply (:meth:`turn_abandoned`)."""
+        """Speak ``utterance`` and wait for its reply, as a person does when the line drops.
+
+        A line that drops while the caller speaks: once it is back the utterance is said again
+        from its start (:meth:`speak`), not finished mid-sentence.  A line that drops while the
+        caller waits for the reply: the caller stops waiting (:meth:`turn_abandoned`) and goes on
+        to its next utterance.  :attr:`turn_connection` is the connection the utterance was last
+        spoken on.
+        """
         self.turn_connection = self.connection
         return await super().turn(utterance, result, timeout_s)
 
-    def turn_abandoned(self) -> bool:
-        """A caller whose line dropped under a turn speaks again once it is back, as a person would.
+    async def speak(self, utterance: Utterance) -> float:
+        """Stream ``utterance`` in real time; again from its start on a connection reopened under it."""
+        speech_end_at = await super().speak(utterance)
+        if self.connection != self.turn_connection:
+            self.turn_connection = self.connection
+            speech_end_at = await super().speak(utterance)
+        return speech_end_at
 
-        Waiting out the turn timeout for a reply that went down with the killed ingress would add
-        that timeout to the recovery of every caller on it (30 s at b8dd287: three of four callers).
+    def turn_abandoned(self) -> bool:
+        """Whether the line dropped since the utterance was spoken: its reply went down with the ingress.
+
+        Waiting out the turn timeout for it would add that timeout to the recovery of every caller
+        on the killed ingress (30 s at b8dd287, for three of four callers).
         """
         return self.connection != self.turn_connection
 
@@ -396,6 +411,7 @@ async def chaos_caller(url: str, index: int, utterances: list[Utterance], end_at
                 turns.append(turn)
                 await caller.turn(utterance, result, timeout_s)
                 turn.span, turn.ended_at = caller.speech_span, time.monotonic()
+                turn.connection = caller.turn_connection
                 turn.disconnected = caller.connection != turn.connection
             drain_until = time.monotonic() + DRAIN_S
             while time.monotonic() < drain_until and open_turns(

@@ -4,7 +4,9 @@ import random
 import time
 from datetime import datetime
 
-from benchmarks.caller import TurnResult
+import numpy as np
+
+from benchmarks.caller import FRAME_SAMPLES, TurnResult
 from benchmarks.chaos import (
     LOG_MARKS,
     TAIL_S,
@@ -29,6 +31,7 @@ from benchmarks.chaos import (
     turn_epoch,
 )
 from benchmarks.soak import CallerLog
+from benchmarks.utterances import Utterance
 
 
 def turn(span=(16000, 40000), connection=0, first_audio=None, timed_out=True, disconnected=False,
@@ -102,8 +105,19 @@ def test_the_no_kill_instants_lie_halfway_between_kills():
 
 
 class _Line(ChaosCaller):
-    def __init__(self) -> None:  # no socket: only the turn bookkeeping is exercised
+    """No socket: frames are kept with the connection they went out on; the line drops before frame
+    ``drop_at`` (the connection goes up and the ingress counts samples from 0, as after a reconnect)."""
+
+    def __init__(self, drop_at: int | None = None) -> None:
         self.connection = self.turn_connection = 0
+        self.drop_at, self.frames, self.samples_sent, self.clock = drop_at, [], 0, 0.0
+
+    async def _send(self, pcm: bytes) -> float:
+        if len(self.frames) == self.drop_at:
+            self.connection, self.samples_sent = self.connection + 1, 0
+        self.frames.append(self.connection)
+        self.samples_sent += len(pcm) // 2
+        return float(len(self.frames))
 
 
 def test_a_caller_whose_line_dropped_stops_waiting_for_that_reply():
@@ -111,6 +125,18 @@ def test_a_caller_whose_line_dropped_stops_waiting_for_that_reply():
     assert not caller.turn_abandoned()
     caller.connection += 1  # reconnected under the turn: its reply went down with the old ingress
     assert caller.turn_abandoned()
+
+
+async def test_a_caller_whose_line_dropped_mid_utterance_says_it_again_from_the_start():
+    frames = 10
+    utterance = Utterance("u#0", np.zeros(frames * FRAME_SAMPLES, dtype=np.int16), FRAME_SAMPLES,
+                          9 * FRAME_SAMPLES)
+    caller = _Line(drop_at=4)
+    await caller.speak(utterance)
+    assert caller.frames == [0] * 4 + [1] * (frames + 6)  # the 6 frames left, then all 10 again
+    # in the new connection's samples, which the 6 frames left of the first try went out on
+    assert caller.speech_span == (7 * FRAME_SAMPLES, 15 * FRAME_SAMPLES)
+    assert caller.turn_connection == 1 and not caller.turn_abandoned()
 
 
 def test_apology_is_not_an_answer():
