@@ -39,7 +39,7 @@ from faust.sensors.prometheus import setup_prometheus_sensors
 from faust.types import TP
 from prometheus_client import REGISTRY
 
-from processors import metrics
+from processors import metrics, priority
 from processors.base import Emit, Stage
 from processors.holds import InputHolds
 from processors.lanes import SessionLanes
@@ -373,18 +373,20 @@ def build_stage(stage: Stage, web_port: int) -> tuple[faust.App, StageRunner]:
     return app, runner
 
 
-def run_worker(name: str, standby: bool = False) -> None:
+def run_worker(name: str, standby: bool = False, nice: int | None = None) -> None:
     """Load stage ``name``'s models, then run its faust worker until SIGINT/SIGTERM.
 
     Args:
         name: the stage.
         standby: a warm standby (:func:`take_over`): wait, models loaded, until told to run.
+        nice: the priority a standby loading at a lower one goes back to when it takes over
+            (:func:`processors.priority.lower`); None: unchanged.
 
     Raises:
         KeyError: no such stage.
     """
     app, runner = build(name, get_settings())
-    run_stage(app, runner, standby)
+    run_stage(app, runner, standby, nice)
 
 
 def take_over(name: str, loaded_s: float) -> bool:
@@ -405,10 +407,11 @@ def take_over(name: str, loaded_s: float) -> bool:
     return True
 
 
-def run_stage(app: faust.App, runner: StageRunner, standby: bool = False) -> None:
+def run_stage(app: faust.App, runner: StageRunner, standby: bool = False, nice: int | None = None) -> None:
     """Create the App's internal topics, load the stage's models, then run the worker until SIGINT/SIGTERM.
 
-    A ``standby`` runs the worker only once told to (:func:`take_over`).
+    A ``standby`` runs the worker only once told to (:func:`take_over`), back at priority ``nice``
+    (:func:`processors.priority.restore`; None: as it is).
     """
     name, settings = runner.stage.name, runner.stage.settings
     loop = asyncio.new_event_loop()
@@ -424,6 +427,7 @@ def run_stage(app: faust.App, runner: StageRunner, standby: bool = False) -> Non
         runner.stage.preload()
         if not take_over(name, time.perf_counter() - started):
             return
+        priority.restore(nice)
         runner.stage.open_exclusive()
     metrics.READY.labels(name).set(1)
     worker = faust.Worker(app, loglevel=settings.log_level, quiet=True, redirect_stdouts=False)

@@ -93,11 +93,14 @@ def worker(stage: Annotated[str, typer.Argument(help="vad | asr | intent | retri
                     "(voxbus up's warm standby)")] = False) -> None:
     """Run one stage as its own consumer group (what Kubernetes runs)."""
     _configure(bootstrap)
+    from processors import priority
+
+    nice = priority.lower() if standby else None  # before the imports: every thread inherits it
     from processors.runtime import STAGES, run_worker
 
     if stage not in STAGES:
         raise typer.BadParameter(f"unknown stage {stage!r}; one of {', '.join(STAGES)}")
-    run_worker(stage, standby)
+    run_worker(stage, standby, nice)
 
 
 @app.command()
