@@ -214,12 +214,15 @@ def java_command(lib: Path, log4j: Path, heap_mb: int, main: str, *args: str,
     """The ``java`` command line running ``main`` with Kafka's jars, logging config, heap and collector.
 
     The heap is fixed (``-Xms`` = ``-Xmx`` = ``heap_mb`` MiB): a single node of a few
-    topics needs far less than Kafka's 1 GiB default, and a fixed heap keeps the RSS
-    flat.  ``gc`` is a key of :data:`GC_FLAGS`; the default is the serial collector, not Kafka's
-    G1: one node with a small heap beside the models on 2 cores gains nothing from G1's
-    concurrent threads, and the broker used fewer cores under streaming callers with it
-    (``benchmarks/bus.py``); its young collections of a 384 MiB heap take a few ms.  ``jit`` is a
-    key of :data:`JIT_FLAGS` (the default keeps HotSpot's; ``VOXBUS_KAFKA_JIT`` defaults to C1 only).
+    topics needs far less than Kafka's 1 GiB default.  Its pages are touched at start
+    (``-XX:+AlwaysPreTouch``), so the RSS is flat from then on: the JVM otherwise maps heap
+    pages as it first uses them, and the broker grew from 420 to 471 MB (11.9 %) over a
+    10-minute ``make chaos`` at 14d4b4e.  ``gc`` is a key of :data:`GC_FLAGS`; the default is
+    the serial collector, not Kafka's G1: one node with a small heap beside the models on 2
+    cores gains nothing from G1's concurrent threads, and the broker used fewer cores under
+    streaming callers with it (``benchmarks/bus.py``); its young collections of a 384 MiB heap
+    take a few ms.  ``jit`` is a key of :data:`JIT_FLAGS` (the default keeps HotSpot's;
+    ``VOXBUS_KAFKA_JIT`` defaults to C1 only).
 
     Raises:
         KafkaUnavailable: no Java runtime is found.
@@ -227,7 +230,7 @@ def java_command(lib: Path, log4j: Path, heap_mb: int, main: str, *args: str,
     java = _java()
     if java is None:
         raise KafkaUnavailable("no java on PATH or JAVA_HOME")
-    return [java, f"-Xms{heap_mb}m", f"-Xmx{heap_mb}m", *GC_FLAGS[gc], *JIT_FLAGS[jit],
+    return [java, f"-Xms{heap_mb}m", f"-Xmx{heap_mb}m", "-XX:+AlwaysPreTouch", *GC_FLAGS[gc], *JIT_FLAGS[jit],
             "-Djava.awt.headless=true", f"-Dlog4j2.configurationFile={log4j}", "-cp", f"{lib}/*", main, *args]
 
 

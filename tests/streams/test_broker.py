@@ -130,3 +130,9 @@ def test_a_stages_internal_topics_exist_before_its_worker_starts(bootstrap, tmp_
         assert asyncio.run(ensure_internal_topics(app, settings)) == []  # idempotent
     finally:
         stop_process(proc)
+
+
+def test_the_broker_heap_is_fixed_and_touched_at_start(tmp_path):
+    # -Xms = -Xmx and AlwaysPreTouch: the heap is resident from the start, so the RSS stays flat
+    argv = kafka_server.java_command(tmp_path, tmp_path / "log4j2.properties", 384, "kafka.Kafka")
+    assert {"-Xms384m", "-Xmx384m", "-XX:+AlwaysPreTouch"} <= set(argv)
