@@ -86,6 +86,7 @@ async def attach(gateway: Gateway, session: CallerSession) -> None:
         await old.close()
         await old.transport.close(CLOSE_REPLACED, b"session_replaced: resumed on a newer connection")
     gateway.sessions[session.session_id] = session
+    gateway.live.changed()  # a replaced session's turns are no longer this replica's (ingress.live_turns)
     metrics.ACTIVE_SESSIONS.inc()
 
 
@@ -97,6 +98,7 @@ async def detach(gateway: Gateway, guard: EdgeGuard, session: CallerSession, adm
     """
     if gateway.sessions.get(session.session_id) is session:
         del gateway.sessions[session.session_id]
+        gateway.live.changed()  # its turns in flight are no more (ingress.live_turns)
     metrics.ACTIVE_SESSIONS.dec()
     guard.release(admission)
     await session.close()

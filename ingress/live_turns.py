@@ -9,7 +9,9 @@ flight on any replica, so the stages take no new batch audio while a live caller
 Where the signal comes from, and why:
 
 * **this replica**: its own sessions' turn state (:class:`~ingress.session.CallerSession`
-  turns, as the egress events built them): exact, and costs a look at a few dicts;
+  turns, as the egress events built them): exact, and costs a look at a few dicts, taken when
+  the session code says its sessions or their turns changed (:meth:`LiveLoad.changed`), so
+  a replica with no caller does nothing;
 * **the other replicas**: each ingress produces a :class:`~schemas.LiveTurns` record to
   ``voxbus.heartbeats`` when its count changes and every :data:`REFRESH_S` while it is
   above zero (a few small records per turn), and reads the others' from that one-partition
@@ -27,7 +29,9 @@ audio, which each replica would then read whole.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+import math
 import os
 import socket
 import time
@@ -42,10 +46,13 @@ from streams.topics import HEARTBEATS, TopicSpec
 
 log = logging.getLogger(__name__)
 
-POLL_S = 0.05
-"""Interval between two counts of this replica's turns, and two looks of a waiting call (s)."""
+COALESCE_S = 0.05
+"""Shortest interval between two counts of this replica's turns by the publisher or a waiting call (s):
+the changes of a burst (a reply's audio chunks, many callers' events) are counted once, and a count
+is at most this late."""
 REFRESH_S = 1.0
-"""A replica's non-zero count is produced again this often (s), so readers can tell it is current."""
+"""A replica's non-zero count is produced again this often (s), so readers can tell it is current;
+a count the broker did not take is tried again after this long (or at the next change)."""
 STALE_S = 3.0
 """Another replica's count not read again for this long (s, 3 refreshes) is forgotten."""
 
@@ -88,10 +95,27 @@ class LiveLoad:
         self.remote: dict[str, tuple[int, float]] = {}
         """Other replica -> (its turns in flight, monotonic s when read)."""
         self.task: asyncio.Task[None] | None = None
+        self.change = asyncio.Event()
+        """Set at each :meth:`changed`, then replaced; what the publisher and the waiting calls await."""
 
     async def start(self) -> None:
         """Produce this replica's count as it changes (the others' arrive through :meth:`absorb`)."""
         self.task = asyncio.create_task(self._publish(), name="live-turns-out")
+
+    def changed(self) -> None:
+        """Wake the publisher and the waiting calls: a count may have moved.
+
+        The session code calls it when this replica's sessions or their turns change (an egress
+        event absorbed, a text turn started, a turn timed out, a session attached or detached);
+        :meth:`absorb` when another replica's count is read.  Waking costs a count of a few dicts.
+        """
+        self.change.set()
+        self.change = asyncio.Event()
+
+    async def _until_changed(self, change: asyncio.Event, timeout_s: float) -> None:
+        """Wait for ``change`` (taken before looking at what it signals), at most ``timeout_s`` (s)."""
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(change.wait(), None if math.isinf(timeout_s) else max(0.0, timeout_s))
 
     async def stop(self) -> None:
         """Stop producing."""
@@ -108,6 +132,7 @@ class LiveLoad:
         if (isinstance(record, LiveTurns) and record.instance != self.instance
                 and time.time() - record.ts < STALE_S):
             self.remote[record.instance] = (record.in_flight, time.monotonic())
+            self.changed()
 
     def local(self) -> int:
         """Live turns in flight on this replica now."""
@@ -123,22 +148,41 @@ class LiveLoad:
         return self.local() > 0 or self.others() > 0
 
     async def until_idle(self, max_s: float) -> float:
-        """Wait while :meth:`busy`, at most ``max_s`` (s); return the seconds waited (about 0 if not busy)."""
+        """Wait while :meth:`busy`, at most ``max_s`` (s); return the seconds waited (about 0 if not busy).
+
+        Looks again at a :meth:`changed` (at most every :data:`COALESCE_S`), and when another
+        replica's count is due to go stale.
+        """
         began = time.monotonic()
-        while self.busy() and time.monotonic() - began < max_s:
-            await asyncio.sleep(POLL_S)
-        return time.monotonic() - began
+        while True:
+            change, now = self.change, time.monotonic()
+            if not self.busy() or now - began >= max_s:
+                return now - began
+            stale_at = min((read + STALE_S for count, read in self.remote.values()
+                            if count and read + STALE_S > now), default=math.inf)
+            await asyncio.sleep(COALESCE_S)
+            await self._until_changed(change, min(began + max_s, stale_at) - time.monotonic())
 
     async def _publish(self) -> None:
-        """Produce this replica's count when it changes, and every :data:`REFRESH_S` while above zero."""
+        """Produce this replica's count when it changes, and every :data:`REFRESH_S` while above zero.
+
+        A change is counted at most :data:`COALESCE_S` after the count before it.
+        """
         sent, sent_at = 0, 0.0
         while True:
-            count, now = self.local(), time.monotonic()
+            change, count, now = self.change, self.local(), time.monotonic()
             if count != sent or (count and now - sent_at >= REFRESH_S):
                 try:
                     await self.produce(HEARTBEATS, LiveTurns(instance=self.instance, in_flight=count,
                                                              ts=time.time()))
                     sent, sent_at = count, now
-                except Exception as exc:  # the broker is away: tried again at the next look
+                except Exception as exc:  # the broker is away: tried again after REFRESH_S, or at a change
                     log.warning("live turns not produced: %s: %s", type(exc).__name__, exc)
-            await asyncio.sleep(POLL_S)
+            if count != sent:
+                wait_s = REFRESH_S
+            elif count:
+                wait_s = sent_at + REFRESH_S - time.monotonic()
+            else:
+                wait_s = math.inf  # nothing in flight: nothing to produce until a change
+            await asyncio.sleep(COALESCE_S)
+            await self._until_changed(change, wait_s - COALESCE_S)

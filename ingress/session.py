@@ -159,6 +159,7 @@ class CallerSession:
         )
         turn = self.turns[turn_id] = Turn(turn_id, source="text", speak=speak)
         turn.absorb(transcript)
+        self.gateway.live.changed()
         await self.gateway.produce(TRANSCRIPTS, transcript)
         self.watch_turn(turn)
         return turn_id
@@ -229,6 +230,7 @@ class CallerSession:
             return
         first_sentence = isinstance(event, ReplyText) and "ingress.first_reply_text" not in turn.marks
         turn.absorb(event)  # type: ignore[arg-type]
+        self.gateway.live.changed()  # the turn may have left (or entered) flight: ingress.live_turns
         if first_sentence and turn.speak and not self.gateway.pipeline["speaking"]:
             turn.speak = False  # tts is down: the reply is text only, the turn ends with its text
         if isinstance(event, SynthAudio):
@@ -250,6 +252,7 @@ class CallerSession:
                 self.language = event.language
             await self.decide_barge_in(turn)
         await self.finish_if_complete(turn)
+        self.gateway.live.changed()  # a barge-in or a continuation may have dropped a turn
 
     async def on_speech(self, caller_turn: Turn, event: VadEvent) -> None:
         """Speech onset pauses every reply in flight; a too-short blip resumes them."""
@@ -284,6 +287,7 @@ class CallerSession:
         self.gateway.admission.observe(self.gateway.settings.turn_timeout_s * 1000.0)
         await self.send_error("turn_timeout", "no answer in time: please ask again", turn_id=turn.turn_id)
         turn.failed = True
+        self.gateway.live.changed()
         await self.finish_if_complete(turn)
 
     async def decide_barge_in(self, caller_turn: Turn) -> None:

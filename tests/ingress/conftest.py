@@ -18,6 +18,7 @@ from aiohttp.test_utils import TestClient, TestServer
 from ingress.admission import AdmissionControl
 from ingress.backpressure import AudioBudget
 from ingress.health import CAPABILITIES
+from ingress.live_turns import LiveLoad
 from ingress.ownership import SessionLedger
 from ingress.turns import FinishedTurns
 from schemas import SessionRecord, encode
@@ -37,6 +38,7 @@ class FakeGateway:
         self.admission = AdmissionControl(settings, ["vad", "asr"])  # no lag read: tests set it
         self.finished = FinishedTurns()
         self.ledger = SessionLedger(settings, self.produce)
+        self.live = LiveLoad(settings, self.sessions, self.produce)  # not started: nothing is produced
         self.pipeline = dict.fromkeys(CAPABILITIES, True)  # what the stages can do: tests set it
         self.views: list = []
         self.ended: list = []  # the session-end hooks (ingress.connections.detach calls them)
