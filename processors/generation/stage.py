@@ -25,6 +25,7 @@ from processors.generation.dialogue import DialogueState, ToolChoice, choose_too
 from processors.generation.grounding import cited, direct_answer, relevant, ungrounded
 from processors.generation.llm_server import MODEL_ALIAS, embedded_url
 from processors.generation.phrases import PHRASES, phrases
+from processors.generation.prefixes import warm_prefixes
 from processors.generation.prompt import build_messages
 from processors.generation.sentences import SentenceAggregator, speech_units
 from processors.generation.tools import TOOLS, ToolCallAccumulator
@@ -94,11 +95,29 @@ class GenerationStage(Stage):
     concurrency_setting = "generation_concurrency"
 
     def bind(self, app: faust.App) -> None:
-        """Declare the history table (changelog topic ``voxbus-generation-history-changelog``)."""
+        """Declare the history table (changelog topic ``voxbus-generation-history-changelog``).
+
+        With ``VOXBUS_LLM_PROMPT=knowledge-base`` also the warm-up of the LLM's prompt cache
+        (:meth:`warm_up`), a task faust starts in the background once the worker is up.
+        """
         self.history = app.Table(
             "history", default=list, partitions=self.settings.partitions,
             schema=faust.Schema(key_type=str, key_serializer="json", value_serializer="json"),
         )
+        if self.settings.llm_prompt == "knowledge-base":
+            app.task(self.warm_up)
+
+    async def warm_up(self) -> dict[str, float]:
+        """Have the LLM server cache each language's fixed prefix before the first caller pays for it.
+
+        Waits for the server to answer (it may still be starting), then sends one request of one token
+        per language (:func:`processors.generation.prefixes.warm_prefixes`); failures are logged only.
+
+        Returns:
+            language -> seconds its prefix took, for those the server answered; empty with the
+            ``passages`` prompt.
+        """
+        return await warm_prefixes(self.client, self.model, self.knowledge_bases)
 
     def use_history(self, history: MutableMapping[str, list[dict[str, Any]]]) -> None:
         """Keep the conversation history in ``history`` instead of the faust table (no worker needed).

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import json
+import time
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -20,6 +21,7 @@ import pytest_asyncio
 from aiohttp import web
 from aiohttp.test_utils import TestServer
 
+from processors.generation.prefixes import RETRY_S, WARM_UP_TEXT, warm_prefixes
 from processors.generation.prompt import build_messages
 from processors.generation.stage import APOLOGY, MAX_SENTENCES, GenerationStage
 from processors.retrieval.kb import knowledge_base
@@ -307,3 +309,58 @@ async def test_the_knowledge_base_prompt_sends_one_fixed_prefix_per_language_and
     assert replies(second) == [(0, stores.text, False), (1, "", True)], \
         "a number not in the turn's passages is cut, as with the passages prompt"
     assert "generation.ungrounded" in second[-1].record.marks
+
+
+async def test_the_knowledge_base_warm_up_sends_each_languages_first_turn_prefix_for_one_token(llm, tmp_path):
+    script, url = llm
+    stage = stage_for(url, tmp_path, llm_prompt="knowledge-base")
+    took = await stage.warm_up()
+    assert sorted(took) == ["en", "es"] and all(seconds >= 0 for seconds in took.values())
+    assert [request["max_tokens"] for request in script.requests] == [1, 1]
+    assert all(request["model"] == stage.model for request in script.requests)
+    [en, es] = [request["messages"] for request in script.requests]
+    assert en[1:] == es[1:] == [{"role": "user", "content": WARM_UP_TEXT}], "no history, a neutral message"
+    script.tokens = words(FIRST)
+    [e async for e in stage.handle(turn())]
+    spanish = turn("t1").model_copy(update={"session_id": "s2", "text": "¿cuándo vence mi factura?",
+                                            "language": "es", "passages": []})
+    script.tokens = words("El día 15.")
+    [e async for e in stage.handle(spanish)]
+    [_, _, bill, factura] = [request["messages"] for request in script.requests]
+    assert en[0] == bill[0] and es[0] == factura[0] and en[0] != es[0], "byte for byte a real turn's prefix"
+
+
+async def test_the_warm_up_waits_for_a_server_still_loading_its_model(llm, tmp_path):
+    script, url = llm
+    script.status = 503  # llama-server while it loads the model
+    stage = stage_for(url, tmp_path, llm_prompt="knowledge-base")
+    warming = asyncio.create_task(stage.warm_up())
+    while not script.requests:
+        await asyncio.sleep(0.01)
+    script.status = 200
+    took = await asyncio.wait_for(warming, 5 * RETRY_S)
+    assert sorted(took) == ["en", "es"]
+    assert [request["max_tokens"] for request in script.requests] == [1, 1, 1], "English again, then Spanish"
+
+
+@pytest.mark.parametrize("status", [500, None], ids=["server-error", "no-server"])
+async def test_a_failed_warm_up_is_logged_and_the_stage_still_answers(llm, tmp_path, caplog, status):
+    script, url = llm
+    script.status = status or 200
+    stage = stage_for(url if status else "http://127.0.0.1:9/v1", tmp_path, llm_prompt="knowledge-base",
+                      llm_timeout_s=2)
+    started = time.monotonic()
+    assert await warm_prefixes(stage.client, stage.model, stage.knowledge_bases, wait_s=1.5) == {}
+    assert time.monotonic() - started < 4, "the wait is bounded for all languages together"
+    assert len(script.requests) == (2 if status else 0), "a server that answers with an error: no retry"
+    warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert [w.split(" failed")[0] for w in warnings] == ["LLM warm-up of the en prefix",
+                                                         "LLM warm-up of the es prefix"]
+    emits = [e async for e in stage.handle(turn())]
+    assert replies(emits) == [(0, APOLOGY, True)], "the turns go on as with no warm-up"
+
+
+async def test_the_passages_prompt_warms_nothing_up(llm, tmp_path):
+    script, url = llm
+    assert await stage_for(url, tmp_path).warm_up() == {}
+    assert script.requests == []
