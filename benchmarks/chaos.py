@@ -63,6 +63,7 @@ from benchmarks.soak import (
     open_turns,
     rss_growth,
     start_watched_stack,
+    write_report,
 )
 from benchmarks.utterances import SAMPLE_RATE, Utterance
 
@@ -645,22 +646,8 @@ def main(argv: list[str] | None = None) -> int:
         supervisor.stop()
     summary, kill_reports, turn_rows = account(results, kills, t0, supervisor.logs, sampler.samples,
                                                args.warmup_s, APOLOGY)
-    report = {
-        "when": datetime.now(UTC).isoformat(timespec="seconds"),
-        "machine": {"cpus": os.cpu_count()},
-        "args": {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()},
-        "seed": seed,
-        "summary": summary,
-        "kills": kill_reports,
-        "restarts": restarts,
-        "ingress_counters": counters,
-        "rss_samples": sampler.samples,
-        "turns": turn_rows,
-    }
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(report, indent=1))
-    plot(report, args.out.with_suffix(".png"))
-    log(f"results: {args.out}, {args.out.with_suffix('.png')}")
+    write_report(args, {"seed": seed, "summary": summary, "kills": kill_reports}, counters, restarts,
+                 sampler.samples, turn_rows, plot)
     print(json.dumps({k: v for k, v in summary.items() if k != "rss_growth"}, indent=1))
     print(json.dumps(kill_reports, indent=1))
     return 0

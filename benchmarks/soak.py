@@ -44,6 +44,7 @@ import threading
 import time
 import urllib.request
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -315,12 +316,14 @@ def summarize(logs: list[CallerLog], t0: float, samples: list[dict[str, Any]],
     }
 
 
-def plot(summary: dict[str, Any], samples: list[dict[str, Any]], path: Path) -> None:
-    """RSS per process over time; p95 voice-to-voice and turn outcomes per minute."""
+def plot(report: dict[str, Any], path: Path) -> None:
+    """RSS per process over time; p95 voice-to-voice and turn outcomes per minute, from a soak report."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+
+    summary, samples = report["summary"], report["rss_samples"]
 
     fig, (rss_ax, lat_ax) = plt.subplots(2, 1, figsize=(10, 8))
     for name in samples[0]["rss_mb"] if samples else []:
@@ -390,6 +393,44 @@ def start_watched_stack(args: argparse.Namespace,
     return utterances, supervisor, settings, stop
 
 
+def write_report(args: argparse.Namespace, fields: dict[str, Any], counters: dict[str, float],
+                 restarts: dict[str, int], samples: list[dict[str, Any]], turns: list[dict[str, Any]],
+                 draw: Callable[[dict[str, Any], Path], None]) -> dict[str, Any]:
+    """Write a run's report to ``args.out`` (JSON) and its plot beside it (``.png``); log both paths.
+
+    The report of the soak's and ``benchmarks/chaos.py``'s runs: ``when`` (UTC, ISO 8601),
+    ``machine``, ``args``, then ``fields``, ``ingress_counters``, ``restarts``, ``rss_samples`` and
+    ``turns``, in that order.
+
+    Args:
+        args: the run's options (:func:`add_run_arguments` and the benchmark's own); paths written as strings.
+        fields: what the benchmark reports of its own (``summary``, ...), in order.
+        counters: the ingress's counters at the end of the run (:func:`ingress_counters`).
+        restarts: process name -> times the supervisor restarted it during the run.
+        samples: the RSS samples (:class:`RssSampler`).
+        turns: one row per utterance.
+        draw: draws the plot of the report to a path.
+
+    Returns:
+        The report as written.
+    """
+    report = {
+        "when": datetime.now(UTC).isoformat(timespec="seconds"),
+        "machine": {"cpus": os.cpu_count()},
+        "args": {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()},
+        **fields,
+        "ingress_counters": counters,
+        "restarts": restarts,
+        "rss_samples": samples,
+        "turns": turns,
+    }
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(report, indent=1))
+    draw(report, args.out.with_suffix(".png"))
+    log(f"results: {args.out}, {args.out.with_suffix('.png')}")
+    return report
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
@@ -407,22 +448,10 @@ def main(argv: list[str] | None = None) -> int:
         stop.set()
         supervisor.stop()
     summary = summarize(logs, t0, sampler.samples, args.warmup_s)
-    report = {
-        "when": datetime.now(UTC).isoformat(timespec="seconds"),
-        "machine": {"cpus": os.cpu_count()},
-        "args": {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()},
-        "summary": summary,
-        "ingress_counters": counters,
-        "restarts": restarts,
-        "rss_samples": sampler.samples,
-        "turns": [{"caller": log_.index, "session_id": log_.session_id, "outcome": t.outcome,
-                   "events": turn_events(t, log_.events), **t.result.to_json()}
-                  for log_ in logs for t in log_.turns],
-    }
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(report, indent=1))
-    plot(summary, sampler.samples, args.out.with_suffix(".png"))
-    log(f"results: {args.out}, {args.out.with_suffix('.png')}")
+    turns = [{"caller": log_.index, "session_id": log_.session_id, "outcome": t.outcome,
+              "events": turn_events(t, log_.events), **t.result.to_json()}
+             for log_ in logs for t in log_.turns]
+    write_report(args, {"summary": summary}, counters, restarts, sampler.samples, turns, plot)
     print(json.dumps({k: summary[k] for k in ("utterances", "outcomes", "duplicate_replies", "errors",
                                               "voice_to_voice_ms", "max_rss_growth_pct")}, indent=1))
     print(json.dumps({"per_minute": summary["per_minute"], "ingress": counters}, indent=1))

@@ -1,7 +1,20 @@
 """The soak's accounting: every utterance gets one outcome, duplicates and RSS growth are counted right."""
 
+import argparse
+import json
+from pathlib import Path
+
 from benchmarks.caller import TurnResult
-from benchmarks.soak import SoakTurn, classify, duplicates, open_turns, per_minute, rss_growth
+from benchmarks.soak import (
+    SoakTurn,
+    classify,
+    duplicates,
+    open_turns,
+    per_minute,
+    plot,
+    rss_growth,
+    write_report,
+)
 
 
 def turn(span=(16000, 40000), first_audio=None, timed_out=False, speech_end=100.0, started=90.0, ended=130.0):
@@ -59,3 +72,22 @@ def test_open_turns():
               (0.1, {"type": "speech_started", "turn_id": "a9-1"}),
               (0.2, {"type": "turn_end", "turn_id": "a1-1"})]
     assert open_turns(events) == {"a9-1"}
+
+
+def test_write_report_writes_the_json_and_the_plot(tmp_path, capsys):
+    args = argparse.Namespace(callers=2, work=Path("/w"), out=tmp_path / "results" / "soak.json")
+    samples = [{"t": 0, "rss_mb": {"vad": 50.0}}, {"t": 60, "rss_mb": {"vad": 51.0}}]
+    turns = [turn(first_audio=101.0, speech_end=100.0)]
+    turns[0].outcome = "answered"
+    summary = {"per_minute": per_minute(turns, t0=90.0)}
+    rows = [{"outcome": "answered"}]
+    report = write_report(args, {"seed": 7, "summary": summary}, {"ingress_sessions_total": 2.0}, {"vad": 1},
+                          samples, rows, plot)
+    assert json.loads(args.out.read_text()) == report
+    assert list(report) == ["when", "machine", "args", "seed", "summary", "ingress_counters", "restarts",
+                            "rss_samples", "turns"]
+    assert report["args"] == {"callers": 2, "work": "/w", "out": str(args.out)}, "paths as strings"
+    assert (report["seed"], report["restarts"], report["rss_samples"], report["turns"]) == (7, {"vad": 1},
+                                                                                             samples, rows)
+    assert args.out.with_suffix(".png").stat().st_size > 0
+    assert f"results: {args.out}, {args.out.with_suffix('.png')}" in capsys.readouterr().err
