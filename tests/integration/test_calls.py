@@ -1,17 +1,16 @@
 """Recorded calls on the real stack: ``POST /v1/calls`` -> poll -> ``done`` with the transcript.
 
 An authenticated ingress runs in-process on the stack's broker (its own egress
-partition, ``ingress_slot=3``), next to the stack's open one, where a live caller
-is measured with and without a recorded call running (logged, not asserted).  An open
-one (``ingress_slot=2``) feeds its calls at real time, so a live turn on it or on the
+partition, ``ingress_slot=3``), next to the stack's open one.  An open one
+(``ingress_slot=2``) feeds its calls at real time, so a live turn on it or on the
 stack's ingress falls while the call is fed: the feed waits for that turn (yielding).
+How much a recorded call slows a live caller is measured by ``benchmarks/batch_vs_live.py``.
 """
 
 from __future__ import annotations
 
 import asyncio
 import io
-import logging
 import time
 
 import aiohttp
@@ -29,7 +28,6 @@ from tests.conftest import DATA, wer
 from tests.integration.caller import ScriptedCaller
 
 pytestmark = [pytest.mark.integration, pytest.mark.asyncio(loop_scope="module")]
-log = logging.getLogger(__name__)
 
 KEYS = "alice=alice-calls-key-0123456789,bob=bob-calls-key-0123456789"
 ALICE = {"Authorization": "Bearer alice-calls-key-0123456789"}
@@ -39,7 +37,7 @@ LONG_CLIP = "sense_and_sensibility_01_austen_64kb-0870"
 LIVE_CLIP = "sense_and_sensibility_01_austen_64kb-0880"
 BUS_SLACK_S = 1.0
 """Most the feed's wait may start or end after the live caller saw the speech end or its first reply
-audio (s): the turn state goes through the bus (a poll every 50 ms, a record produced and read)."""
+audio (s): the turn state goes through the bus (counted at most every 50 ms, a record produced and read)."""
 
 
 @pytest_asyncio.fixture(loop_scope="module", scope="module")
@@ -144,35 +142,19 @@ async def test_no_credential_is_401(calls):
         assert r.status == 401 and (await r.json())["error"] == "unauthenticated"
 
 
-async def live_voice_to_voice(url: str) -> float:
-    async with ScriptedCaller(url) as caller:
-        await caller.say("jfk")
-        end = await caller.until(lambda e: e["type"] == "turn_end" and e.get("transcript"), timeout_s=120)
-    return end["voice_to_voice_ms"]
-
-
-async def test_a_live_caller_with_and_without_a_recorded_call(calls, url):
-    """A measurement for the log (the stages' speed varies by machine): no timed assertion."""
-    base, http = calls
-    alone = await live_voice_to_voice(url)
-    posted = await post_wav(http, base, LONG_CLIP)
-    beside = await live_voice_to_voice(url)
-    body = await until_done(http, base, posted["id"])
-    log.warning("live voice-to-voice: %.0f ms alone, %.0f ms beside a recorded call (%s)",
-                alone, beside, body["status"])
-    print(f"\nlive voice-to-voice: {alone:.0f} ms alone, {beside:.0f} ms beside a recorded call")
-    assert alone > 0 and beside > 0 and body["status"] == "done"
-
-
 @pytest.mark.parametrize("replica", ["same", "other"])
-async def test_a_recorded_call_waits_while_a_live_turn_is_in_flight(realtime_calls, url, replica):
+async def test_a_recorded_call_waits_while_a_live_turn_is_in_flight(realtime_calls, url, replica, tmp_path):
     """The feed pauses from the live turn's speech end to its first reply audio, then goes on to the end.
 
     ``same``: the live caller is on the call's ingress (its sessions' turns); ``other``: on the
     stack's ingress (the turns in flight it puts on ``voxbus.heartbeats``).
     """
     host, http, app = realtime_calls
-    recording = call_recording(DATA, copies=1, gap_s=1.0)  # 44 s, fed at real time
+    clips = tmp_path / "call"
+    clips.mkdir()
+    for name in ("jfk", LONG_CLIP, "sense_and_sensibility_01_austen_64kb-0890"):  # the live clip is not in it
+        (clips / f"{name}.wav").symlink_to(DATA / f"{name}.wav")
+    recording = call_recording(clips, copies=1, gap_s=1.0)  # 26 s, fed at real time
     wav = {"Content-Type": "audio/wav"}
     async with http.post(f"http://{host}/v1/calls", data=recording, headers=wav) as r:
         assert r.status == 202, await r.text()
