@@ -555,9 +555,8 @@ def account(results: list[CallerRun], kills: list[Kill], t0: float, logs: Path, 
     summary = summarize([t for _, t in turns], {k: dups.get(k, 0) for k in ("turn_end", "sentence", "audio")},
                         kill_reports, life_growth(samples, kill_reports, warmup_s),
                         [run.record.failure for run in results if run.record.failure])
-    calm = [next_answer(at, answered) for at in between_kills(kills, t0)]
-    calm_stats = percentiles([first - at for at, first in zip(between_kills(kills, t0), calm, strict=True)
-                              if first is not None])
+    calm = [(at, next_answer(at, answered)) for at in between_kills(kills, t0)]
+    calm_stats = percentiles([first - at for at, first in calm if first is not None])
     summary["no_kill_s"] = {"p50": calm_stats["p50"], "p95": calm_stats["p95"], "n": calm_stats["n"]}
     summary["apologies"] = sum(is_apology(t, record.events, apology) for record, t in turns)
     summary["reconnects"] = len(reconnects)
