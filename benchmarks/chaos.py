@@ -84,6 +84,10 @@ were before, and it takes over: :func:`processors.runtime.take_over`), and faust
 group and been assigned its partitions."""
 LOG_TIME = re.compile(r"(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3})")
 """The local time stamp of a line of a voxbus or faust log."""
+REDIAL_PAUSE_S = 1.0
+"""Silence (s) a caller whose line dropped mid-sentence keeps once it is back, before saying the
+sentence again (a person notices the line is back, then starts over; a modelling choice, not a
+measurement)."""
 RECOVERY_TARGET_S = 10.0
 """Issue 16's target: at most this long from a kill to the next answered turn (s)."""
 
@@ -135,6 +139,10 @@ class Kill:
                 "recovery_s": rel(self.answered_at)}
 
 
+class LineDropped(Exception):
+    """The caller's line dropped mid-utterance and is back (:meth:`ChaosCaller.speak` starts it again)."""
+
+
 class ChaosCaller(SoakCaller):
     """A soak caller whose dropped socket is reopened on the same session (a resumed connection).
 
@@ -149,6 +157,8 @@ class ChaosCaller(SoakCaller):
         self.connection = 0
         self.turn_connection = 0
         self.reconnects: list[tuple[float, float]] = []
+        self.speaking = False
+        """Whether an utterance is being streamed (not silence)."""
 
     async def turn(self, utterance: Utterance, result: TurnResult, timeout_s: float) -> TurnResult:
         """Speak ``utterance`` and wait for its reply, as a person does when the line drops.
@@ -163,12 +173,23 @@ class ChaosCaller(SoakCaller):
         return await super().turn(utterance, result, timeout_s)
 
     async def speak(self, utterance: Utterance) -> float:
-        """Stream ``utterance`` in real time; again from its start on a connection reopened under it."""
-        speech_end_at = await super().speak(utterance)
-        if self.connection != self.turn_connection:
+        """Stream ``utterance`` in real time; on a line dropped under it, start it again.
+
+        The rest of the interrupted sentence is not sent on the reopened connection: the caller
+        waits :data:`REDIAL_PAUSE_S` with silence, then says the utterance from its start.  (Sent
+        straight on, the rest ran into the repeat without a pause, so the vad stage heard one
+        utterance from sample 0 of the new connection, and its turn was counted lost at 42e9127.)
+        """
+        while True:
             self.turn_connection = self.connection
-            speech_end_at = await super().speak(utterance)
-        return speech_end_at
+            self.speaking = True
+            try:
+                return await super().speak(utterance)
+            except LineDropped:
+                pass
+            finally:
+                self.speaking = False
+            await self.silence_for(REDIAL_PAUSE_S)
 
     def turn_abandoned(self) -> bool:
         """Whether the line dropped since the utterance was spoken: its reply went down with the ingress.
@@ -182,13 +203,20 @@ class ChaosCaller(SoakCaller):
         super()._on_event({**event, "connection": self.connection})
 
     async def _send(self, pcm: bytes) -> float:
+        """Send one frame; reopen a dropped line first (then, mid-utterance, raise :class:`LineDropped`)."""
         if self.ws.closed:
-            await self.reconnect()
+            await self.redial()
         try:
             return await super()._send(pcm)
         except (ConnectionError, RuntimeError, aiohttp.ClientError):
-            await self.reconnect()
+            await self.redial()
             return await super()._send(pcm)
+
+    async def redial(self) -> None:
+        """:meth:`reconnect`; then, if the line dropped mid-utterance, raise :class:`LineDropped`."""
+        await self.reconnect()
+        if self.speaking:
+            raise LineDropped
 
     async def reconnect(self) -> None:
         """Reopen the session (same id) with :func:`voxbus.client.connect`'s backoff, as ``voxbus call`` does.

@@ -105,19 +105,23 @@ def test_the_no_kill_instants_lie_halfway_between_kills():
 
 
 class _Line(ChaosCaller):
-    """No socket: frames are kept with the connection they went out on; the line drops before frame
-    ``drop_at`` (the connection goes up and the ingress counts samples from 0, as after a reconnect)."""
+    """A socket-less line: each frame is kept with the connection it went out on; sending frame
+    ``drop_at`` fails once (the line dropped), and :meth:`reconnect` brings up the next connection
+    (the ingress counts samples from 0 again)."""
 
     def __init__(self, drop_at: int | None = None) -> None:
         self.connection = self.turn_connection = 0
+        self.speaking, self.closed = False, False
         self.drop_at, self.frames, self.samples_sent, self.clock = drop_at, [], 0, 0.0
+        self.ws, self.silence = self, bytes(2 * FRAME_SAMPLES)
 
-    async def _send(self, pcm: bytes) -> float:
-        if len(self.frames) == self.drop_at:
-            self.connection, self.samples_sent = self.connection + 1, 0
+    async def send_bytes(self, pcm: bytes) -> None:
+        if len(self.frames) == self.drop_at and self.connection == 0:
+            raise ConnectionResetError("the ingress was killed")
         self.frames.append(self.connection)
-        self.samples_sent += len(pcm) // 2
-        return float(len(self.frames))
+
+    async def reconnect(self) -> None:
+        self.connection, self.samples_sent = self.connection + 1, 0
 
 
 def test_a_caller_whose_line_dropped_stops_waiting_for_that_reply():
@@ -127,16 +131,24 @@ def test_a_caller_whose_line_dropped_stops_waiting_for_that_reply():
     assert caller.turn_abandoned()
 
 
-async def test_a_caller_whose_line_dropped_mid_utterance_says_it_again_from_the_start():
+async def test_a_caller_whose_line_dropped_mid_utterance_pauses_then_says_it_again_from_the_start(
+        monkeypatch):
+    monkeypatch.setattr("benchmarks.chaos.REDIAL_PAUSE_S", 5 * FRAME_SAMPLES / 16000)
     frames = 10
     utterance = Utterance("u#0", np.zeros(frames * FRAME_SAMPLES, dtype=np.int16), FRAME_SAMPLES,
                           9 * FRAME_SAMPLES)
     caller = _Line(drop_at=4)
     await caller.speak(utterance)
-    assert caller.frames == [0] * 4 + [1] * (frames + 6)  # the 6 frames left, then all 10 again
-    # in the new connection's samples, which the 6 frames left of the first try went out on
-    assert caller.speech_span == (7 * FRAME_SAMPLES, 15 * FRAME_SAMPLES)
-    assert caller.turn_connection == 1 and not caller.turn_abandoned()
+    # the rest of the first try is not sent: 5 frames of silence, then all 10 frames again
+    assert caller.frames == [0] * 4 + [1] * (5 + frames)
+    assert caller.speech_span == (6 * FRAME_SAMPLES, 14 * FRAME_SAMPLES)  # the new connection's samples
+    assert caller.turn_connection == 1 and not caller.turn_abandoned() and not caller.speaking
+
+
+async def test_a_caller_whose_line_dropped_in_silence_goes_on_with_it():
+    caller = _Line(drop_at=2)
+    await caller.silence_for(5 * FRAME_SAMPLES / 16000)
+    assert caller.frames == [0, 0, 1, 1, 1]  # the failed frame is sent again on the new connection
 
 
 def test_apology_is_not_an_answer():
