@@ -69,8 +69,13 @@ test: install chromium espeak
 	VOXBUS_BROKER=tansu $(BIN)/pytest -q -p no:cacheprovider tests/integration/test_pipeline.py \
 	  tests/integration/test_bad_input.py
 
-lint: install
+# ruff is lint-only, so it is not in pyproject.toml (a change there would rerun every `make install`):
+# the first `make lint` installs it into the venv.
+lint: install $(BIN)/ruff
 	$(BIN)/ruff check .
+
+$(BIN)/ruff: | install
+	$(BIN)/pip install -q 'ruff>=0.8'
 
 # voxbus vs Pipecat voice-to-voice latency on identical models (benchmarks/latency.py): writes
 # benchmarks/results/latency.{json,png} and prints the table. Pipecat gets its own virtualenv so

@@ -26,15 +26,16 @@ DATA = Path(__file__).parent.parent / "tests" / "data"
 RESULTS = Path(__file__).parent / "results"
 
 
-async def utterances(stage: VadStage, name: str, audio: np.ndarray, chunk: int = 1024) -> list[tuple[Utterance, float]]:
+async def utterances(stage: VadStage, name: str, audio: np.ndarray,
+                     chunk: int = 1024) -> list[tuple[Utterance, float]]:
     """Endpoint ``audio`` in 64 ms chunks; return each utterance with its endpoint delay (ms of audio
     from the end of speech to the end of the chunk whose arrival emitted the utterance)."""
     pcm = (np.clip(audio, -1, 1) * 32767).astype("<i2")
     pad = stage.config.samples(stage.config.speech_pad_ms)
     found = []
     for seq, start in enumerate(range(0, pcm.size, chunk)):
-        record = AudioChunk(session_id=name, seq=seq, start_sample=start, pcm=pcm[start:start + chunk].tobytes(),
-                            recv_ts=1000.0 + (start + chunk) / 16000)
+        record = AudioChunk(session_id=name, seq=seq, start_sample=start,
+                            pcm=pcm[start:start + chunk].tobytes(), recv_ts=1000.0 + (start + chunk) / 16000)
         async for emit in stage.handle(record):
             if isinstance(emit.record, Utterance) and not emit.record.speculative:
                 speech_end = emit.record.end_sample - pad

@@ -48,8 +48,8 @@ def stats(seconds: list[float]) -> dict[str, float]:
     """p50/p95/p99/max in ms of latencies in seconds."""
     ms = np.array(seconds) * 1000
     return {"records": len(ms), "p50_ms": round(float(np.percentile(ms, 50)), 2),
-            "p95_ms": round(float(np.percentile(ms, 95)), 2), "p99_ms": round(float(np.percentile(ms, 99)), 2),
-            "max_ms": round(float(ms.max()), 2)}
+            "p95_ms": round(float(np.percentile(ms, 95)), 2),
+            "p99_ms": round(float(np.percentile(ms, 99)), 2), "max_ms": round(float(ms.max()), 2)}
 
 
 async def new_topic(partitions: int = 8) -> str:
@@ -112,7 +112,8 @@ async def measure(broker: subprocess.Popen[bytes], sessions: int, seconds: float
     await reader
     await consumer.stop()
     await producer.stop()
-    return {"sessions": sessions, "fetch_max_wait_ms": fetch_wait_ms, "chunk_ms": chunk_ms, **stats(latencies),
+    return {"sessions": sessions, "fetch_max_wait_ms": fetch_wait_ms, "chunk_ms": chunk_ms,
+            **stats(latencies),
             "broker_idle_cores_one_consumer": round(idle_cores, 4),
             "broker_cpu_ms_per_record": round(1000 * busy / max(1, len(latencies)), 3)}
 
@@ -153,7 +154,8 @@ async def two_hops(sessions: int, seconds: float, chunk_ms: int, payload: int, e
                 sent = [await stage_out.send(sink_topic, m.value, key=m.key)
                         for messages in batch.values() for m in messages]
                 await asyncio.gather(*sent)
-                await stage_in.commit({TopicPartition(tp.topic, tp.partition): o for tp, o in offsets.items()})
+                await stage_in.commit({TopicPartition(tp.topic, tp.partition): o
+                                       for tp, o in offsets.items()})
 
     tasks = [asyncio.create_task(stage()), asyncio.create_task(collect(sink, latencies, stop))]
     await asyncio.sleep(1.0)
@@ -202,8 +204,8 @@ def main(broker: list[str] = typer.Option(["kafka", "tansu"]),  # noqa: B008
         try:
             for wait in fetch_wait or DEFAULT_WAITS[kind]:
                 for count in sessions:
-                    row = {"broker": kind, **asyncio.run(measure(proc, count, seconds, wait, chunk_ms, payload,
-                                                                 idle_s))}
+                    measured = asyncio.run(measure(proc, count, seconds, wait, chunk_ms, payload, idle_s))
+                    row = {"broker": kind, **measured}
                     print(json.dumps(row), flush=True)
                     rows.append(row)
             if kind == "kafka" and eos:

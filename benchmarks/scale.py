@@ -399,7 +399,8 @@ def plot(results: list[dict[str, Any]], path: Path) -> None:
     x = np.arange(len(results))
     bars.bar(x - 0.2, [r["one"]["records_per_s"] for r in results], 0.4, label="1 replica")
     bars.bar(x + 0.2, [r["two"]["records_per_s"] for r in results], 0.4, label="2 replicas")
-    bars.set_xticks(x, [f"{r.get('broker', '')}\n{r['scenario']}\nx{r['scaling']}" for r in results], fontsize=7)
+    labels = [f"{r.get('broker', '')}\n{r['scenario']}\nx{r['scaling']}" for r in results]
+    bars.set_xticks(x, labels, fontsize=7)
     bars.set_ylabel("records/s (backlog drained)")
     bars.set_yscale("log")
     bars.set_title("Throughput, 2 cores")
@@ -415,8 +416,8 @@ def plot(results: list[dict[str, Any]], path: Path) -> None:
         ax.set_ylim(0, max(1, int((times <= right).sum() * 1.05)))
         ax.set_xlabel("s since the backlog was produced")
         ax.set_ylabel("outputs")
-        ax.set_title(f"{r.get('broker', '')} {r['scenario']}: 2nd replica joins\npause {r['add']['rebalance_pause_s']} s",
-                     fontsize=9)
+        ax.set_title(f"{r.get('broker', '')} {r['scenario']}: 2nd replica joins\n"
+                     f"pause {r['add']['rebalance_pause_s']} s", fontsize=9)
         ax.legend(fontsize=7)
     fig.tight_layout()
     fig.savefig(path, dpi=110)

@@ -1,1 +1,4 @@
-"""The stream processors (stages): one package per stage, plus the runtime that runs a stage as a faust worker."""
+"""The stream processors (stages).
+
+One package per stage, plus the runtime that runs a stage as a faust worker.
+"""

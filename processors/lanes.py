@@ -41,7 +41,8 @@ class SessionLanes:
         previous = self.tails.get(key)
         self.tails[key] = asyncio.create_task(self._run(key, previous, work), name=f"lane-{key}")
 
-    async def _run(self, key: str, previous: asyncio.Task[None] | None, work: Callable[[], Awaitable[None]]) -> None:
+    async def _run(self, key: str, previous: asyncio.Task[None] | None,
+                   work: Callable[[], Awaitable[None]]) -> None:
         try:
             if previous is not None:
                 await asyncio.gather(previous, return_exceptions=True)

@@ -1,1 +1,4 @@
-"""The Kafka side of voxbus: settings, topic declarations, the faust app factory and transport, the embedded broker."""
+"""The Kafka side of voxbus.
+
+Settings, topic declarations, the faust app factory and transport, the embedded broker.
+"""

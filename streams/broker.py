@@ -75,7 +75,8 @@ async def _metadata_ok(bootstrap: str) -> bool:
             await admin.close()
 
 
-def wait_for_kafka(bootstrap: str, timeout_s: float = 60.0, proc: subprocess.Popen[bytes] | None = None) -> float:
+def wait_for_kafka(bootstrap: str, timeout_s: float = 60.0,
+                   proc: subprocess.Popen[bytes] | None = None) -> float:
     """Block until the broker at ``bootstrap`` answers a Kafka Metadata request with a controller.
 
     Runs the aiokafka client on its own event loop in a worker thread, so it may be
@@ -116,7 +117,8 @@ def resolve_kind(requested: str, kafka_home: Path) -> str:
     if major is None:
         reason = "no Java runtime found"
     elif major < kafka_server.MIN_JAVA:
-        reason = f"Java {major} found, Apache Kafka {kafka_server.KAFKA_VERSION} needs {kafka_server.MIN_JAVA}+"
+        reason = (f"Java {major} found, Apache Kafka {kafka_server.KAFKA_VERSION} "
+                  f"needs {kafka_server.MIN_JAVA}+")
     elif not kafka_server.jars_present(kafka_home) and shutil.which("mvn") is None:
         reason = f"no Kafka jars in {kafka_home} and no Maven to fetch them (run `make install`)"
     if reason is None:
@@ -157,16 +159,17 @@ def _start_tansu(bootstrap: str, out: object) -> subprocess.Popen[bytes]:
     return proc
 
 
-def _start_kafka(bootstrap: str, out: object, data_dir: Path | None, settings: Settings) -> subprocess.Popen[bytes]:
+def _start_kafka(bootstrap: str, out: object, data_dir: Path | None,
+                 settings: Settings) -> subprocess.Popen[bytes]:
     host, port = _split(bootstrap)
     if data_dir is None:  # a throwaway broker (benchmarks): its storage goes with the process
         data_dir = Path(tempfile.mkdtemp(prefix="voxbus-kafka-"))
         atexit.register(shutil.rmtree, data_dir, True)
     lib = kafka_server.fetch_jars(settings.kafka_home)
     log_dir = data_dir / "log"
-    server, log4j = kafka_server.write_config(
-        data_dir, kafka_server.server_properties(host, port, settings.kafka_controller_port or port + 1, log_dir),
-        settings.kafka_log_level)
+    controller_port = settings.kafka_controller_port or port + 1
+    properties = kafka_server.server_properties(host, port, controller_port, log_dir)
+    server, log4j = kafka_server.write_config(data_dir, properties, settings.kafka_log_level)
     kafka_server.format_storage(lib, server, log4j, log_dir, out)
     proc = subprocess.Popen(
         kafka_server.java_command(lib, log4j, settings.kafka_heap_mb, "kafka.Kafka", str(server),
@@ -204,7 +207,10 @@ def start_embedded_broker(bootstrap: str, log_path: str | None = None, *, kind: 
     _refuse_taken(bootstrap)
     out = open(log_path, "ab") if log_path else subprocess.DEVNULL  # noqa: SIM115 - owned by the child
     try:
-        proc = _start_kafka(bootstrap, out, data_dir, settings) if kind == "kafka" else _start_tansu(bootstrap, out)
+        if kind == "kafka":
+            proc = _start_kafka(bootstrap, out, data_dir, settings)
+        else:
+            proc = _start_tansu(bootstrap, out)
     except kafka_server.KafkaUnavailable as exc:
         raise BrokerError(str(exc)) from exc
     try:

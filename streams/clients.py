@@ -55,7 +55,10 @@ class BrokerProfile:
 
 
 def profile(settings: Settings) -> BrokerProfile:
-    """The :class:`BrokerProfile` of the broker ``settings`` point at (``VOXBUS_FETCH_MAX_WAIT_MS`` overrides)."""
+    """The :class:`BrokerProfile` of the broker ``settings`` point at.
+
+    ``VOXBUS_FETCH_MAX_WAIT_MS``, when set, overrides the broker's fetch wait.
+    """
     from streams.broker import broker_kind
 
     kind = broker_kind(settings)
@@ -85,26 +88,36 @@ def security_kwargs(settings: Settings) -> dict[str, Any]:
         password = settings.kafka_sasl_password.get_secret_value()
         if not settings.kafka_sasl_username or not password:
             raise ValueError(f"{protocol} needs VOXBUS_KAFKA_SASL_USERNAME and VOXBUS_KAFKA_SASL_PASSWORD")
-        out.update(sasl_mechanism=settings.kafka_sasl_mechanism, sasl_plain_username=settings.kafka_sasl_username,
-                   sasl_plain_password=password)
+        out.update(sasl_mechanism=settings.kafka_sasl_mechanism,
+                   sasl_plain_username=settings.kafka_sasl_username, sasl_plain_password=password)
     return out
 
 
 def consumer_kwargs(settings: Settings, **overrides: Any) -> dict[str, Any]:
-    """Arguments of an ``AIOKafkaConsumer`` on this broker (bootstrap, fetch wait, security), then ``overrides``."""
+    """Arguments of an ``AIOKafkaConsumer`` on this broker, then ``overrides``.
+
+    The bootstrap servers, the broker's fetch wait and the security arguments (:func:`security_kwargs`).
+    """
     return {"bootstrap_servers": settings.bootstrap, "fetch_max_wait_ms": profile(settings).fetch_max_wait_ms,
             **security_kwargs(settings), **overrides}
 
 
 def producer_kwargs(settings: Settings, **overrides: Any) -> dict[str, Any]:
-    """Arguments of an ``AIOKafkaProducer`` on this broker (idempotent ``acks=all`` on Kafka), then ``overrides``."""
+    """Arguments of an ``AIOKafkaProducer`` on this broker, then ``overrides``.
+
+    Idempotent with ``acks=all`` on Kafka, ``acks=1`` on Tansu; no linger; the security arguments.
+    """
     durable = {"acks": "all", "enable_idempotence": True} if profile(settings).idempotent else {"acks": 1}
     return {"bootstrap_servers": settings.bootstrap, "linger_ms": 0, **durable, **security_kwargs(settings),
             **overrides}
 
 
 def faust_credentials(settings: Settings) -> Any:
-    """The faust ``broker_credentials`` for the same TLS/SASL settings as :func:`security_kwargs` (None: plaintext)."""
+    """The faust ``broker_credentials`` for the same TLS/SASL settings as :func:`security_kwargs`.
+
+    Returns:
+        faust's SSL or SASL credentials; None for ``PLAINTEXT``.
+    """
     import faust
 
     auth = security_kwargs(settings)

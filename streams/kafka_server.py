@@ -247,8 +247,8 @@ def format_storage(lib: Path, server: Path, log4j: Path, log_dir: Path, log_out:
     # a cluster id is 16 random bytes in URL-safe base64 without padding, as `random-uuid` prints;
     # `--cluster-id=` because an id may start with '-'
     cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
-    done = subprocess.run(java_command(lib, log4j, 128, "kafka.tools.StorageTool",
-                                       "format", f"--cluster-id={cluster_id}", "-c", str(server), "--standalone"),
+    done = subprocess.run(java_command(lib, log4j, 128, "kafka.tools.StorageTool", "format",
+                                       f"--cluster-id={cluster_id}", "-c", str(server), "--standalone"),
                           stdout=log_out, stderr=subprocess.STDOUT, timeout=120)
     if done.returncode != 0:
         raise KafkaUnavailable(f"formatting Kafka storage in {log_dir} failed (exit {done.returncode})")

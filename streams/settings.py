@@ -84,8 +84,8 @@ class Settings(BaseSettings):
     kafka_jit: Literal["tiered", "c1"] = Field(
         default="c1",
         description="JIT compilers of the embedded Apache Kafka (streams/kafka_server.JIT_FLAGS): C1 only "
-                    "(the broker used 35-45 % less CPU idle and under 8 streaming callers, benchmarks/bus.py), "
-                    "or the JVM's default tiered C1+C2.",
+                    "(the broker used 35-45 % less CPU idle and under 8 streaming callers, "
+                    "benchmarks/bus.py), or the JVM's default tiered C1+C2.",
     )
     kafka_controller_port: int = Field(
         default=0, ge=0, description="KRaft controller port of the embedded Kafka; 0: the broker port + 1."
@@ -134,7 +134,8 @@ class Settings(BaseSettings):
         ),
     )
     kafka_security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = Field(
-        default="PLAINTEXT", description="How every client connects to the broker (the embedded ones: PLAINTEXT)."
+        default="PLAINTEXT",
+        description="How every client connects to the broker (the embedded ones: PLAINTEXT).",
     )
     kafka_sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] = Field(
         default="SCRAM-SHA-512", description="SASL mechanism (Strimzi KafkaUser: SCRAM-SHA-512)."
@@ -142,7 +143,8 @@ class Settings(BaseSettings):
     kafka_sasl_username: str = Field(default="", description="SASL user of this process (one per stage).")
     kafka_sasl_password: SecretStr = Field(default=SecretStr(""), description="SASL password (never logged).")
     kafka_ssl_cafile: str = Field(
-        default="", description="CA bundle (PEM) that signed the broker's TLS certificate; empty: the system's."
+        default="",
+        description="CA bundle (PEM) that signed the broker's TLS certificate; empty: the system's.",
     )
     partitions: int = Field(default=8, ge=1, description="Partitions of each pipeline topic.")
     egress_partitions: int = Field(

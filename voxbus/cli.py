@@ -30,7 +30,8 @@ console = Console(stderr=True)
 
 DEFAULT_URL = "ws://127.0.0.1:8765/v1/stream"
 
-Bootstrap = Annotated[str | None, typer.Option("--bootstrap", help="Kafka bootstrap servers (default: embedded).")]
+Bootstrap = Annotated[str | None,
+                      typer.Option("--bootstrap", help="Kafka bootstrap servers (default: embedded).")]
 Url = Annotated[str, typer.Option("--url", help="Ingress WebSocket URL.")]
 
 
@@ -260,7 +261,8 @@ def ingress(bootstrap: Bootstrap = None,
 def broker(
     kafka: Annotated[bool, typer.Option("--kafka", help="Apache Kafka (needs Java 17+).")] = False,
     tansu: Annotated[bool, typer.Option("--tansu", help="Tansu (no Java; memory only).")] = False,
-    fetch: Annotated[bool, typer.Option("--fetch", help="Only fetch Kafka's jars with Maven, then exit.")] = False,
+    fetch: Annotated[bool, typer.Option(
+        "--fetch", help="Only fetch Kafka's jars with Maven, then exit.")] = False,
 ) -> None:
     """Run the embedded broker alone until Ctrl-C: Apache Kafka when Java 17+ is here, else Tansu."""
     if kafka and tansu:
@@ -272,14 +274,18 @@ def broker(
 
     settings = get_settings()
     if fetch:
-        console.print(f"Apache Kafka {kafka_server.KAFKA_VERSION} jars in {kafka_server.fetch_jars(settings.kafka_home)}")
+        jars = kafka_server.fetch_jars(settings.kafka_home)
+        console.print(f"Apache Kafka {kafka_server.KAFKA_VERSION} jars in {jars}")
         return
     kind = broker_kind(settings)
-    signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})  # for sigwait: stop the broker too
+    # for sigwait: stop the broker too
+    signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})
     proc = start_embedded_broker(settings.bootstrap, kind=kind, data_dir=settings.data_dir / "kafka",
                                  settings=settings)
-    where = f"storage in {settings.data_dir / 'kafka'}" if kind == "kafka" else "memory only: a restart loses everything"
-    console.print(f"embedded broker ({'Apache Kafka' if kind == 'kafka' else 'Tansu'}) on {settings.bootstrap} ({where})")
+    where = (f"storage in {settings.data_dir / 'kafka'}" if kind == "kafka"
+             else "memory only: a restart loses everything")
+    name = "Apache Kafka" if kind == "kafka" else "Tansu"
+    console.print(f"embedded broker ({name}) on {settings.bootstrap} ({where})")
     try:
         signal.sigwait({signal.SIGINT, signal.SIGTERM})
     finally:
@@ -304,7 +310,8 @@ def _print_turns(turns: list, as_json: bool, out: Path | None) -> None:
         table = Table(show_header=False, title=f"turn {turn.turn_id}")
         for key in ("transcript", "intent", "reply_text"):
             table.add_row(key, str(summary[key]))
-        table.add_row("reply_audio", f"{summary['reply_audio']['seconds']} s -> {summary['reply_audio']['path']}")
+        reply = summary["reply_audio"]
+        table.add_row("reply_audio", f"{reply['seconds']} s -> {reply['path']}")
         table.add_row("latency_ms", ", ".join(f"{k}={v}" for k, v in summary["latency_ms"].items()))
         if turn.errors:
             table.add_row("errors", "; ".join(turn.errors))
@@ -347,7 +354,8 @@ def kb_ingest(directory: Annotated[Path, typer.Argument(exists=True, file_okay=F
     from streams.settings import get_settings
 
     settings = get_settings()
-    count = ingest(directory, open_client(settings), Embedder.from_settings(settings), settings.qdrant_collection)
+    count = ingest(directory, open_client(settings), Embedder.from_settings(settings),
+                   settings.qdrant_collection)
     console.print(f"ingested {count} passages into {settings.qdrant_collection}")
 
 

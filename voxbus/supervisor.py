@@ -178,7 +178,8 @@ class Supervisor:
         deadline = time.monotonic() + READY_TIMEOUT_S
         while not wait_http(f"http://{s.host}:{s.port}/healthz", 2.0):
             if time.monotonic() > deadline:
-                raise RuntimeError(f"voxbus did not become healthy in {READY_TIMEOUT_S:.0f} s; see {self.logs}")
+                raise RuntimeError(f"voxbus did not become healthy in {READY_TIMEOUT_S:.0f} s; "
+                                   f"see {self.logs}")
             self.restart_exited()  # a child that died while starting is restarted, as later
         for child in self.children:  # the standbys load once everything is up, not in its way
             child.standby_due = time.monotonic()

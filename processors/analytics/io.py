@@ -61,7 +61,8 @@ def consumer_for(settings: Settings) -> AIOKafkaConsumer:
     """A consumer with no group (manual assignment, nothing committed)."""
     wait = max(profile(settings).fetch_max_wait_ms, 100)
     return AIOKafkaConsumer(**consumer_kwargs(settings, enable_auto_commit=False, group_id=None,
-                                              fetch_max_wait_ms=wait, max_partition_fetch_bytes=8 * 1024 * 1024))
+                                              fetch_max_wait_ms=wait,
+                                              max_partition_fetch_bytes=8 * 1024 * 1024))
 
 
 async def read_topic(settings: Settings, topic: str, *, from_beginning: bool = True,

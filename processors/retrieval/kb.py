@@ -112,7 +112,8 @@ def open_client(settings: Settings) -> QdrantClient:
     return QdrantClient(path=str(path))
 
 
-def ingest(kb_dir: Path, client: QdrantClient, embedder: Embedder, collection: str, progress: bool = True) -> int:
+def ingest(kb_dir: Path, client: QdrantClient, embedder: Embedder, collection: str,
+           progress: bool = True) -> int:
     """Chunk, embed and upsert the articles under ``kb_dir`` into ``collection``.
 
     The collection is recreated, so passages removed from the KB disappear.

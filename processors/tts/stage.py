@@ -70,7 +70,7 @@ class TtsStage(Stage):
         marks = {**record.marks, f"tts.sentence{record.index}": time.time()}
         for seq, pcm in enumerate(chunks):
             yield Emit(EGRESS, SynthAudio(
-                session_id=record.session_id, egress_partition=record.egress_partition, turn_id=record.turn_id,
-                index=record.index, seq=seq, sample_rate=rate, pcm=pcm,
+                session_id=record.session_id, egress_partition=record.egress_partition,
+                turn_id=record.turn_id, index=record.index, seq=seq, sample_rate=rate, pcm=pcm,
                 final=record.final and seq == len(chunks) - 1, marks=marks,
             ))

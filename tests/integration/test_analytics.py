@@ -54,7 +54,8 @@ async def read_until(bootstrap: str, topics: list[str], done, timeout_s: float =
                     records.append(record)
             if done(records):
                 return records
-        raise AssertionError(f"condition not met on {topics} within {timeout_s} s; read {len(records)} records")
+        raise AssertionError(f"condition not met on {topics} within {timeout_s} s; "
+                             f"read {len(records)} records")
     finally:
         await consumer.stop()
 
@@ -99,7 +100,8 @@ async def test_windowed_records_reach_the_analytics_topics(calls, stack):
     latest = last_per_key(records)
 
     minute = latest[("analytics_turns", key(voice, "all"))]
-    assert isinstance(minute, TurnsPerMinute) and minute.turns >= 1 and minute.voice >= 1 and minute.sessions >= 1
+    assert isinstance(minute, TurnsPerMinute)
+    assert minute.turns >= 1 and minute.voice >= 1 and minute.sessions >= 1
     assert minute.window_start <= voice.ts < minute.window_end == minute.window_start + 60
     assert latest[("analytics_turns", key(text, "all"))].text >= 1
 
@@ -156,13 +158,15 @@ def test_export_writes_the_turns_to_parquet(calls, stack, tmp_path):
     assert voice["topic"] == TURNS.name
     for span, ms in calls.voice.latency_ms.items():
         assert voice[f"latency_{span}_ms"] == pytest.approx(ms), span
-    assert dict(voice["marks"])["ingress.first_audio"] == pytest.approx(calls.voice.marks["ingress.first_audio"])
+    first_audio = calls.voice.marks["ingress.first_audio"]
+    assert dict(voice["marks"])["ingress.first_audio"] == pytest.approx(first_audio)
     assert any(r["session_id"] == calls.text.session_id and r["intent"] == "human_agent" for r in rows)
 
 
 def test_tail_prints_decoded_records(calls, stack):
     done = subprocess.run(
-        [sys.executable, "-m", "voxbus", "analytics", "tail", "latency", "--from-beginning", "--json", "--count", "2"],
+        [sys.executable, "-m", "voxbus", "analytics", "tail", "latency", "--from-beginning", "--json",
+         "--count", "2"],
         cwd=ROOT, capture_output=True, text=True, timeout=60,
     )
     assert done.returncode == 0, done.stderr

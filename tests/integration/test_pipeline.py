@@ -117,7 +117,8 @@ async def test_turn_record_has_every_stage_timestamp(voice_call, stack):
 
 
 async def test_every_stage_committed_offsets(voice_call, stack):
-    """Each stage's group committed past the records of this call (not just any offset of the shared stack)."""
+    """Each stage's group committed past the records of this call (not just any offset of the shared
+    stack)."""
     _session, _turns, before = voice_call
     await asyncio.sleep(1.5)  # > broker_commit_interval
     after = await all_committed(stack)

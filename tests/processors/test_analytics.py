@@ -57,13 +57,14 @@ def turn(session: str = "s1", turn_id: str = "a1", *, ts: float = T0 + 5, intent
          score: float = 0.0, source: str = "voice", latency: dict[str, float] | None = None,
          v2v: float | None = None, interrupted: bool = False, confidence: float = 0.9) -> TurnRecord:
     label = "negative" if score <= -0.05 else "positive" if score >= 0.05 else "neutral"
+    if v2v is None:
+        v2v = (latency or {"voice_to_voice": 1000.0}).get("voice_to_voice")
     return TurnRecord(
         session_id=session, turn_id=turn_id, source=source, transcript="when is my bill due",
         intent=intent, confidence=confidence, sentiment=label, sentiment_score=score,
         reply_text="On the 5th.", marks={"vad.speech_end": ts - 1, "ingress.first_audio": ts},
         latency_ms=latency if latency is not None else {"asr": 200.0, "voice_to_voice": 1000.0},
-        voice_to_voice_ms=v2v if v2v is not None else (latency or {"voice_to_voice": 1000.0}).get("voice_to_voice"),
-        interrupted=interrupted, ts=ts,
+        voice_to_voice_ms=v2v, interrupted=interrupted, ts=ts,
     )
 
 
@@ -232,7 +233,8 @@ async def test_latency_percentiles_per_span_and_window(stage):
     v2v = [rng.lognormvariate(7, 0.3) for _ in range(40)]
     turns = [turn("s1", f"a{i}", ts=T0 + i, latency={"asr": a, "voice_to_voice": v}, v2v=v)
              for i, (a, v) in enumerate(zip(asr, v2v, strict=True))]
-    turns.append(turn("t1", "x1", ts=T0 + 45, source="text", latency={"text_to_first_sentence": 700.0}, v2v=None))
+    turns.append(turn("t1", "x1", ts=T0 + 45, source="text", latency={"text_to_first_sentence": 700.0},
+                      v2v=None))
     latest = last_per_key(await fold_all(stage, turns))
     for span, samples in (("asr", asr), ("voice_to_voice", v2v)):
         record = latest[("analytics_latency", f"{int(T0)}/{span}")]
@@ -278,7 +280,8 @@ async def test_folding_with_faust_windowed_tables(tmp_path):
 
     app.finalize()
     app.flow_control.resume()
-    turns = [turn("s1", "a1", ts=T0 + 1, latency={"asr": 100.0}), turn("s2", "a1", ts=T0 + 2, latency={"asr": 300.0}),
+    turns = [turn("s1", "a1", ts=T0 + 1, latency={"asr": 100.0}),
+             turn("s2", "a1", ts=T0 + 2, latency={"asr": 300.0}),
              turn("s1", "a1", ts=T0 + 1), turn("s1", "a2", ts=T0 + 70, latency={"asr": 50.0})]
     async with fold_agent.test_context() as agent:
         for record in turns:
@@ -355,23 +358,26 @@ async def test_undecodable_turns_are_dead_lettered_and_callers_not_bothered(runn
 windows_ = st.integers(0, 60_000_000).map(lambda m: float(m * 60))
 counts = st.integers(0, 10_000)
 STRATEGIES = {
-    TurnsPerMinute: st.builds(lambda s, n, k: TurnsPerMinute(window_start=s, window_end=s + 60, turns=n, ts=s + 1,
-                                                             sessions=k, voice=n, text=0, interrupted=k),
-                              windows_, counts, counts),
-    IntentCount: st.builds(lambda s, n, i: IntentCount(window_start=s, window_end=s + 60, turns=n, ts=s,
-                                                       intent=i, confidence_mean=0.5),
-                           windows_, counts, st.sampled_from(["billing", "unknown"])),
-    SentimentCount: st.builds(lambda s, n, m: SentimentCount(window_start=s, window_end=s + 60, turns=n, ts=s,
-                                                             sentiment="negative", score_mean=m),
-                              windows_, counts, st.floats(-1, 1)),
-    EscalationCount: st.builds(lambda s, n, ids: EscalationCount(window_start=s, window_end=s + 60, turns=n, ts=s,
-                                                                 human_agent=n, negative=0, session_ids=ids),
-                               windows_, counts, st.lists(st.from_regex(r"[a-z0-9]{1,12}", fullmatch=True),
-                                                          max_size=5)),
-    LatencyPercentiles: st.builds(lambda s, p: LatencyPercentiles(window_start=s, window_end=s + 60, turns=3, ts=s,
-                                                                  span="asr", mean_ms=p, min_ms=p, max_ms=p,
-                                                                  p50_ms=p, p95_ms=p, p99_ms=p),
-                                  windows_, st.floats(0, 1e6)),
+    TurnsPerMinute: st.builds(
+        lambda s, n, k: TurnsPerMinute(window_start=s, window_end=s + 60, turns=n, ts=s + 1,
+                                       sessions=k, voice=n, text=0, interrupted=k),
+        windows_, counts, counts),
+    IntentCount: st.builds(
+        lambda s, n, i: IntentCount(window_start=s, window_end=s + 60, turns=n, ts=s,
+                                    intent=i, confidence_mean=0.5),
+        windows_, counts, st.sampled_from(["billing", "unknown"])),
+    SentimentCount: st.builds(
+        lambda s, n, m: SentimentCount(window_start=s, window_end=s + 60, turns=n, ts=s,
+                                       sentiment="negative", score_mean=m),
+        windows_, counts, st.floats(-1, 1)),
+    EscalationCount: st.builds(
+        lambda s, n, ids: EscalationCount(window_start=s, window_end=s + 60, turns=n, ts=s,
+                                          human_agent=n, negative=0, session_ids=ids),
+        windows_, counts, st.lists(st.from_regex(r"[a-z0-9]{1,12}", fullmatch=True), max_size=5)),
+    LatencyPercentiles: st.builds(
+        lambda s, p: LatencyPercentiles(window_start=s, window_end=s + 60, turns=3, ts=s, span="asr",
+                                        mean_ms=p, min_ms=p, max_ms=p, p50_ms=p, p95_ms=p, p99_ms=p),
+        windows_, st.floats(0, 1e6)),
 }
 
 
@@ -392,7 +398,8 @@ def test_analytics_topics_are_declared_and_resolvable():
     assert analytics_io.resolve_topic("latency") == "voxbus.analytics.latency"
     assert analytics_io.resolve_topic("turns") == "voxbus.turns"
     assert analytics_io.resolve_topic("turns-per-minute") == "voxbus.analytics.turns-per-minute"
-    assert analytics_io.resolve_topic("voxbus-analytics-turns-changelog") == "voxbus-analytics-turns-changelog"
+    changelog = "voxbus-analytics-turns-changelog"
+    assert analytics_io.resolve_topic(changelog) == changelog
 
 
 # -- Parquet export (no broker: the topic reader is replaced) ---------------------------------------
@@ -442,9 +449,11 @@ async def test_export_writes_one_row_per_record_with_latency_columns(tmp_path, m
 def test_rows_of_any_record_type_become_a_table():
     from schemas import SessionControl, StageHeartbeat
 
-    rows = [analytics_io.to_row(read_of(StageHeartbeat(stage="vad", instance="h:1", ts=5.0), 0, "voxbus.heartbeats")),
-            analytics_io.to_row(read_of(SessionControl(session_id="s1", action="start", ts=6.0,
-                                                       config={"sample_rate": 16000, "speak": True}), 1))]
+    heartbeat = StageHeartbeat(stage="vad", instance="h:1", ts=5.0)
+    control = SessionControl(session_id="s1", action="start", ts=6.0,
+                             config={"sample_rate": 16000, "speak": True})
+    rows = [analytics_io.to_row(read_of(heartbeat, 0, "voxbus.heartbeats")),
+            analytics_io.to_row(read_of(control, 1))]
     table = analytics_io.rows_to_table(rows)
     assert table.num_rows == 2
     assert json.loads(table.column("config").to_pylist()[1]) == {"sample_rate": 16000, "speak": True}
@@ -458,22 +467,30 @@ def test_summary_aligns_every_series_on_the_last_minutes():
 
     now = T0 + 60 * 9 + 30  # during the 10th minute
     records = [
-        TurnsPerMinute(window_start=T0, window_end=T0 + 60, turns=4, ts=T0, sessions=2, voice=3, text=1, interrupted=1),
-        TurnsPerMinute(window_start=T0 + 540, window_end=T0 + 600, turns=1, ts=now, sessions=1, voice=1, text=0,
-                       interrupted=0),
-        TurnsPerMinute(window_start=T0 - 600, window_end=T0 - 540, turns=9, ts=T0, sessions=9, voice=9, text=0,
-                       interrupted=0),  # outside the period
-        IntentCount(window_start=T0, window_end=T0 + 60, turns=3, ts=T0, intent="billing", confidence_mean=0.8),
-        IntentCount(window_start=T0 + 540, window_end=T0 + 600, turns=1, ts=T0, intent="refund", confidence_mean=0.8),
-        IntentCount(window_start=T0, window_end=T0 + 60, turns=1, ts=T0, intent="refund", confidence_mean=0.8),
-        SentimentCount(window_start=T0, window_end=T0 + 60, turns=3, ts=T0, sentiment="positive", score_mean=0.5),
-        SentimentCount(window_start=T0, window_end=T0 + 60, turns=1, ts=T0, sentiment="negative", score_mean=-0.7),
-        EscalationCount(window_start=T0, window_end=T0 + 60, turns=1, ts=T0, human_agent=0, negative=1,
-                        session_ids=["s9"]),
-        LatencyPercentiles(window_start=T0 + 540, window_end=T0 + 600, turns=1, ts=now, span="asr", mean_ms=200,
-                           min_ms=200, max_ms=200, p50_ms=200, p95_ms=200, p99_ms=200),
-        LatencyPercentiles(window_start=T0, window_end=T0 + 60, turns=2, ts=T0, span="voice_to_voice", mean_ms=900,
-                           min_ms=800, max_ms=1000, p50_ms=800, p95_ms=1000, p99_ms=1000),
+        TurnsPerMinute(window_start=T0, window_end=T0 + 60, turns=4, ts=T0,
+                       sessions=2, voice=3, text=1, interrupted=1),
+        TurnsPerMinute(window_start=T0 + 540, window_end=T0 + 600, turns=1, ts=now,
+                       sessions=1, voice=1, text=0, interrupted=0),
+        TurnsPerMinute(window_start=T0 - 600, window_end=T0 - 540, turns=9, ts=T0,
+                       sessions=9, voice=9, text=0, interrupted=0),  # outside the period
+        IntentCount(window_start=T0, window_end=T0 + 60, turns=3, ts=T0,
+                    intent="billing", confidence_mean=0.8),
+        IntentCount(window_start=T0 + 540, window_end=T0 + 600, turns=1, ts=T0,
+                    intent="refund", confidence_mean=0.8),
+        IntentCount(window_start=T0, window_end=T0 + 60, turns=1, ts=T0,
+                    intent="refund", confidence_mean=0.8),
+        SentimentCount(window_start=T0, window_end=T0 + 60, turns=3, ts=T0,
+                       sentiment="positive", score_mean=0.5),
+        SentimentCount(window_start=T0, window_end=T0 + 60, turns=1, ts=T0,
+                       sentiment="negative", score_mean=-0.7),
+        EscalationCount(window_start=T0, window_end=T0 + 60, turns=1, ts=T0,
+                        human_agent=0, negative=1, session_ids=["s9"]),
+        LatencyPercentiles(window_start=T0 + 540, window_end=T0 + 600, turns=1, ts=now,
+                           span="asr", mean_ms=200, min_ms=200, max_ms=200,
+                           p50_ms=200, p95_ms=200, p99_ms=200),
+        LatencyPercentiles(window_start=T0, window_end=T0 + 60, turns=2, ts=T0,
+                           span="voice_to_voice", mean_ms=900, min_ms=800, max_ms=1000,
+                           p50_ms=800, p95_ms=1000, p99_ms=1000),
     ]
     body = summarize(records, now, 10)
     json.dumps(body)  # JSON-able
@@ -504,8 +521,8 @@ def test_the_view_keeps_the_last_record_per_key_of_the_recent_windows(tmp_path):
     start = window_start(time.time())
 
     def tpm(ws, n):
-        return TurnsPerMinute(window_start=ws, window_end=ws + 60, turns=n, ts=ws, sessions=1, voice=n, text=0,
-                              interrupted=0)
+        return TurnsPerMinute(window_start=ws, window_end=ws + 60, turns=n, ts=ws,
+                              sessions=1, voice=n, text=0, interrupted=0)
 
     view.absorb([analytics_message(tpm(start, 1), 0), analytics_message(tpm(start, 2), 1),
                  analytics_message(tpm(start - 60, 7), 2), analytics_message(tpm(start - 3600, 5), 3),
@@ -530,8 +547,9 @@ async def test_the_page_and_its_json_are_served(tmp_path):
     view = app[VIEW]
     view.task = asyncio.create_task(asyncio.sleep(3600))  # as if following the topics
     view.caught_up.set()
-    view.absorb([analytics_message(EscalationCount(window_start=window_start(NOW), window_end=0, turns=1, ts=NOW,
-                                                   human_agent=1, negative=0, session_ids=["s1"]), 0)])
+    escalation = EscalationCount(window_start=window_start(NOW), window_end=0, turns=1, ts=NOW,
+                                 human_agent=1, negative=0, session_ids=["s1"])
+    view.absorb([analytics_message(escalation, 0)])
     async with TestClient(TestServer(app)) as client:
         page = await client.get("/analytics")
         assert page.status == 200 and "<svg" not in (html := await page.text()) and "v1/analytics" in html

@@ -46,7 +46,8 @@ async def test_a_confirmed_speculation_is_not_decoded_twice(settings, recognizer
     pcm = (audio * 32767).astype("<i2").tobytes()
     fields = dict(session_id="s2", turn_id="a0-0", start_sample=0, end_sample=audio.size, pcm=pcm,
                   speech_end_ts=1.0)
-    assert [e async for e in stage.handle(Utterance(**fields, speculative=True, marks={"vad.emit": 1.0}))] == []
+    speculation = Utterance(**fields, speculative=True, marks={"vad.emit": 1.0})
+    assert [e async for e in stage.handle(speculation)] == []
     stage.recognizers = None  # a second decode would fail
     emits = [e async for e in stage.handle(Utterance(**fields, marks={"vad.emit": 2.0}))]
     transcript = emits[0].record

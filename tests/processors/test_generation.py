@@ -18,15 +18,16 @@ def test_sentences_are_released_as_soon_as_the_next_begins():
 
 
 def test_short_fragments_and_markdown():
-    sentences, rest = stream(SentenceAggregator(), "Hi. **Your** refund takes 5 to 7 days! - Anything else? ok")
+    sentences, rest = stream(SentenceAggregator(),
+                             "Hi. **Your** refund takes 5 to 7 days! - Anything else? ok")
     assert sentences == ["Hi. Your refund takes 5 to 7 days!", "Anything else?"]
     assert rest == "ok"
 
 
 def test_prompt_has_passages_intent_and_history():
-    turn = RetrievalResult(session_id="s", turn_id="t2", text="and the late fee?", intent="billing", confidence=0.9,
-                           sentiment="neutral", sentiment_score=0.0,
-                           passages=[Passage(text="A late fee of 7 dollars is added.", source="billing.md", score=0.7)])
+    fee = Passage(text="A late fee of 7 dollars is added.", source="billing.md", score=0.7)
+    turn = RetrievalResult(session_id="s", turn_id="t2", text="and the late fee?", intent="billing",
+                           confidence=0.9, sentiment="neutral", sentiment_score=0.0, passages=[fee])
     messages = build_messages(turn, [{"user": "when is my bill due", "assistant": "On the 15th."}])
     assert messages[0]["role"] == "system" and "7 dollars" in messages[0]["content"]
     assert "billing" in messages[0]["content"]
@@ -44,7 +45,8 @@ def test_numbers_in_words_and_digits():
 def test_a_sentence_with_an_invented_number_is_ungrounded():
     from processors.generation.grounding import direct_answer, ungrounded
 
-    facts = [Passage(text="Payment is due on the 15th; a late fee of 7 dollars applies.", source="b", score=0.55)]
+    facts = [Passage(text="Payment is due on the 15th; a late fee of 7 dollars applies.", source="b",
+                     score=0.55)]
     assert not ungrounded("Your payment is due on the 15th.", facts)
     assert ungrounded("Your payment is due on the 20th.", facts)
     assert not ungrounded("I can help with that.", facts)

@@ -30,7 +30,8 @@ async def test_one_utterance_from_a_real_recording(vad_stage):
     out = await collect(vad_stage, chunks("vad-1", audio))
     utterances = [e.record for e in out if is_turn(e)]
     assert len(utterances) == 1
-    kinds = [(e.record.type, getattr(e.record, "kind", "") or getattr(e.record, "speculative", "")) for e in out]
+    kinds = [(e.record.type, getattr(e.record, "kind", "") or getattr(e.record, "speculative", ""))
+             for e in out]
     assert kinds == [("vad_event", "speech_start"), ("utterance", True), ("utterance", False),
                      ("vad_event", "speech_end")]
     speculative = out[1].record  # sent at the pause, 200 ms before the end is confirmed

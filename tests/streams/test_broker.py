@@ -1,4 +1,5 @@
-"""The embedded brokers: Apache Kafka from its jars (format, readiness, restart, shutdown) and the fallback."""
+"""The embedded brokers: Apache Kafka from its jars (format, readiness, restart, shutdown) and the
+fallback."""
 
 from __future__ import annotations
 

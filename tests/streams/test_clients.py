@@ -28,7 +28,8 @@ def test_kafka_long_polls_and_produces_idempotently():
     settings = Settings(broker="kafka")
     assert clients.profile(settings).fetch_max_wait_ms == 2000
     kwargs = clients.producer_kwargs(settings, max_request_size=1)
-    assert kwargs["acks"] == "all" and kwargs["enable_idempotence"] is True and kwargs["max_request_size"] == 1
+    assert kwargs["acks"] == "all" and kwargs["enable_idempotence"] is True
+    assert kwargs["max_request_size"] == 1
     assert clients.consumer_kwargs(settings)["fetch_max_wait_ms"] == 2000
 
 
@@ -60,7 +61,8 @@ def test_plaintext_has_no_faust_credentials():
 
 
 async def test_a_cancellation_escaping_a_consumer_stop_is_not_the_callers():
-    """aiokafka's fetcher can let its own fetch's CancelledError out of stop(); only a real cancel propagates."""
+    """aiokafka's fetcher can let its own fetch's CancelledError out of stop(); only a real cancel
+    propagates."""
     import asyncio
 
     class Consumer:
