@@ -80,7 +80,7 @@ TURN_FIELDS = ("utterance", "turn_id", "timed_out", "voice_to_voice_ms", "reply_
 LOG_MARKS = {"loaded": "processors.runtime: stage ", "standby": "taking over from its standby",
              "ready": "[^Worker]: Ready"}
 """Lines of a stage worker's log: its models are loaded (:func:`processors.runtime.run_worker`; a standby's
-were before, and it takes over: :func:`processors.runtime.take_over`), and faust's worker has joined the
+were before, and it takes over: :func:`streams.standby.take_over`), and faust's worker has joined the
 group and been assigned its partitions."""
 LOG_TIME = re.compile(r"(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3})")
 """The local time stamp of a line of a voxbus or faust log."""

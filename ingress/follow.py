@@ -49,6 +49,8 @@ class TopicFollower:
         self.settings = settings
         self.caught_up = asyncio.Event()
         self.consumer: AIOKafkaConsumer | None = None
+        self.lookup: AIOKafkaConsumer | None = None
+        """An unassigned consumer for offset lookups, which the following one's fetch would hold up."""
         self.task: asyncio.Task[None] | None = None
         self.starting: asyncio.Task[None] | None = None
         """A start in progress (:func:`started`), kept running past one request's timeout."""
@@ -80,49 +82,64 @@ class TopicFollower:
     async def start(self) -> None:
         """Connect, seek every partition to :meth:`since`, start following.
 
+        Offsets are looked up on a second, unassigned consumer (:attr:`lookup`): the following
+        one always has a fetch in flight, and a broker answers the requests of one connection
+        in order, so a lookup behind that fetch waited out its long poll (2 s on Apache Kafka:
+        every ingress start waited that long for its session bindings, every read barrier
+        :meth:`synced` about 1.7 s).
+
         Raises:
             LookupError: a topic does not exist.
             aiokafka.errors.KafkaError: the broker cannot be reached.
         """
-        consumer = consumer_for(self.settings)
+        consumer, lookup = consumer_for(self.settings), consumer_for(self.settings)
         try:
             await consumer.start()
+            await lookup.start()
             partitions = [tp for spec in self.topics
                           for tp in await topic_partitions(self.settings, spec.name)]
+            self.end = await lookup.end_offsets(partitions)
+            first = await self._first_offsets(lookup, partitions, self.since())
             consumer.assign(partitions)
-            await self._seek(consumer, partitions, self.since())
-            self.end = await consumer.end_offsets(partitions)
+            if first is None:
+                await consumer.seek_to_beginning(*partitions)
+            for tp, offset in (first or {}).items():
+                consumer.seek(tp, offset)
         except BaseException:
-            await consumer.stop()
+            for each in (consumer, lookup):
+                await stop_consumer(each)
             raise
-        self.consumer = consumer
+        self.consumer, self.lookup = consumer, lookup
         self.task = asyncio.create_task(self._run(), name=f"follow-{type(self).__name__}")
 
-    @staticmethod
-    async def _seek(consumer: AIOKafkaConsumer, partitions: list[TopicPartition], since: float) -> None:
-        """Seek to the first record produced at or after ``since``.
+    async def _first_offsets(self, consumer: AIOKafkaConsumer, partitions: list[TopicPartition],
+                             since: float) -> dict[TopicPartition, int] | None:
+        """Per partition, the offset of the first record produced at or after ``since`` (epoch s).
 
-        Brokers that cannot look offsets up by time (the embedded one answers offset 0)
-        make this a read from the beginning.  A partition with nothing produced since then is
-        read from its end offset *as of now*, looked up here: ``seek_to_end`` would resolve
-        the end only at the first fetch, and a record produced in between would be skipped
-        (a hand-off written right after a replica started never reached its queue).
+        A partition with nothing produced since then is read from its end offset as looked up
+        at the start (:attr:`end`): ``seek_to_end`` would resolve the end only at the first
+        fetch, and a record produced in between would be skipped (a hand-off written right after
+        a replica started never reached its queue).
+
+        Returns:
+            The offsets; None where the broker cannot look offsets up by time (an old or partial
+            Kafka implementation): then the view reads from the beginning.
         """
         try:
             found = await consumer.offsets_for_times({tp: int(since * 1000) for tp in partitions})
-        except Exception as exc:  # an old or partial Kafka implementation
+        except Exception as exc:
             log.info("offsets by time unavailable (%s); reading from the beginning", exc)
-            await consumer.seek_to_beginning(*partitions)
-            return
-        missing = [tp for tp in partitions if found.get(tp) is None]
-        ends = await consumer.end_offsets(missing) if missing else {}
-        for tp in partitions:
-            offset = found.get(tp)
-            consumer.seek(tp, ends[tp] if offset is None else offset.offset)
+            return None
+        return {tp: self.end[tp] if found.get(tp) is None else found[tp].offset for tp in partitions}
 
     async def _run(self) -> None:
         assert self.consumer is not None
         while True:
+            # before each fetch: a view that started at its end (or has just read up to it) is caught up
+            # now, not when the next fetch comes back empty (up to 1 s later: every ingress start waited
+            # that long for its session bindings)
+            if not self.caught_up.is_set() and await self._at_start_end():
+                self.caught_up.set()
             try:
                 batches = await self.consumer.getmany(timeout_ms=1000, max_records=5000)
             except Exception:
@@ -131,8 +148,6 @@ class TopicFollower:
                 continue
             for messages in batches.values():
                 self.absorb(messages)
-            if not self.caught_up.is_set() and await self._at_start_end():
-                self.caught_up.set()
             self.tick()
 
     async def _at_start_end(self) -> bool:
@@ -154,13 +169,14 @@ class TopicFollower:
         if self.consumer is None:  # a view fed otherwise (a scripted one in tests): its own start's end
             await self.caught_up.wait()
             return
-        ends = await self.consumer.end_offsets(list(self.consumer.assignment()))
+        assert self.lookup is not None
+        ends = await self.lookup.end_offsets(list(self.consumer.assignment()))
         for tp, offset in ends.items():
             while await self.consumer.position(tp) < offset:
                 await asyncio.sleep(SYNC_POLL_S)
 
     async def stop(self) -> None:
-        """Stop following (and any start in progress) and close the consumer."""
+        """Stop following (and any start in progress) and close the consumers."""
         if self.starting is not None and not self.starting.done():
             self.starting.cancel()
             await asyncio.gather(self.starting, return_exceptions=True)
@@ -168,9 +184,10 @@ class TopicFollower:
             self.task.cancel()
             await asyncio.gather(self.task, return_exceptions=True)
             self.task = None
-        if self.consumer is not None:
-            await stop_consumer(self.consumer)
-            self.consumer = None
+        for consumer in (self.consumer, self.lookup):
+            if consumer is not None:
+                await stop_consumer(consumer)
+        self.consumer = self.lookup = None
 
 
 F = TypeVar("F", bound=TopicFollower)

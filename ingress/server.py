@@ -50,6 +50,7 @@ from ingress.session import CallerSession, protocol_error_event
 from ingress.transport import JsonTransport
 from ingress.webrtc import add_routes as add_webrtc_routes
 from streams.settings import Settings, get_settings
+from streams.standby import take_over
 
 log = logging.getLogger(__name__)
 
@@ -310,15 +311,24 @@ def server_options(settings: Settings) -> dict[str, Any]:
     return {"access_log_class": AccessLogger, "keepalive_timeout": settings.http_keepalive_timeout_s}
 
 
-def run(settings: Settings | None = None) -> None:
+def run(settings: Settings | None = None, standby: bool = False) -> None:
     """Serve the ingress on ``host:port`` and ``agent_port`` (:mod:`ingress.ports`) until SIGINT/SIGTERM.
+
+    Args:
+        settings: defaults to the process's settings.
+        standby: a warm standby (``voxbus up`` with ``VOXBUS_STAGE_STANDBY``): imported and built,
+            it waits until told to take over (:func:`streams.standby.take_over`), then connects to
+            the broker and listens; it exits if never told.
 
     Raises:
         ValueError: inconsistent edge settings (see :class:`~ingress.edge.EdgeGuard`).
     """
     settings = settings or get_settings()
     install_log_filter()
-    web.run_app(make_app(settings), host=settings.host, port=settings.port,
+    app = make_app(settings)
+    if standby and not take_over("ingress"):
+        return
+    web.run_app(app, host=settings.host, port=settings.port,
                 sock=ports.agent_sockets(settings), print=None, shutdown_timeout=5.0, handle_signals=True,
                 **server_options(settings))
 

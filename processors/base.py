@@ -71,7 +71,7 @@ class Stage(abc.ABC):
         """Load models (blocking). Called once before the worker joins its group."""
 
     def preload(self) -> None:
-        """What a warm standby loads before it waits (:func:`processors.runtime.take_over`): :meth:`load`.
+        """What a warm standby loads before it waits (:func:`streams.standby.take_over`): :meth:`load`.
 
         A stage that holds something one process at a time may hold (an embedded store) loads
         the rest here and opens that in :meth:`open_exclusive`, at the take-over.

@@ -29,7 +29,6 @@ import importlib
 import logging
 import os
 import socket
-import sys
 import time
 from collections.abc import AsyncIterator
 from typing import Any
@@ -59,6 +58,7 @@ from schemas import (
 from streams.admin import ensure_internal_topics
 from streams.app import make_app
 from streams.settings import Settings, get_settings
+from streams.standby import take_over
 from streams.topics import CONTROL, DEAD_LETTER, EGRESS, HEARTBEATS, TopicSpec
 from streams.transport import hold_commits
 
@@ -378,7 +378,8 @@ def run_worker(name: str, standby: bool = False, nice: int | None = None) -> Non
 
     Args:
         name: the stage.
-        standby: a warm standby (:func:`take_over`): wait, models loaded, until told to run.
+        standby: a warm standby (:func:`streams.standby.take_over`): wait, models loaded, until
+            told to run.
         nice: the priority a standby loading at a lower one goes back to when it takes over
             (:func:`processors.priority.lower`); None: unchanged.
 
@@ -389,29 +390,11 @@ def run_worker(name: str, standby: bool = False, nice: int | None = None) -> Non
     run_stage(app, runner, standby, nice)
 
 
-def take_over(name: str, loaded_s: float) -> bool:
-    """A warm standby's wait: True once its supervisor writes a line to its stdin, False at end of file.
-
-    ``voxbus up`` (:class:`voxbus.supervisor.Supervisor`) keeps such a process per stage with
-    ``VOXBUS_STAGE_STANDBY``: its models loaded, not in its group, and tells it to run when the
-    stage's worker dies; it then joins with the dead worker's ``group.instance.id`` (static
-    membership: the partitions come at once), without the import and model load of a restart.
-    """
-    log.info("standby of stage %s loaded in %.1f s; waiting to take over", name, loaded_s)
-    waited = time.perf_counter()
-    if not sys.stdin.readline():  # the supervisor is gone or stopped it: not needed
-        log.info("standby of stage %s not needed; exiting", name)
-        return False
-    log.info("stage %s taking over from its standby (after waiting %.1f s)", name,
-             time.perf_counter() - waited)
-    return True
-
-
 def run_stage(app: faust.App, runner: StageRunner, standby: bool = False, nice: int | None = None) -> None:
     """Create the App's internal topics, load the stage's models, then run the worker until SIGINT/SIGTERM.
 
-    A ``standby`` runs the worker only once told to (:func:`take_over`), back at priority ``nice``
-    (:func:`processors.priority.restore`; None: as it is).
+    A ``standby`` runs the worker only once told to (:func:`streams.standby.take_over`), back at
+    priority ``nice`` (:func:`processors.priority.restore`; None: as it is).
     """
     name, settings = runner.stage.name, runner.stage.settings
     loop = asyncio.new_event_loop()
@@ -419,13 +402,13 @@ def run_stage(app: faust.App, runner: StageRunner, standby: bool = False, nice: 
         loop.run_until_complete(ensure_internal_topics(app, settings))
     finally:
         loop.close()
-    started = time.perf_counter()
     if not standby:
+        started = time.perf_counter()
         runner.stage.load()
         log.info("stage %s loaded in %.1f s", name, time.perf_counter() - started)
     else:
         runner.stage.preload()
-        if not take_over(name, time.perf_counter() - started):
+        if not take_over(f"stage {name}"):
             return
         priority.restore(nice)
         runner.stage.open_exclusive()

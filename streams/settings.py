@@ -130,7 +130,8 @@ class Settings(BaseSettings):
         description=(
             "`voxbus up` keeps a warm standby per pipeline stage (its models loaded, not in the group) "
             "that takes over, with the same group.instance.id, when the stage's worker dies: a restart "
-            "without the import and model load (up to 7 s on 2 cores). Costs each stage's memory twice."
+            "without the import and model load (up to 7 s on 2 cores). Costs each stage's memory twice. "
+            "The ingress gets one too: imported, it connects and listens when the ingress dies."
         ),
     )
     kafka_security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = Field(

@@ -249,12 +249,15 @@ def _print_replies(report: Report) -> None:
 
 @app.command()
 def ingress(bootstrap: Bootstrap = None,
-            port: Annotated[int | None, typer.Option(help="Port (default 8765).")] = None) -> None:
+            port: Annotated[int | None, typer.Option(help="Port (default 8765).")] = None,
+            standby: Annotated[bool, typer.Option(
+                help="import and build the app, then wait for a line on stdin before connecting and "
+                     "listening (voxbus up's warm standby)")] = False) -> None:
     """Run the ingress (WebSocket server) alone."""
     _configure(bootstrap, port=port)
     from ingress.server import run
 
-    run()
+    run(standby=standby)
 
 
 @app.command()

@@ -10,9 +10,11 @@ every child as ``VOXBUS_BROKER``; on Apache Kafka each worker replica gets a sta
 With ``VOXBUS_STAGE_STANDBY`` each pipeline stage also has a warm standby (``voxbus worker
 STAGE --standby``): a process that has loaded the stage's models and waits outside the group.
 When the stage's worker dies the standby is told to run (a line on its stdin,
-:func:`processors.runtime.take_over`) and joins with the dead worker's group instance id, so the
+:func:`streams.standby.take_over`) and joins with the dead worker's group instance id, so the
 stage is back without importing and loading its models again; the next standby starts loading
-:data:`STANDBY_DELAY_S` later.
+:data:`STANDBY_DELAY_S` later.  The ingress gets one too (``voxbus ingress --standby``): imported and
+built, it connects to the broker and listens once told to, so callers reconnect to a restarted
+ingress without waiting for its imports.
 """
 
 from __future__ import annotations
@@ -168,7 +170,9 @@ class Supervisor:
                                        env=_member("suggest", 0)))
         if s.archive_topics.strip():  # VOXBUS_ARCHIVE_TOPICS empty: no archive (nothing is recorded)
             self.children.append(Child("archive", [*python, "archive"], self.logs / "archive.log"))
-        self.children.append(Child("ingress", [*python, "ingress"], self.logs / "ingress.log"))
+        ingress_standby = [*python, "ingress", "--standby"] if s.stage_standby else None
+        self.children.append(Child("ingress", [*python, "ingress"], self.logs / "ingress.log",
+                                   standby_argv=ingress_standby))
         for child in self.children:
             child.start(self.env)
         if not s.llm_url:

@@ -8,8 +8,8 @@ import signal
 import sys
 import time
 
-from processors import runtime
 from streams.settings import Settings
+from streams.standby import process_age_s, take_over
 from voxbus import supervisor as supervision
 from voxbus.supervisor import Child, Supervisor
 
@@ -23,9 +23,16 @@ STANDBY = ("import sys, time\n"
 
 def test_take_over_waits_for_a_line_and_exits_at_end_of_file(monkeypatch):
     monkeypatch.setattr(sys, "stdin", io.StringIO("take over\n"))
-    assert runtime.take_over("intent", 6.2)
+    assert take_over("stage intent")
     monkeypatch.setattr(sys, "stdin", io.StringIO(""))  # the supervisor is gone: never joins the group
-    assert not runtime.take_over("intent", 6.2)
+    assert not take_over("stage intent")
+
+
+def test_the_process_age_counts_from_the_process_start():
+    age = process_age_s()
+    assert 0.0 < age < time.monotonic()
+    time.sleep(0.05)
+    assert process_age_s() >= age + 0.04
 
 
 def wait_until(check, timeout_s: float = 10.0) -> None:
