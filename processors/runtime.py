@@ -373,7 +373,7 @@ def build_stage(stage: Stage, web_port: int) -> tuple[faust.App, StageRunner]:
     return app, runner
 
 
-def run_worker(name: str, standby: bool = False, nice: int | None = None) -> None:
+def run_worker(name: str, standby: bool = False, nice: priority.Priority | None = None) -> None:
     """Load stage ``name``'s models, then run its faust worker until SIGINT/SIGTERM.
 
     Args:
@@ -390,7 +390,8 @@ def run_worker(name: str, standby: bool = False, nice: int | None = None) -> Non
     run_stage(app, runner, standby, nice)
 
 
-def run_stage(app: faust.App, runner: StageRunner, standby: bool = False, nice: int | None = None) -> None:
+def run_stage(app: faust.App, runner: StageRunner, standby: bool = False,
+              nice: priority.Priority | None = None) -> None:
     """Create the App's internal topics, load the stage's models, then run the worker until SIGINT/SIGTERM.
 
     A ``standby`` runs the worker only once told to (:func:`streams.standby.take_over`), back at
