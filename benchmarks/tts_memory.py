@@ -5,7 +5,7 @@ Each mode runs in a fresh process (so its RSS is its own): the default English v
 (``PiperVoice.load``'s default session options, what the tts stage runs) or off, warmed up with
 "Hello.", then given real sentences of growing length (the first N words of the knowledge
 base's plan text, ``kb/plans.md``: 10, 20, 40, 60 words), then the short ones again.  Per
-sentence: the process's RSS after it (MB, ``/proc/self/statm``) and its CPU time
+sentence: the process's RSS after it (MB, ``VmRSS``) and its CPU time
 (``time.process_time``, best of ``--repeats``).  Writes ``benchmarks/results/tts_memory.json``.
 
 With the arena RSS climbs to the longest sentence's need and stays there (a plateau, not a
@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import re
 import subprocess
 import sys
@@ -29,6 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks.latency import git_state, log
+from benchmarks.soak import process_rss_mb
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "benchmarks" / "results"
@@ -38,9 +40,8 @@ MODES = ("arena", "no_arena")
 
 
 def rss_mb() -> float:
-    """This process's resident set size (MB)."""
-    pages = int(Path("/proc/self/statm").read_text().split()[1])
-    return pages * 4096 / 2**20
+    """This process's resident set size (MB), as the soak reads every process's (``VmRSS``)."""
+    return process_rss_mb({"self": os.getpid()})["self"]
 
 
 def sentence(words: int) -> str:
