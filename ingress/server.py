@@ -302,13 +302,20 @@ def make_app(settings: Settings | None = None, gateway: Gateway | None = None) -
     return app
 
 
+SHUTDOWN_TIMEOUT_S = 5.0
+"""Seconds a shutting-down ingress gives its request handlers to end (callers reconnect elsewhere)."""
+
+
 def server_options(settings: Settings) -> dict[str, Any]:
-    """The aiohttp server's options: the scrubbed access log, and the idle-connection timeout.
+    """The aiohttp runner's options: the scrubbed access log, the idle-connection and the shutdown timeouts.
 
     A connection with no complete request (idle, or a half-open request) is closed after
-    ``http_keepalive_timeout_s`` (aiohttp's default holds it 75 s).
+    ``http_keepalive_timeout_s`` (aiohttp's default holds it 75 s). At shutdown, handlers still
+    running :data:`SHUTDOWN_TIMEOUT_S` after the callers' sockets were closed are cancelled
+    (aiohttp's default waits 60 s).
     """
-    return {"access_log_class": AccessLogger, "keepalive_timeout": settings.http_keepalive_timeout_s}
+    return {"access_log_class": AccessLogger, "keepalive_timeout": settings.http_keepalive_timeout_s,
+            "shutdown_timeout": SHUTDOWN_TIMEOUT_S}
 
 
 def run(settings: Settings | None = None, standby: bool = False) -> None:
@@ -329,7 +336,7 @@ def run(settings: Settings | None = None, standby: bool = False) -> None:
     if standby and not take_over("ingress"):
         return
     web.run_app(app, host=settings.host, port=settings.port,
-                sock=ports.agent_sockets(settings), print=None, shutdown_timeout=5.0, handle_signals=True,
+                sock=ports.agent_sockets(settings), print=None, handle_signals=True,
                 **server_options(settings))
 
 

@@ -30,8 +30,9 @@ from voxbus.client import call
 pytestmark = pytest.mark.integration
 
 QUESTIONS = ("Why is my bill higher this month?", "How do I cancel my contract?")
-GAP_S = 20.0
-"""Silence after each question: longer than a reply (VOXBUS_LLM_MAX_TOKENS 64 tokens), so none barges in."""
+GAP_S = 12.0
+"""Silence after each question: longer than its text reply takes to arrive (``speak`` False;
+VOXBUS_LLM_MAX_TOKENS 64 tokens), so none barges in."""
 CANDIDATE = ["VOXBUS_LLM_TEMPERATURE=0", "VOXBUS_GROUNDING_DIRECT_SCORE=1.0"]
 """The LLM answers every question (no article read out: a cosine never reaches 1.0), greedily."""
 CALLER_FACING = (EGRESS, REPLIES, TOOL_CALLS, HANDOFFS)
