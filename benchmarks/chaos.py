@@ -114,10 +114,12 @@ class Kill:
         restarted_at: when the supervisor started its replacement (None: not seen).
         answered_at: first reply audio of the next turn answered after the kill (None: none).
         marks: where the time went, seconds after the kill: a stage's ``loaded`` (imports and
-            models, or its standby's ``standby`` take-over) and ``ready`` (in its group, partitions
-            assigned) from its log
+            models; a standby taking over loads nothing and has ``standby``, its take-over, instead)
+            and ``ready`` (in its group, partitions assigned) from its log
             (:data:`LOG_MARKS`), the LLM server's ``ready`` (it serves ``/v1/models``), the
-            first caller ``reconnected`` after an ingress kill.
+            first caller ``reconnected`` after an ingress kill; and of the answering turn (the
+            recovery is their sum), ``speech_wait`` (until its caller finished speaking) and
+            ``answer_v2v`` (its voice-to-voice).
     """
 
     target: str
@@ -303,14 +305,38 @@ def is_apology(turn: SoakTurn, events: Events, apology: str) -> bool:
                and e.get("text", "").strip() == apology.strip() for _, e in events)
 
 
-def next_answer(at: float, answered: list[tuple[float, float]]) -> float | None:
-    """When the first turn spoken after ``at`` (monotonic s) was answered (None: none was).
+def next_answer(at: float, answered: list[tuple[float, float]]) -> tuple[float, float] | None:
+    """(speech end, first reply audio) of the first turn spoken after ``at`` to be answered (None: none was).
 
     Args:
+        at: the instant (monotonic s).
         answered: (speech end, first reply audio) of every answered turn (monotonic s).
     """
-    after = [first for end, first in answered if end > at]
-    return min(after) if after else None
+    after = [pair for pair in answered if pair[0] > at]
+    return min(after, key=lambda pair: pair[1]) if after else None
+
+
+def kill_excess(kills: list[dict[str, Any]], calm: list[tuple[float, float]]) -> dict[str, float | None]:
+    """What the kills themselves cost: each kill's answering turn's voice-to-voice over the calm median.
+
+    A recovery (kill to the first answer of a turn spoken after it) is the wait for a caller to
+    finish speaking (``speech_wait_s``), which no process can shorten, plus that turn's
+    voice-to-voice (``answer_v2v_s``). The calm turns (the ones answering the instants
+    :func:`between_kills`) give the voice-to-voice the same load has without a kill; the excess
+    over their median is the kill's own cost (negative: the answer came no later than usual).
+
+    Args:
+        kills: :meth:`Kill.report` of each kill.
+        calm: (speech end, first reply audio) of each calm answering turn (monotonic s).
+
+    Returns:
+        ``p50``/``p95``/``max`` (s, None without kills or calm turns), ``n`` and ``calm_v2v_p50``.
+    """
+    calm_v2v = percentiles([first - end for end, first in calm])["p50"]
+    excess = [] if calm_v2v is None else [k["answer_v2v_s"] - calm_v2v for k in kills if "answer_v2v_s" in k]
+    stats = percentiles(excess)
+    return {"p50": stats["p50"], "p95": stats["p95"], "max": round(max(excess), 1) if excess else None,
+            "n": len(excess), "calm_v2v_p50": calm_v2v}
 
 
 def between_kills(kills: list[Kill], t0: float) -> list[float]:
@@ -531,7 +557,11 @@ def mark_recovery(kill: Kill, logs: Path, answered: list[tuple[float, float]],
         answered: (speech end, first reply audio) of every answered turn (monotonic s).
         reconnects: (dropped, reopened) of every caller reconnection (monotonic s).
     """
-    kill.answered_at = next_answer(kill.at, answered)
+    answer = next_answer(kill.at, answered)
+    if answer is not None:
+        kill.answered_at = answer[1]
+        kill.marks["speech_wait"] = answer[0] - kill.at
+        kill.marks["answer_v2v"] = answer[1] - answer[0]
     if kill.target in STAGE_TARGETS and (logs / f"{kill.target}.log").exists():
         lines = (logs / f"{kill.target}.log").read_text(errors="replace").splitlines()
         kill.marks.update({k: v - kill.wall_ts for k, v in log_marks(lines, kill.wall_ts, LOG_MARKS).items()})
@@ -584,8 +614,9 @@ def account(results: list[CallerRun], kills: list[Kill], t0: float, logs: Path, 
                         kill_reports, life_growth(samples, kill_reports, warmup_s),
                         [run.record.failure for run in results if run.record.failure])
     calm = [(at, next_answer(at, answered)) for at in between_kills(kills, t0)]
-    calm_stats = percentiles([first - at for at, first in calm if first is not None])
+    calm_stats = percentiles([answer[1] - at for at, answer in calm if answer is not None])
     summary["no_kill_s"] = {"p50": calm_stats["p50"], "p95": calm_stats["p95"], "n": calm_stats["n"]}
+    summary["kill_excess_s"] = kill_excess(kill_reports, [answer for _, answer in calm if answer is not None])
     summary["apologies"] = sum(is_apology(t, record.events, apology) for record, t in turns)
     summary["reconnects"] = len(reconnects)
     rows = [{"caller": record.index, "session_id": record.session_id, "connection": t.connection,

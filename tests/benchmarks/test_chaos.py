@@ -20,6 +20,7 @@ from benchmarks.chaos import (
     connection_epochs,
     duplicate_counts,
     is_apology,
+    kill_excess,
     kill_plan,
     life_growth,
     log_marks,
@@ -94,8 +95,18 @@ def test_duplicate_counts_every_kind():
 def test_recovery_is_the_first_answer_to_speech_ended_after_the_kill():
     # answered before (in flight at the kill, answered after it: not proof of recovery), then two after
     answered = [(99.0, 101.0), (103.0, 112.5), (104.0, 109.0)]
-    assert next_answer(100.0, answered) == 109.0
+    assert next_answer(100.0, answered) == (104.0, 109.0)
     assert next_answer(100.0, [(99.0, 101.0)]) is None
+
+
+def test_a_kills_excess_is_its_answers_voice_to_voice_over_the_calm_median():
+    kills = [{"recovery_s": 12.0, "speech_wait_s": 4.0, "answer_v2v_s": 8.0},
+             {"recovery_s": 5.0, "speech_wait_s": 2.0, "answer_v2v_s": 3.0}, {"recovery_s": None}]
+    calm = [(10.0, 14.0), (20.0, 25.0), (30.0, 36.0)]  # voice-to-voice 4, 5 and 6 s: median 5
+    excess = kill_excess(kills, calm)
+    assert excess["calm_v2v_p50"] == 5.0 and excess["n"] == 2
+    assert excess["max"] == 3.0 and excess["p50"] == 0.5  # 8 - 5 and 3 - 5
+    assert kill_excess(kills, [])["p50"] is None and kill_excess(kills, [])["n"] == 0
 
 
 def test_the_no_kill_instants_lie_halfway_between_kills():
@@ -215,6 +226,7 @@ def test_mark_recovery(tmp_path):
     assert kill.answered_at == 107.5
     assert round(kill.marks["loaded"], 1) == 3.0
     assert kill.report(t0=40.0) == {"target": "tts", "at_s": 60.0, "wall": "", "pid": 1, "restart_s": None,
+                                    "speech_wait_s": 1.0, "answer_v2v_s": 6.5,
                                     "loaded_s": round(kill.marks["loaded"], 2), "recovery_s": 7.5}
     ingress = Kill("ingress", at=100.0, wall="", pid=2)
     mark_recovery(ingress, tmp_path, [], [(50.0, 52.0), (100.2, 104.0), (100.3, 103.5)])
