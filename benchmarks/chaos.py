@@ -323,7 +323,7 @@ def kill_excess(kills: list[dict[str, Any]], calm: list[tuple[float, float]]) ->
     finish speaking (``speech_wait_s``), which no process can shorten, plus that turn's
     voice-to-voice (``answer_v2v_s``). The calm turns (the ones answering the instants
     :func:`between_kills`) give the voice-to-voice the same load has without a kill; the excess
-    over their median is the kill's own cost (negative: the answer came no later than usual).
+    over their median is the kill's own cost (negative: the answer came sooner than usual).
 
     Args:
         kills: :meth:`Kill.report` of each kill.
@@ -613,10 +613,11 @@ def account(results: list[CallerRun], kills: list[Kill], t0: float, logs: Path, 
     summary = summarize([t for _, t in turns], {k: dups.get(k, 0) for k in ("turn_end", "sentence", "audio")},
                         kill_reports, life_growth(samples, kill_reports, warmup_s),
                         [run.record.failure for run in results if run.record.failure])
-    calm = [(at, next_answer(at, answered)) for at in between_kills(kills, t0)]
-    calm_stats = percentiles([answer[1] - at for at, answer in calm if answer is not None])
+    calm = [(at, answer) for at in between_kills(kills, t0)
+            if (answer := next_answer(at, answered)) is not None]
+    calm_stats = percentiles([answer[1] - at for at, answer in calm])
     summary["no_kill_s"] = {"p50": calm_stats["p50"], "p95": calm_stats["p95"], "n": calm_stats["n"]}
-    summary["kill_excess_s"] = kill_excess(kill_reports, [answer for _, answer in calm if answer is not None])
+    summary["kill_excess_s"] = kill_excess(kill_reports, [answer for _, answer in calm])
     summary["apologies"] = sum(is_apology(t, record.events, apology) for record, t in turns)
     summary["reconnects"] = len(reconnects)
     rows = [{"caller": record.index, "session_id": record.session_id, "connection": t.connection,
