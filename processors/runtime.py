@@ -25,6 +25,7 @@ Prometheus metrics on its faust web port at ``/metrics``.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import importlib
 import logging
 import os
@@ -181,10 +182,13 @@ class StageRunner:
             except SchemaError as exc:
                 await self.dead_letter(message, f"schema: {exc}", "schema")
         started = time.perf_counter()
-        try:
-            emits = [emit async for emit in self.stage.handle_batch([record for _, record in good])]
-            for emit in emits:
-                await self.emit(emit)
+        emits: list[Emit] = []
+        batch = self.stage.handle_batch([record for _, record in good])
+        try:  # each output produced as soon as it is yielded: one session's waits on no other's
+            async with contextlib.aclosing(batch) as outputs:
+                async for emit in outputs:
+                    await self.emit(emit)
+                    emits.append(emit)
         except Exception:
             log.exception("stage %s failed on a batch of %d; retrying one by one", self.stage.name, len(good))
             for message, _ in good:
@@ -218,9 +222,11 @@ class StageRunner:
         started = time.perf_counter()
         emits: list[Emit] = []
         try:
-            async for emit in handler(record):
-                await self.emit(emit)
-                emits.append(emit)
+            # closed here, not when collected: a handler's cleanup (a ``finally``) runs before the next record
+            async with contextlib.aclosing(handler(record)) as outputs:
+                async for emit in outputs:
+                    await self.emit(emit)
+                    emits.append(emit)
         except Exception as exc:  # a stage bug or a model failure must not stop the worker
             log.exception("stage %s failed on %s", self.stage.name, type(record).__name__)
             await self.dead_letter(message, f"processing: {type(exc).__name__}: {exc}", "processing")

@@ -12,7 +12,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import AsyncIterator, MutableMapping
+from collections.abc import AsyncIterator, Iterator, MutableMapping
 from typing import Any
 
 import faust
@@ -45,7 +45,7 @@ from schemas import (
     TurnCancel,
     is_agent_leg,
 )
-from streams.settings import localized
+from streams.settings import Settings, localized
 from streams.topics import AGENT_QUEUE, EGRESS, HANDOFFS, REPLIES, RETRIEVALS, TOOL_CALLS, TOOL_RESULTS
 
 log = logging.getLogger(__name__)
@@ -93,6 +93,14 @@ class GenerationStage(Stage):
     accepts = (RetrievalResult, ToolResult, QueueEvent)
     control = True
     concurrency_setting = "generation_concurrency"
+
+    def __init__(self, settings: Settings) -> None:
+        super().__init__(settings)
+        self.cancelled = CancelledTurns()
+        self.heard: dict[tuple[str, str], str] = {}
+        """(session id, turn id) -> what the caller heard of a turn barged in on while it streams."""
+        self.calling: dict[tuple[str, str], asyncio.Event] = {}
+        """(session id, turn id) -> set when its tool call's history entry is in (:meth:`calling_tool`)."""
 
     def bind(self, app: faust.App) -> None:
         """Declare the history table (changelog topic ``voxbus-generation-history-changelog``).
@@ -142,8 +150,6 @@ class GenerationStage(Stage):
         self.model = s.llm_model or MODEL_ALIAS
         self.knowledge_bases = {language: knowledge_base(s, language) for language in kb_languages(s)} \
             if s.llm_prompt == "knowledge-base" else {}
-        self.cancelled = CancelledTurns()
-        self.heard: dict[tuple[str, str], str] = {}
 
     async def on_cancel(self, cancel: TurnCancel) -> list[Emit]:
         """Stop a turn; after a barge-in, rewrite its history entry to what the caller heard.
@@ -315,8 +321,9 @@ class GenerationStage(Stage):
             return
         choice = choose_tool(record, state, self.settings)
         if choice is not None:
-            yield self.call(record, choice, "rules-1", "rules", history, marks)
-            self.remember(record, "", state, tool="rules-1")
+            with self.calling_tool(key):
+                yield self.call(record, choice, "rules-1", "rules", history, marks)
+                self.remember(record, "", state, tool="rules-1")
             return
         sentences: list[str] = []
         sources: list[str] = []
@@ -345,8 +352,9 @@ class GenerationStage(Stage):
             follow_up = self.follow_up(record, state, marks, tool_calls)
             if follow_up is not None and key not in self.cancelled:
                 call_id, source, choice = follow_up
-                yield self.call(record, choice, call_id, source, history, marks)
-                self.remember(record, " ".join(sentences), state, tool=call_id, said=len(sentences))
+                with self.calling_tool(key):
+                    yield self.call(record, choice, call_id, source, history, marks)
+                    self.remember(record, " ".join(sentences), state, tool=call_id, said=len(sentences))
                 return
             if key not in self.cancelled:
                 for emit in self.reply(record, len(sentences), "", marks, final=True, sources=sources):
@@ -390,6 +398,25 @@ class GenerationStage(Stage):
             language=turn.language, marks={**marks, "generation.tool_call": time.time()},
         ))
 
+    @contextlib.contextmanager
+    def calling_tool(self, key: tuple[str, str]) -> Iterator[None]:
+        """While turn ``key``'s tool call is produced and then written into the history, its result waits.
+
+        The call is produced (and acknowledged) before the history entry that expects its
+        result is written, so a crash between the two redelivers the turn and calls again
+        (the workflow answers a repeated call from its log).  The result arrives on another
+        input (``voxbus.tool-results``) and can be handled in that gap, on a busy event loop:
+        :meth:`on_result` then waits for this block to end instead of finding no entry and
+        leaving the turn unanswered.
+        """
+        written = self.calling[key] = asyncio.Event()
+        try:
+            yield
+        finally:
+            written.set()
+            if self.calling.get(key) is written:
+                del self.calling[key]
+
     def remember(self, turn: RetrievalResult, answer: str, state: DialogueState, tool: str = "",
                  said: int = 0) -> None:
         """Append the turn to the session's history, with the dialogue state after it.
@@ -412,6 +439,9 @@ class GenerationStage(Stage):
 
     async def on_result(self, result: ToolResult) -> AsyncIterator[Emit]:
         """Speak a tool's result as the end of its turn's reply, once, and update the dialogue state."""
+        writing = self.calling.get((result.session_id, result.turn_id))
+        if writing is not None:  # the result overtook its call's history entry (:meth:`calling_tool`)
+            await writing.wait()
         history: list[dict[str, Any]] = list(self.history[result.session_id])
         entry = next((past for past in history if past.get("turn_id") == result.turn_id), None)
         if entry is None or entry.get("tool") != result.call_id or entry.get("result"):

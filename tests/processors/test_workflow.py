@@ -3,6 +3,7 @@ streamed tool-call deltas, and the agent loop (generation <-> workflow) on real 
 
 from __future__ import annotations
 
+import asyncio
 import collections
 import sqlite3
 
@@ -307,3 +308,23 @@ def test_a_spanish_caller_handed_off_is_told_in_spanish(tmp_path):
                     arguments={"reason": "requested"}, language="es")
     result, _published = execute(call, WorkflowStore(tmp_path / "w.sqlite", FIXTURE))
     assert result.language == "es" and result.say.startswith("Le paso ahora con una persona")
+
+
+async def test_a_result_that_overtakes_its_calls_history_entry_is_still_spoken(tmp_path):
+    """The call is produced before its history entry is written (a crash between them calls again); on a
+    busy event loop the result can come back in between, and is then spoken once the entry is there."""
+    loop = Loop(tmp_path)
+    assert "order number" in await loop.say("Where is my order?", "order_status", "t1")
+    answering = loop.generation.handle(turn("12345678", "other", turn_id="t2"))
+    call = (await anext(answering)).record  # produced and acknowledged; the entry is not written yet
+    [result] = [e.record async for e in loop.workflow.handle(call) if e.topic is TOOL_RESULTS]
+    speaking = asyncio.create_task(collect(loop.generation.handle(result)))
+    await asyncio.sleep(0.05)
+    assert not speaking.done(), "the result waits for its entry"
+    assert await anext(answering, None) is None
+    [reply] = [e.record for e in await speaking if e.topic is EGRESS and e.record.final]
+    assert "shipped" in reply.text, reply
+
+
+async def collect(outputs) -> list:
+    return [emit async for emit in outputs]
