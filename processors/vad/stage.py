@@ -144,8 +144,9 @@ class VadStage(Stage):
     a complete turn ends there, an incomplete one goes on until speech resumes (same
     turn) or ``vad_max_silence_ms`` passes.  The sessions that pause within one batch of
     records share one model call.  Speculative decoding (``vad_early_silence_ms`` > 0)
-    then sends the speculative utterance at a pause judged incomplete: the asr stage
-    decodes it while the turn waits, and a complete verdict confirms at once.
+    sends the speculative utterance at the pause, before the model is asked: the asr
+    stage decodes it while the model judges and, if the turn is incomplete, while it
+    waits; a complete verdict confirms it at once.
 
     Continuations (``vad_continuation_ms`` > 0, :mod:`processors.vad.continuation`): speech
     resuming within that silence after a turn ended, and no later than
@@ -344,12 +345,17 @@ class VadStage(Stage):
                 emits: list[Emit]) -> SpeechPause | None:
         """Append the outputs of ``events`` to ``emits``, up to a pause awaiting a verdict.
 
+        With speculation on, the pause's speculative utterance is among the outputs: sent
+        before the verdict, so the asr stage decodes while the model judges, whatever it says.
+
         Returns:
-            That pause (kept as ``session.pause``; its outputs follow the verdict), or None.
+            That pause (kept as ``session.pause``; the end it may be follows the verdict), or None.
         """
         for event in events:
             if isinstance(event, SpeechPause) and session.endpointer.awaiting:
                 session.pause = event
+                if self.config.early_silence_ms:  # the asr stage decodes while the model judges
+                    emits += self.on_event(session_id, session, event)
                 return event
             emits += self.on_event(session_id, session, event)
         return None
@@ -362,8 +368,8 @@ class VadStage(Stage):
         silence included.
 
         Returns:
-            Per pause, the confirmed utterance and speech end (complete), or the
-            speculative utterance if speculation is on (incomplete).
+            Per pause judged complete, the confirmed utterance and speech end; nothing for an
+            incomplete one (its speculative utterance went out with the pause, :meth:`collect`).
         """
         assert self.turn_model is not None
         clips = []
@@ -373,14 +379,12 @@ class VadStage(Stage):
             clips.append(session.audio[start:stop].astype(np.float32) / 32768.0)
         probabilities = await asyncio.to_thread(self.turn_model.probabilities, clips)
         emits: list[Emit] = []
-        for (session_id, session, pause), probability in zip(paused, probabilities, strict=True):
+        for (session_id, session, _), probability in zip(paused, probabilities, strict=True):
             complete = bool(probability > COMPLETE_THRESHOLD)
             TURN_VERDICTS.labels("complete" if complete else "incomplete").inc()
             end = session.endpointer.decide(complete)
             if end is not None:
                 emits += self.on_event(session_id, session, end)
-            elif self.config.early_silence_ms:
-                emits += self.on_event(session_id, session, pause)
         return emits
 
     def on_event(self, session_id: str, session: Session, event: Event) -> list[Emit]:
