@@ -2,8 +2,9 @@
 
 An authenticated ingress runs in-process on the stack's broker (its own egress
 partition, ``ingress_slot=3``), next to the stack's open one.  An open one
-(``ingress_slot=2``) feeds its calls at real time, so a live turn on it or on the
-stack's ingress falls while the call is fed: the feed waits for that turn (yielding).
+(``ingress_slot=2``) feeds its calls at twice real time (the default is 4x), so a live
+turn on it or on the stack's ingress falls while the call is fed: the feed waits for
+that turn (yielding).
 How much a recorded call slows a live caller is measured by ``benchmarks/batch_vs_live.py``.
 """
 
@@ -52,8 +53,8 @@ async def calls(stack):
 
 @pytest_asyncio.fixture(loop_scope="module", scope="module")
 async def realtime_calls(stack):
-    """An open in-process ingress (egress partition 2) feeding calls at real time, yielding (the default)."""
-    app = make_app(Settings(ingress_slot=2, calls_speed=1.0))
+    """An open in-process ingress (egress partition 2): calls fed at 2x real time, yielding (the default)."""
+    app = make_app(Settings(ingress_slot=2, calls_speed=2.0))
     server = TestServer(app, host="127.0.0.1")
     await server.start_server()
     async with aiohttp.ClientSession() as http:
@@ -154,7 +155,7 @@ async def test_a_recorded_call_waits_while_a_live_turn_is_in_flight(realtime_cal
     clips.mkdir()
     for name in ("jfk", LONG_CLIP, "sense_and_sensibility_01_austen_64kb-0890"):  # the live clip is not in it
         (clips / f"{name}.wav").symlink_to(DATA / f"{name}.wav")
-    recording = call_recording(clips, copies=1, gap_s=1.0)  # 26 s, fed at real time
+    recording = call_recording(clips, copies=1, gap_s=1.0)  # 26 s, fed in 13 s
     wav = {"Content-Type": "audio/wav"}
     async with http.post(f"http://{host}/v1/calls", data=recording, headers=wav) as r:
         assert r.status == 202, await r.text()
