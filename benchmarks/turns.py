@@ -33,8 +33,9 @@ endpointing, continuations on or off):
   the turn that answers it, audio ms, p50/p95, over all thoughts and over the *complete*
   ones (ending at the end of a sentence);
 * **transcript delay**: end of speech to the asr stage's transcript of the last turn: the
-  chunk's end, the vad stage's measured handling of it (VAD, turn model), and the asr
-  stage replayed as one worker with the measured Whisper decode times, speculative
+  chunk's end, the vad stage's measured handling of it until it yielded the utterance
+  (VAD; the turn model when it judged first: a pause's speculation goes out before), and
+  the asr stage replayed as one worker with the measured Whisper decode times, speculative
   decoding included (:func:`transcripts_ready`).  Everything after the transcript (intent,
   retrieval, LLM, tts) does not depend on the endpointer, so voice-to-voice on one caller
   moves by exactly this figure's change;
@@ -198,7 +199,8 @@ class Emitted:
     Attributes:
         utterance: the utterance (confirmed or speculative).
         at: sample position of the end of the chunk whose handling emitted it.
-        compute_ms: wall time the vad stage spent on that chunk (VAD and turn model), ms.
+        compute_ms: wall time the vad stage had spent on that chunk when it yielded the utterance
+            (VAD, and the turn model if it was judged before), ms.
     """
 
     utterance: Utterance
@@ -249,10 +251,9 @@ async def endpoint(stage: VadStage, session_id: str, audio: np.ndarray, reply_af
                                   pcm=pcm[start:start + chunk].tobytes(), recv_ts=1000.0 + start / RATE))
         end = min(start + chunk, pcm.size)
         began, emitted = time.perf_counter(), []
-        async for emit in stage.handle_batch(records):
-            emitted.append(emit.record)
-        compute_ms = (time.perf_counter() - began) * 1000
-        for record in emitted:
+        async for emit in stage.handle_batch(records):  # the runtime produces each output as it is yielded
+            emitted.append((emit.record, (time.perf_counter() - began) * 1000))
+        for record, compute_ms in emitted:
             if isinstance(record, Utterance):
                 found.sent.append(Emitted(record, end, compute_ms))
                 if not record.speculative:
