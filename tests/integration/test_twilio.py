@@ -14,6 +14,7 @@ import base64
 import json
 import time
 import uuid
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -141,15 +142,22 @@ class Twilio:
             await self._media(SILENCE)
 
 
-async def turn_records(bootstrap: str, session_id: str, count: int, timeout_s: float = 20.0,
-                       ) -> list[TurnRecord]:
+async def turn_records(bootstrap: str, session_id: str, count: int | Callable[[list[TurnRecord]], bool],
+                       timeout_s: float = 20.0, settle_s: float = 0.0) -> list[TurnRecord]:
+    """The session's turn records on ``voxbus.turns`` once there are ``count`` (or ``count(found)``
+    is true), plus those that follow within ``settle_s`` (to see that no more come); after
+    ``timeout_s``, those there are."""
+    enough = count if callable(count) else lambda found: len(found) >= count
     consumer = AIOKafkaConsumer(TURNS.name, bootstrap_servers=bootstrap, auto_offset_reset="earliest",
                                 enable_auto_commit=False, fetch_max_wait_ms=50)
     await consumer.start()
     found: list[TurnRecord] = []
     try:
-        deadline = time.monotonic() + timeout_s
-        while time.monotonic() < deadline and len(found) < count:
+        deadline, settling = time.monotonic() + timeout_s, False
+        while time.monotonic() < deadline:
+            if not settling and enough(found):
+                settling, deadline = True, min(deadline, time.monotonic() + settle_s)
+                continue
             for messages in (await consumer.getmany(timeout_ms=500)).values():
                 for message in messages:
                     try:
