@@ -6,7 +6,7 @@ and asked, with greedy decoding (temperature 0, seed 0, ``VOXBUS_LLM_MAX_TOKENS`
 
 * **the knowledge-base questions** (``benchmarks/eval/kb_questions.yaml``, English over ``kb/``, and
   ``kb_questions.es.yaml``, Spanish over ``kb/es``), each turn classified and looked up by voxbus's
-  own intent and retrieval stages, then prompted by :func:`processors.generation.prompt.build_messages`
+  own intent and retrieval stages, then prompted by :func:`processors.generation.prompt.grounded_messages`
   in two modes (:data:`MODES`):
 
   - ``passages``: the generation stage's ``VOXBUS_LLM_PROMPT=passages`` prompt (the default), the
@@ -68,7 +68,7 @@ from pydantic import ValidationError
 from benchmarks.report import percentiles
 from processors.generation.grounding import cited
 from processors.generation.llm_server import MODEL_ALIAS, q8_model, server_command, warm_up
-from processors.generation.prompt import build_messages
+from processors.generation.prompt import grounded_messages
 from processors.generation.sentences import SentenceAggregator
 from processors.generation.stage import GenerationStage
 from processors.generation.tools import TOOLS, calls_in_text
@@ -167,9 +167,7 @@ def prompt(turn: RetrievalResult, mode: str, kb: list[Passage]) -> list[dict[str
     ``passages`` gives the LLM the turn's relevant passages (:meth:`GenerationStage.facts_of`),
     ``cached_kb`` the knowledge base ``kb`` of the turn's language.
     """
-    if mode == "passages":
-        return build_messages(turn.model_copy(update={"passages": GenerationStage.facts_of(turn)}), [])
-    return build_messages(turn, [], kb)
+    return grounded_messages(turn, GenerationStage.facts_of(turn), [], None if mode == "passages" else kb)
 
 
 @dataclass

@@ -178,7 +178,8 @@ class Supervisor:
         if not s.llm_url:
             if not wait_http(f"{embedded_url(s)}/models", 120):
                 raise RuntimeError(f"the LLM server did not start; see {self.logs / 'llm.log'}")
-            warm_up(embedded_url(s))
+            if s.llm_prompt != "knowledge-base":  # else the generation worker warms each language's prefix
+                warm_up(embedded_url(s))
         deadline = time.monotonic() + READY_TIMEOUT_S
         while not wait_http(f"http://{s.host}:{s.port}/healthz", 2.0):
             if time.monotonic() > deadline:

@@ -54,3 +54,13 @@ def build_messages(turn: RetrievalResult, history: list[dict[str, str]],
             messages.append({"role": "assistant", "content": past.get("assistant", "")})
     messages.append({"role": "user", "content": turn.text})
     return messages
+
+
+def grounded_messages(turn: RetrievalResult, facts: list[Passage], history: list[dict[str, str]],
+                      knowledge_base: list[Passage] | None = None) -> list[dict[str, str]]:
+    """:func:`build_messages` for ``turn`` with only ``facts`` as its passages.
+
+    ``facts`` are the relevant passages the generation stage checks its reply against
+    (``GenerationStage.facts_of``); the other arguments and the result are :func:`build_messages`'s.
+    """
+    return build_messages(turn.model_copy(update={"passages": facts}), history, knowledge_base)

@@ -26,7 +26,7 @@ from processors.generation.grounding import cited, direct_answer, relevant, ungr
 from processors.generation.llm_server import MODEL_ALIAS, embedded_url
 from processors.generation.phrases import PHRASES, phrases
 from processors.generation.prefixes import warm_prefixes
-from processors.generation.prompt import build_messages
+from processors.generation.prompt import grounded_messages
 from processors.generation.sentences import SentenceAggregator, speech_units
 from processors.generation.tools import TOOLS, ToolCallAccumulator
 from processors.generation.topic import off_topic
@@ -272,9 +272,8 @@ class GenerationStage(Stage):
         grounds.extend(cited(facts))
         if not facts:
             marks["generation.unanswered"] = time.time()
-        grounded_turn = turn.model_copy(update={"passages": facts})
-        messages = build_messages(grounded_turn, history[-self.settings.history_turns:],
-                                  self.knowledge_base_of(turn.language))
+        messages = grounded_messages(turn, facts, history[-self.settings.history_turns:],
+                                     self.knowledge_base_of(turn.language))
         said = False
         async with asyncio.timeout(self.settings.llm_timeout_s):
             async for sentence in self.stream_sentences(messages, marks, tool_calls,
