@@ -31,7 +31,7 @@ import logging
 import os
 import socket
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator
 from typing import Any
 
 import faust
@@ -182,13 +182,8 @@ class StageRunner:
             except SchemaError as exc:
                 await self.dead_letter(message, f"schema: {exc}", "schema")
         started = time.perf_counter()
-        emits: list[Emit] = []
-        batch = self.stage.handle_batch([record for _, record in good])
-        try:  # each output produced as soon as it is yielded: one session's waits on no other's
-            async with contextlib.aclosing(batch) as outputs:
-                async for emit in outputs:
-                    await self.emit(emit)
-                    emits.append(emit)
+        try:
+            emits = await self.produce_all(self.stage.handle_batch([record for _, record in good]))
         except Exception:
             log.exception("stage %s failed on a batch of %d; retrying one by one", self.stage.name, len(good))
             for message, _ in good:
@@ -220,13 +215,8 @@ class StageRunner:
             await self.dead_letter(message, f"schema: {exc}", "schema")
             return None
         started = time.perf_counter()
-        emits: list[Emit] = []
         try:
-            # closed here, not when collected: a handler's cleanup (a ``finally``) runs before the next record
-            async with contextlib.aclosing(handler(record)) as outputs:
-                async for emit in outputs:
-                    await self.emit(emit)
-                    emits.append(emit)
+            emits = await self.produce_all(handler(record))
         except Exception as exc:  # a stage bug or a model failure must not stop the worker
             log.exception("stage %s failed on %s", self.stage.name, type(record).__name__)
             await self.dead_letter(message, f"processing: {type(exc).__name__}: {exc}", "processing")
@@ -243,6 +233,22 @@ class StageRunner:
         metrics.PROCESSING.labels(self.stage.name).observe(time.perf_counter() - started)
         metrics.RECORDS.labels(self.stage.name, "ok").inc()
         return message, record, emits
+
+    async def produce_all(self, outputs: AsyncGenerator[Emit, None]) -> list[Emit]:
+        """Produce each of a handler's outputs as soon as it is yielded; return them all.
+
+        One session's output waits on no other's in the same batch.  ``outputs`` is closed here,
+        not when it is collected, so a handler's cleanup (a ``finally``) runs before the next record.
+
+        Raises:
+            Exception: what the handler or a produce raised.
+        """
+        emits: list[Emit] = []
+        async with contextlib.aclosing(outputs) as items:
+            async for emit in items:
+                await self.emit(emit)
+                emits.append(emit)
+        return emits
 
     async def emit(self, emit: Emit) -> None:
         """Produce one stage output."""
