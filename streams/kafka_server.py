@@ -152,7 +152,15 @@ def server_properties(host: str, port: int, controller_port: int, log_dir: Path)
       timeouts of :mod:`streams.settings`, so a dead member is noticed in seconds;
     * 2 network and 2 I/O threads on 2 cores (defaults 3 and 8);
     * 8 partitions for ``__consumer_offsets`` (default 50, each a log directory and a
-      coordinator load at startup).
+      coordinator load at startup);
+    * ``metadata.max.idle.interval.ms=0``: no no-op record on the metadata log every 500 ms
+      (KIP-835: they let brokers of a cluster see a live controller; here broker and
+      controller are one process), and ``broker.heartbeat.interval.ms=6000`` (default 2000,
+      with a session of 18 s instead of 9 s): the node's heartbeat to its own controller.
+      Measured with no client, 60 s after 20 s settling: 0.024 cores with Kafka's defaults,
+      0.015 without the no-op records, 0.011 with both; in the idle ``make bench`` stack
+      (30 s windows, two runs each, alternating) the broker used 0.038 and 0.039 cores
+      before, 0.032 and 0.032 after.
     """
     return {
         "process.roles": "broker,controller",
@@ -178,6 +186,9 @@ def server_properties(host: str, port: int, controller_port: int, log_dir: Path)
         "num.partitions": "8",
         "auto.create.topics.enable": "true",
         "log.retention.check.interval.ms": "60000",
+        "metadata.max.idle.interval.ms": "0",
+        "broker.heartbeat.interval.ms": "6000",
+        "broker.session.timeout.ms": "18000",
     }
 
 
