@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections.abc import AsyncIterator
@@ -10,7 +11,7 @@ from collections.abc import AsyncIterator
 from processors.base import Emit, Stage
 from processors.cancel import CancelledTurns
 from processors.tts.espeak_voice import EspeakUnavailable
-from processors.tts.voices import Voice, Voices
+from processors.tts.voices import Voices
 from schemas import DEFAULT_LANGUAGE, Record, ReplyText, SynthAudio, TurnCancel
 from streams.topics import EGRESS, REPLIES
 
@@ -41,14 +42,6 @@ class TtsStage(Stage):
         self.voices = Voices(self.settings)
         self.cancelled = CancelledTurns()
 
-    def voice(self, language: str) -> Voice | None:
-        """The voice of ``language``, or None (logged) when no voice can speak it."""
-        try:
-            return self.voices.for_language(language)
-        except EspeakUnavailable as exc:
-            log.warning("no voice speaks %s: %s", language, exc)
-            return None
-
     async def on_cancel(self, cancel: TurnCancel) -> list[Emit]:
         """Remember the cancelled turn: its remaining sentences and pieces are not synthesized."""
         self.cancelled.add(cancel.session_id, cancel.turn_id)
@@ -61,20 +54,18 @@ class TtsStage(Stage):
         piece per call, :mod:`processors.tts.piper_voice`); yields nothing when no voice can
         speak the language or the voice fails.
         """
-        voice = self.voice(record.language) if record.text else None
-        if voice is None:
+        if not record.text:
             return
-        chunks = voice.synthesize(record.text)
         try:
-            while (record.session_id, record.turn_id) not in self.cancelled:
-                pcm = await asyncio.to_thread(next, chunks, None)
-                if pcm is None:
-                    return
-                yield pcm, voice.sample_rate
+            voice = self.voices.for_language(record.language)
+            with contextlib.closing(voice.synthesize(record.text)) as chunks:
+                while (record.session_id, record.turn_id) not in self.cancelled:
+                    pcm = await asyncio.to_thread(next, chunks, None)
+                    if pcm is None:
+                        return
+                    yield pcm, voice.sample_rate
         except EspeakUnavailable as exc:
             log.warning("no voice speaks %s: %s", record.language, exc)
-        finally:
-            chunks.close()
 
     async def handle(self, record: Record) -> AsyncIterator[Emit]:
         """Synthesize one sentence, yielding each chunk as soon as the one after it is known.
