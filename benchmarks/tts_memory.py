@@ -64,21 +64,14 @@ def sentence(words: int) -> str:
 
 def load(mode: str) -> Callable[[str], Iterator[bytes]]:
     """The default English voice called as ``mode`` says: a function from text to PCM16 chunks (lazy)."""
-    import onnxruntime
-    from piper import PiperConfig, PiperVoice
-
     from processors.models import piper_voice
-    from processors.tts.piper_voice import Synthesizer
+    from processors.tts.piper_voice import Synthesizer, load_voice
     from streams.settings import Settings
 
     path = str(piper_voice())
     if mode == "pieces":
         return Synthesizer.from_settings(Settings(), path).synthesize
-    options = onnxruntime.SessionOptions()
-    options.enable_cpu_mem_arena = mode == "arena"
-    session = onnxruntime.InferenceSession(path, sess_options=options, providers=["CPUExecutionProvider"])
-    config = PiperConfig.from_dict(json.loads(Path(f"{path}.json").read_text(encoding="utf-8")))
-    voice = PiperVoice(session=session, config=config)
+    voice = load_voice(path, mem_arena=mode == "arena")
     list(voice.synthesize("Hello."))
     return lambda text: (chunk.audio_int16_bytes for chunk in voice.synthesize(text))
 

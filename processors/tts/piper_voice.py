@@ -49,6 +49,26 @@ call produces, and a piece of slow speech (figures, long vowels) lasts longer th
 warm-up's phonemes at the bound would."""
 
 
+def load_voice(voice: str | Path, *, mem_arena: bool = True, mem_pattern: bool = True) -> PiperVoice:
+    """A Piper voice on ONNX Runtime's CPU provider, with the two memory options that decide its RSS.
+
+    Args:
+        voice: path of the voice's ``.onnx`` file (its ``.onnx.json`` config beside it).
+        mem_arena: ONNX Runtime's CPU memory arena (``enable_cpu_mem_arena``, on by default).
+        mem_pattern: ONNX Runtime's per-shape memory planning (``enable_mem_pattern``, on by default).
+
+    Raises:
+        FileNotFoundError: the voice or its ``.onnx.json`` config is missing.
+    """
+    options = onnxruntime.SessionOptions()
+    options.enable_cpu_mem_arena = mem_arena
+    options.enable_mem_pattern = mem_pattern
+    config = json.loads(Path(f"{voice}.json").read_text(encoding="utf-8"))
+    session = onnxruntime.InferenceSession(str(voice), sess_options=options,
+                                           providers=["CPUExecutionProvider"])
+    return PiperVoice(config=PiperConfig.from_dict(config), session=session)
+
+
 def pieces(phonemes: list[str], limit: int) -> list[list[str]]:
     """Cut one sentence's phonemes into pieces of at most ``limit`` phonemes.
 
@@ -98,11 +118,7 @@ class Synthesizer:
     """
 
     def __init__(self, voice: str | Path, max_phonemes: int) -> None:
-        options = onnxruntime.SessionOptions()
-        options.enable_mem_pattern = False
-        config = json.loads(Path(f"{voice}.json").read_text(encoding="utf-8"))
-        self.voice = PiperVoice(config=PiperConfig.from_dict(config), session=onnxruntime.InferenceSession(
-            str(voice), sess_options=options, providers=["CPUExecutionProvider"]))
+        self.voice = load_voice(voice, mem_pattern=False)
         self.sample_rate: int = self.voice.config.sample_rate
         self.max_phonemes = max_phonemes
         warm_up = self.voice.phonemize(WARM_UP_TEXT)[0]
