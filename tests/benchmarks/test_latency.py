@@ -88,6 +88,17 @@ def test_phase_stats_percentiles_budget_and_ratios():
     assert "| asr | 100 |" in report.stage_table(results)
 
 
+def test_callers_at_budget_is_the_largest_count_within_it():
+    fast, slow = [_turn(1000.0)] * 6, [_turn(5000.0)] * 6
+    results = {"voxbus": {"1": report.phase_stats(fast, wall_s=30.0, cpu_s=6.0, budget_ms=3000),
+                          "2": report.phase_stats(fast, wall_s=60.0, cpu_s=6.0, budget_ms=3000),
+                          "4": report.phase_stats(slow, wall_s=30.0, cpu_s=6.0, budget_ms=3000)}}
+    held = report.summarize(results, 3000)["systems"]["voxbus"]
+    assert held["callers_at_budget"] == 2  # 4 callers missed the budget
+    # the 1-caller run spoke its turns in half the time: the best rate within budget is there
+    assert held["turns_per_min_at_budget"] == 12.0 and held["turns_per_min_at_budget_callers"] == 1
+
+
 def test_plot_writes_a_png(tmp_path):
     rows = [_turn(1000.0 + i) for i in range(5)]
     results = {s: {str(n): report.phase_stats(rows, 60.0, 10.0, 3000) for n in (1, 4)}
