@@ -6,8 +6,10 @@ asks this service for the system prompt of each caller turn: it runs voxbus's ow
 :class:`processors.retrieval.stage.RetrievalStage` (the same embedder, the same Qdrant
 collection ingested from the same ``kb/``), keeps the passages voxbus's generation
 stage keeps (:func:`processors.generation.grounding.relevant`) and builds the system
-message with :func:`processors.generation.prompt.build_messages`.  Its CPU is counted
-as Pipecat's (``benchmarks/latency.py``).
+message with :func:`processors.generation.prompt.grounded_messages`, as the generation
+stage does, with the knowledge base it reads for ``VOXBUS_LLM_PROMPT=knowledge-base``
+(the whole knowledge base of the turn's language as a fixed system message).  Its CPU is
+counted as Pipecat's (``benchmarks/latency.py``).
 
 It also gives the bot voxbus's reply policy (:meth:`GenerationStage.answer
 <processors.generation.stage.GenerationStage.answer>`), so both systems say the same
@@ -35,7 +37,7 @@ from aiohttp import web
 
 from processors.generation.grounding import ungrounded
 from processors.generation.phrases import phrases
-from processors.generation.prompt import build_messages
+from processors.generation.prompt import grounded_messages
 from processors.generation.stage import GenerationStage
 from processors.intent.stage import IntentStage, sentiment_label
 from processors.retrieval.stage import NO_LOOKUP_INTENTS, RetrievalStage
@@ -49,7 +51,8 @@ def build_app(settings: Settings | None = None) -> web.Application:
     intent, retrieval = IntentStage(settings), RetrievalStage(settings)
     intent.load()
     retrieval.load()
-    generation = GenerationStage(settings)  # its reply policy only: no LLM client is made
+    generation = GenerationStage(settings)  # its reply policy and prompt; its LLM client is never used
+    generation.load()
 
     def prompt(text: str) -> dict[str, object]:
         label, confidence, compound, embedding, model = intent.analyse(text)  # embedded once, as in voxbus
@@ -60,7 +63,7 @@ def build_app(settings: Settings | None = None) -> web.Application:
                                sentiment_score=compound, passages=passages, embedding_model=model)
         fixed = generation.fixed_reply(turn, {})
         facts = generation.facts_of(turn)
-        system = build_messages(turn.model_copy(update={"passages": facts}), [])[0]["content"]
+        system = grounded_messages(turn, facts, [], generation.knowledge_base_of(turn.language))[0]["content"]
         return {"system": system, "intent": label, "passages": len(facts), "fixed": fixed and fixed[0],
                 "facts": [p.model_dump(mode="json") for p in facts],
                 "fallback": phrases(turn.language).fallback}

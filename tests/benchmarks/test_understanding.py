@@ -42,3 +42,13 @@ async def test_grounded_checks_numbers_against_the_facts(app):
     assert said == {"ungrounded": False}
     invented = await post(app, "/grounded", {**check, "sentence": "The late fee is 42 dollars."})
     assert invented == {"ungrounded": True}
+
+
+async def test_knowledge_base_prompt_is_the_generation_stages(settings, tmp_path):
+    """With ``VOXBUS_LLM_PROMPT=knowledge-base`` the bot's system message is voxbus's fixed one."""
+    kb_settings = settings.model_copy(update={"llm_prompt": "knowledge-base", "data_dir": tmp_path})
+    async with TestClient(TestServer(build_app(kb_settings))) as client:
+        fee = await post(client, "/prompt", {"text": "Why is my late fee so high?"})
+        roaming = await post(client, "/prompt", {"text": "Does my plan work abroad?"})
+    assert fee["system"] == roaming["system"]  # one prefix for every turn: the LLM server caches it
+    assert all(fact["text"] in fee["system"] for fact in fee["facts"] + roaming["facts"])
