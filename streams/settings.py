@@ -357,7 +357,12 @@ class Settings(BaseSettings):
                     "is read once when the stage loads and must fit the server's context (README \"LLM "
                     "choice\": Qwen2.5-Coder-0.5B answers best this way, SmolLM2-135M worst).",
     )
-    history_turns: int = 4
+    history_turns: int = Field(
+        default=4, ge=0,
+        description="Fewest earlier turns of a session the LLM prompt carries once there are that many; "
+                    "dropped that many at a time, so the LLM server's prompt cache keeps the prefix "
+                    "(processors/generation/prompt.py history_window). 0: none.",
+    )
     agent_assist: bool = Field(
         default=True,
         description="voxbus up runs the agent-assist worker (voxbus suggest: reply suggestions for human "

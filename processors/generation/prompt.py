@@ -15,6 +15,8 @@ Two prompts (``VOXBUS_LLM_PROMPT``):
 
 from __future__ import annotations
 
+from typing import TypeVar
+
 from processors.generation.phrases import PHRASES, phrases
 from schemas import DEFAULT_LANGUAGE, Passage, RetrievalResult
 
@@ -23,6 +25,36 @@ SYSTEM_PROMPT = PHRASES[DEFAULT_LANGUAGE].system_prompt
 KB_TOPIC = "customer_service"
 """The intent written as the topic of the knowledge-base system message: one for every turn, so the
 message (the server's cached prefix) does not change with the turn's intent."""
+T = TypeVar("T")
+
+
+def history_window(history: list[T], turns: int) -> list[T]:
+    """The earlier turns a prompt carries and the history keeps: the newest ``turns`` to ``2 * turns - 1``.
+
+    The LLM server reuses the longest prefix a new prompt shares with one it has evaluated
+    (llama-server: a slot's KV cache and ``--cache-ram``; vLLM: automatic prefix caching).  A window
+    that slides by one turn changes the first history message of every prompt once the session is
+    longer than ``turns``, so the server evaluates the whole history again on each turn (measured at
+    1 caller, 13 turns: 1183 prompt tokens evaluated against 302 for Pipecat's unbounded context on the
+    same turns; README "Latency").  Dropping ``turns`` entries at a time keeps the prefix the same
+    for ``turns`` turns in a row, at the price of up to ``turns - 1`` more turns in the prompt.
+
+    The result is its own window (``history_window(history_window(h, n), n) == history_window(h, n)``),
+    so keeping it and appending the next turn gives the window of the whole conversation.
+
+    Args:
+        history: the turns, oldest first.
+        turns: the fewest turns carried (``VOXBUS_HISTORY_TURNS``) once there are that many; 0 or
+            less: none.
+
+    Returns:
+        The newest entries of ``history``: all of them while there are fewer than ``2 * turns``,
+        then the newest ``turns`` plus those since, starting at a multiple of ``turns``.
+    """
+    if turns <= 0:
+        return []
+    start = max(0, len(history) - turns) // turns * turns
+    return history[start:]
 
 
 def build_messages(turn: RetrievalResult, history: list[dict[str, str]],

@@ -26,7 +26,7 @@ from processors.generation.grounding import cited, direct_answer, relevant, ungr
 from processors.generation.llm_server import MODEL_ALIAS, embedded_url
 from processors.generation.phrases import PHRASES, phrases
 from processors.generation.prefixes import warm_prefixes
-from processors.generation.prompt import grounded_messages
+from processors.generation.prompt import grounded_messages, history_window
 from processors.generation.sentences import SentenceAggregator, speech_units
 from processors.generation.tools import TOOLS, ToolCallAccumulator
 from processors.generation.topic import off_topic
@@ -272,7 +272,7 @@ class GenerationStage(Stage):
         grounds.extend(cited(facts))
         if not facts:
             marks["generation.unanswered"] = time.time()
-        messages = grounded_messages(turn, facts, history[-self.settings.history_turns:],
+        messages = grounded_messages(turn, facts, history_window(history, self.settings.history_turns),
                                      self.knowledge_base_of(turn.language))
         said = False
         async with asyncio.timeout(self.settings.llm_timeout_s):
@@ -434,7 +434,7 @@ class GenerationStage(Stage):
         # merge on write: the entries as they are now (a tool result or a barge-in may have
         # changed them while this turn streamed), plus this turn
         current = [past for past in self.history[turn.session_id] if past.get("turn_id") != turn.turn_id]
-        self.history[turn.session_id] = [*current, entry][-self.settings.history_turns:]
+        self.history[turn.session_id] = history_window([*current, entry], self.settings.history_turns)
 
     async def on_result(self, result: ToolResult) -> AsyncIterator[Emit]:
         """Speak a tool's result as the end of its turn's reply, once, and update the dialogue state."""
@@ -474,7 +474,7 @@ class GenerationStage(Stage):
         entry: dict[str, Any] = {"turn_id": f"{event.kind}-{event.handoff_turn}", "user": "", "assistant": "",
                                  "state": state.as_dict()}
         entry["assistant" if expired else "note"] = event.note
-        self.history[event.session_id] = [*history, entry][-self.settings.history_turns:]
+        self.history[event.session_id] = history_window([*history, entry], self.settings.history_turns)
 
     def reply(self, turn: RetrievalResult | ToolResult, index: int, text: str, marks: dict[str, float],
               final: bool, sources: list[str] | None = None) -> list[Emit]:

@@ -29,6 +29,7 @@ from typing import Any
 import faust
 
 from processors.base import Emit, Stage
+from processors.generation.prompt import history_window
 from processors.generation.stage import MAX_SENTENCES, GenerationStage
 from processors.runtime import STAGES, build_stage, run_stage
 from schemas import (
@@ -73,7 +74,7 @@ def follow(state: dict[str, Any] | None, record: Record, keep: int) -> dict[str,
         state: the session's round (:func:`opened`), or None.
         record: a :class:`schemas.Handoff`, :class:`schemas.QueueEvent` or
             :class:`schemas.HandoffUpdate` of the session (anything else changes nothing).
-        keep: most conversation turns kept (``VOXBUS_HISTORY_TURNS``).
+        keep: the fewest conversation turns kept (``VOXBUS_HISTORY_TURNS``; :func:`history_window`).
     """
     if isinstance(record, Handoff):
         if state is not None and (state["round"] == record.turn_id or record.ts <= state["since"]):
@@ -89,7 +90,7 @@ def follow(state: dict[str, Any] | None, record: Record, keep: int) -> dict[str,
     if isinstance(record, HandoffUpdate) and record.kind == "agent" and state["history"]:
         history = [dict(turn) for turn in state["history"]]
         history[-1]["assistant"] = f"{history[-1]['assistant']} {record.text}".strip()
-        return {**state, "history": history[-keep:]}
+        return {**state, "history": history_window(history, keep)}
     return state
 
 
@@ -143,7 +144,8 @@ class SuggestStage(Stage):
         current = self.rounds.get(record.session_id)
         if current is not None and current["round"] == state["round"]:  # the caller's words join the history
             history = [*current["history"], {"user": record.text, "assistant": ""}]
-            self.rounds[record.session_id] = {**current, "history": history[-self.settings.history_turns:]}
+            kept = history_window(history, self.settings.history_turns)
+            self.rounds[record.session_id] = {**current, "history": kept}
 
     async def suggest(self, turn: RetrievalResult, state: dict[str, Any]) -> Suggestion:
         """The suggestion for ``turn``: up to :data:`MAX_SENTENCES` sentences of the generation's answer.

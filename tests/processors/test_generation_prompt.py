@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from processors.generation.phrases import phrases
-from processors.generation.prompt import build_messages
+from processors.generation.prompt import build_messages, history_window
 from processors.retrieval.kb import knowledge_base
 from schemas import Passage, RetrievalResult
 from streams.settings import Settings
@@ -68,3 +68,30 @@ def test_each_language_has_its_own_knowledge_base_prefix(kbs):
     assert first.startswith(phrases("es").system_prompt) and "español" in first
     assert all(f"- {p.text}" in first for p in kbs["es"])
     assert not any(f"- {p.text}" in first for p in kbs["en"])
+
+
+@pytest.mark.parametrize("turns", [1, 2, 4, 5])
+def test_the_history_window_keeps_turns_to_twice_turns_and_is_its_own_window(turns):
+    for length in range(0, 5 * turns):
+        history = list(range(length))
+        window = history_window(history, turns)
+        assert window == history[len(history) - len(window):]  # the newest entries
+        assert len(window) == length if length < 2 * turns else turns <= len(window) < 2 * turns
+        assert history_window(window, turns) == window
+        assert history_window([*window, length], turns) == history_window([*history, length], turns)
+    assert history_window(list(range(9)), 0) == []
+
+
+def test_a_long_session_keeps_its_prompt_prefix_for_turns_in_a_row(kbs):
+    """With the cached knowledge base, turn k+1's prompt starts with turn k's (all but its last words)
+    except once every ``turns`` turns, where a sliding window would change it on every turn."""
+    turns, kept, changed = 4, [], []
+    last: list[dict[str, str]] = []
+    for k in range(20):
+        now = turn(f"question {k}", "billing", [BILL])
+        prompt = build_messages(now, history_window(kept, turns), kbs["en"])
+        if last and prompt[:len(last) - 1] != last[:-1]:
+            changed.append(k)
+        last = prompt
+        kept = history_window([*kept, {"user": now.text, "assistant": f"answer {k}"}], turns)
+    assert changed == [8, 12, 16]  # a sliding window: every turn from the 5th on
