@@ -9,7 +9,7 @@ Per WebSocket connection (``/ws``), one pipeline::
     FastAPIWebsocketTransport in (raw PCM16 16 kHz)
       -> WhisperSTTService (faster-whisper tiny.en int8, segmented on VAD stop)
       -> user aggregator (SileroVADAnalyzer; VAD-only end of turn, no Smart Turn)
-      -> VoxbusPrompt (with --understanding-url: the system messages voxbus would build for
+      -> VoxbusPrompt (with --understanding-url: the system prompt voxbus would build for
          the turn, from voxbus's intent, sentiment and retrieval, benchmarks/understanding.py)
       -> OpenAILLMService (the llama.cpp server voxbus started, model "voxbus-llm")
       -> VoxbusGrounding (with --understanding-url: voxbus's check of each streamed sentence)
@@ -127,11 +127,7 @@ class Understanding:
 
 
 class VoxbusPrompt(FrameProcessor):
-    """Before each LLM call, set the system messages to those voxbus builds for the caller's turn.
-
-    The first system message, and (``passages`` prompt) the turn's facts just before its words, as
-    voxbus's :func:`processors.generation.prompt.build_messages` places them; an earlier turn's facts
-    leave the context.
+    """Before each LLM call, set the system prompt to the one voxbus builds for the caller's turn.
 
     The prompt comes from voxbus's understanding service (intent, sentiment, retrieval
     from the same Qdrant collection with the same embedder, the same grounding filter
@@ -156,11 +152,8 @@ class VoxbusPrompt(FrameProcessor):
                                   LLMFullResponseEndFrame()):
                         await self.push_frame(reply, direction)
                     return
-                rest = [m for m in messages if m.get("role") != "system"]  # the last turn's facts too
-                turn_context = [{"role": "system", "content": text} for text in turn.get("context", [])]
-                words = rest[-1:] if rest and rest[-1].get("role") == "user" else []
-                frame.context.set_messages([{"role": "system", "content": turn["system"]},
-                                            *rest[:len(rest) - len(words)], *turn_context, *words])
+                rest = [m for m in messages if m.get("role") != "system"]
+                frame.context.set_messages([{"role": "system", "content": turn["system"]}, *rest])
         await self.push_frame(frame, direction)
 
     async def cleanup(self) -> None:

@@ -6,11 +6,9 @@ asks this service for the system prompt of each caller turn: it runs voxbus's ow
 :class:`processors.retrieval.stage.RetrievalStage` (the same embedder, the same Qdrant
 collection ingested from the same ``kb/``), keeps the passages voxbus's generation
 stage keeps (:func:`processors.generation.grounding.relevant`) and builds the system
-messages with :func:`processors.generation.prompt.grounded_messages`, as the generation
-stage does, with the knowledge base it reads for ``VOXBUS_LLM_PROMPT=knowledge-base`` (the
-whole knowledge base of the turn's language as a fixed system message).  ``system`` is the
-first system message, ``context`` the system messages voxbus puts between the history and
-the turn's words (the turn's facts, with the ``passages`` prompt).  Its CPU is
+message with :func:`processors.generation.prompt.grounded_messages`, as the generation
+stage does, with the knowledge base it reads for ``VOXBUS_LLM_PROMPT=knowledge-base``
+(the whole knowledge base of the turn's language as a fixed system message).  Its CPU is
 counted as Pipecat's (``benchmarks/latency.py``).
 
 It also gives the bot voxbus's reply policy (:meth:`GenerationStage.answer
@@ -65,9 +63,8 @@ def build_app(settings: Settings | None = None) -> web.Application:
                                sentiment_score=compound, passages=passages, embedding_model=model)
         fixed = generation.fixed_reply(turn, {})
         facts = generation.facts_of(turn)
-        messages = grounded_messages(turn, facts, [], generation.knowledge_base_of(turn.language))
-        return {"system": messages[0]["content"], "context": [m["content"] for m in messages[1:-1]],
-                "intent": label, "passages": len(facts), "fixed": fixed and fixed[0],
+        system = grounded_messages(turn, facts, [], generation.knowledge_base_of(turn.language))[0]["content"]
+        return {"system": system, "intent": label, "passages": len(facts), "fixed": fixed and fixed[0],
                 "facts": [p.model_dump(mode="json") for p in facts],
                 "fallback": phrases(turn.language).fallback}
 

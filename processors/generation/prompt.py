@@ -2,11 +2,8 @@
 
 Two prompts (``VOXBUS_LLM_PROMPT``):
 
-* ``passages``: the turn's intent and its relevant passages are a system message of their own, just
-  before the turn's words, after the history: the system prompt and the history before them are the
-  same from one turn to the next (:func:`history_window`), so the server's prompt cache keeps them
-  and a turn pays for its facts and words only (with the facts in the first system message, as
-  until 2026-12-03, every turn changed the prompt from its first message on);
+* ``passages``: the system message holds the turn's intent and its relevant passages, so it changes
+  with every turn and the server evaluates it anew each time;
 * ``knowledge-base``: the system message is the language's system prompt and the whole knowledge base
   of that language under one topic (:data:`KB_TOPIC`), the same for every turn of the language, so
   llama-server's prompt cache (vLLM: automatic prefix caching) keeps its tokens and a turn pays only
@@ -60,12 +57,6 @@ def history_window(history: list[T], turns: int) -> list[T]:
     return history[start:]
 
 
-def facts_message(topic: str, passages: list[Passage]) -> str:
-    """The facts a reply is grounded on, as the model reads them: the topic, then one passage a line."""
-    facts = "\n".join(f"- {p.text}" for p in passages) or "- (no article matched)"
-    return f"Topic: {topic.replace('_', ' ')}\nFacts:\n{facts}"
-
-
 def build_messages(turn: RetrievalResult, history: list[dict[str, str]],
                    knowledge_base: list[Passage] | None = None) -> list[dict[str, str]]:
     """Build the OpenAI chat messages for one turn.
@@ -74,18 +65,17 @@ def build_messages(turn: RetrievalResult, history: list[dict[str, str]],
         turn: the caller's words, intent, language and the passages to answer from.
         history: earlier turns of the session, oldest first, as ``{"user": ..., "assistant": ...}``
             dicts, with ``"note"`` (and neither) where an agent gave the call back.
-        knowledge_base: None for the ``passages`` prompt (the turn's intent and passages in a system
-            message before its words); else every passage of the knowledge base of the turn's language
+        knowledge_base: None for the ``passages`` prompt (the turn's intent and passages in the system
+            message); else every passage of the knowledge base of the turn's language
             (:func:`processors.retrieval.kb.knowledge_base`) for the ``knowledge-base`` prompt, whose
             system message is then the same for every turn of that language (the module docstring).
 
     Returns:
-        Messages for ``/v1/chat/completions``: the system message, the history, (``passages``: the
-        turn's facts,) the turn's words last.
+        Messages for ``/v1/chat/completions``: the system message, the history, the turn's words last.
     """
-    system = phrases(turn.language).system_prompt
-    if knowledge_base is not None:
-        system = f"{system}\n\n{facts_message(KB_TOPIC, knowledge_base)}"
+    topic, passages = (turn.intent, turn.passages) if knowledge_base is None else (KB_TOPIC, knowledge_base)
+    facts = "\n".join(f"- {p.text}" for p in passages) or "- (no article matched)"
+    system = f"{phrases(turn.language).system_prompt}\n\nTopic: {topic.replace('_', ' ')}\nFacts:\n{facts}"
     messages = [{"role": "system", "content": system}]
     for past in history:
         if past.get("note"):  # an agent handled the call and gave it back
@@ -94,8 +84,6 @@ def build_messages(turn: RetrievalResult, history: list[dict[str, str]],
         if past.get("user") or past.get("assistant"):
             messages.append({"role": "user", "content": past.get("user", "")})
             messages.append({"role": "assistant", "content": past.get("assistant", "")})
-    if knowledge_base is None:
-        messages.append({"role": "system", "content": facts_message(turn.intent, turn.passages)})
     messages.append({"role": "user", "content": turn.text})
     return messages
 

@@ -24,10 +24,9 @@ async def post(client: TestClient, path: str, body: dict) -> dict:
 
 async def test_llm_turn_gets_voxbus_prompt_and_facts(app):
     turn = await post(app, "/prompt", {"text": "Why is my late fee so high?"})
-    assert turn["fixed"] is None  # the LLM answers, from the facts in the message before the words
+    assert turn["fixed"] is None  # the LLM answers, from the facts in the system prompt
     assert turn["facts"] and turn["passages"] == len(turn["facts"])
-    [facts] = turn["context"]
-    assert all(fact["text"] in facts and fact["text"] not in turn["system"] for fact in turn["facts"])
+    assert all(fact["text"] in turn["system"] for fact in turn["facts"])
     assert turn["fallback"].startswith("Sorry")
 
 
@@ -53,4 +52,3 @@ async def test_knowledge_base_prompt_is_the_generation_stages(settings, tmp_path
         roaming = await post(client, "/prompt", {"text": "Does my plan work abroad?"})
     assert fee["system"] == roaming["system"]  # one prefix for every turn: the LLM server caches it
     assert all(fact["text"] in fee["system"] for fact in fee["facts"] + roaming["facts"])
-    assert fee["context"] == roaming["context"] == []  # the knowledge base holds the facts

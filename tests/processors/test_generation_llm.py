@@ -157,7 +157,7 @@ async def test_sentences_stream_to_the_caller_while_the_llm_is_still_generating(
     assert all(isinstance(e.record, ReplyText) and e.record.speak for e in first + rest)
     [request] = script.requests
     assert request["stream"] is True and request["max_tokens"] == stage.settings.llm_max_tokens
-    assert request["messages"][-2]["role"] == "system" and "15th" in request["messages"][-2]["content"]
+    assert request["messages"][0]["role"] == "system" and "15th" in request["messages"][0]["content"]
     assert request["messages"][-1] == {"role": "user", "content": "when is my bill due?"}
     [entry] = stage.history["s1"]
     assert entry["assistant"] == f"{FIRST} {SECOND}"
