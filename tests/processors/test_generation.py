@@ -149,3 +149,23 @@ async def test_an_agents_words_are_never_answered():
                            passages=[])
     assert [emit async for emit in stage.handle(turn)] == []
     assert not stage.history[agent_leg("s")]
+
+
+def test_the_stored_history_drops_turns_a_block_at_a_time():
+    """The history the next prompt reads keeps its first entry for VOXBUS_HISTORY_TURNS turns in a row."""
+    from collections import defaultdict
+
+    from processors.generation.dialogue import DialogueState
+    from processors.generation.stage import GenerationStage
+    from streams.settings import Settings
+
+    stage = GenerationStage(Settings(history_turns=4))
+    stage.history = defaultdict(list)
+    firsts = []
+    for k in range(12):
+        turn = RetrievalResult(session_id="s", turn_id=f"t{k}", text=f"question {k}", intent="billing",
+                               confidence=0.9, sentiment="neutral", sentiment_score=0.0, passages=[])
+        stage.remember(turn, f"answer {k}", DialogueState())
+        firsts.append(stage.history["s"][0]["turn_id"])
+    assert firsts == ["t0"] * 7 + ["t4"] * 4 + ["t8"]  # 4 to 7 turns kept; a sliding window moves every turn
+    assert stage.history["s"][-1]["turn_id"] == "t11"
