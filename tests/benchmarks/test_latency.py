@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import socket
 import subprocess
 import sys
 import time
@@ -15,7 +16,7 @@ from aiohttp import WSMsgType, web
 from benchmarks import report
 from benchmarks.caller import QUIET_S, run_caller
 from benchmarks.cpu import CpuMeter
-from benchmarks.latency import caller_plans, vad_stop_secs
+from benchmarks.latency import caller_plans, free_port, free_port_range, listen_port_floor, vad_stop_secs
 from benchmarks.utterances import SAMPLE_RATE, Utterance, load_utterances
 from tests.conftest import DATA
 
@@ -25,6 +26,18 @@ def test_pipecat_waits_as_many_vad_windows_as_voxbus():
     assert vad_stop_secs(400) == pytest.approx(0.416)
     assert round(vad_stop_secs(400) / 0.032) == 13
     assert round(vad_stop_secs(300) / 0.032) == 10
+
+
+def test_the_stacks_listening_ports_are_under_the_ephemeral_range():
+    # an outgoing connection of the stack itself could take a port of the ephemeral range
+    # between the pick and the worker's bind
+    floor = listen_port_floor()
+    base = free_port_range(9)
+    assert base + 9 <= floor
+    for port in [*range(base, base + 9), free_port()]:
+        assert port < floor
+        with socket.socket() as sock:
+            sock.bind(("127.0.0.1", port))
 
 
 def test_utterances_are_cut_at_silero_speech_boundaries():
