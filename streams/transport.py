@@ -1,11 +1,14 @@
 """faust transport ``voxbus://``: faust's aiokafka driver with a configurable fetch wait.
 
 faust-streaming's aiokafka driver builds its worker consumer with a hard-coded
-``fetch_max_wait_ms=1500``.  Apache Kafka answers a fetch as soon as data arrives, but
-Tansu answers an empty fetch by sleeping ``fetch_max_wait / 2``, so there every hop of
-the pipeline cost ~400 ms.  This driver is faust's own, with the consumer's fetch wait
-from the broker's profile (:func:`streams.clients.profile`: 500 ms on Kafka, 40 ms on
-Tansu), and producers that are idempotent with ``acks=all`` where the broker supports
+``fetch_max_wait_ms=1500`` and aiokafka's ``consumer_timeout_ms`` of 200 ms.  Apache Kafka
+answers a fetch as soon as data arrives, but Tansu answers an empty fetch by sleeping
+``fetch_max_wait / 2``, so there every hop of the pipeline cost ~400 ms.  This driver is
+faust's own, with the consumer's fetch wait from the broker's profile
+(:func:`streams.clients.profile`: 2000 ms on Kafka, 40 ms on Tansu), the fetcher's re-check
+interval raised to that wait (:func:`streams.clients.fetcher_poll_ms`: aiokafka's fetcher
+task walks every assigned partition each ``consumer_timeout_ms`` even when nothing happened),
+and producers that are idempotent with ``acks=all`` where the broker supports
 it (faust enables that only inside transactions).  A worker may also hold its
 commits back (:func:`hold_commits`): the offset committed for a partition never passes
 the first input record the worker still keeps state from.
@@ -25,7 +28,7 @@ import aiokafka
 from faust.transport.drivers import aiokafka as faust_aiokafka
 from faust.types import TP
 
-from streams.clients import profile
+from streams.clients import fetcher_poll_ms, profile
 from streams.settings import get_settings
 
 CommitFloor = Callable[[TP], "int | None"]
@@ -52,15 +55,18 @@ def hold_commits(app: Any, floor: CommitFloor) -> None:
 
 
 class ConsumerThread(faust_aiokafka.AIOKafkaConsumerThread):
-    """faust's consumer thread, creating its worker consumer with our fetch wait."""
+    """faust's consumer thread, creating its worker consumer with our fetch wait and fetcher re-check."""
 
     def _create_worker_consumer(self, transport: Any) -> aiokafka.AIOKafkaConsumer:
         consumer = super()._create_worker_consumer(transport)
         # AIOKafkaConsumer keeps the constructor argument here until start() hands it
         # to its Fetcher; fail loudly if a future aiokafka renames it.
-        if not hasattr(consumer, "_fetch_max_wait_ms"):
-            raise RuntimeError("aiokafka.AIOKafkaConsumer no longer has _fetch_max_wait_ms")
-        consumer._fetch_max_wait_ms = profile(get_settings()).fetch_max_wait_ms
+        for name in ("_fetch_max_wait_ms", "_consumer_timeout"):
+            if not hasattr(consumer, name):
+                raise RuntimeError(f"aiokafka.AIOKafkaConsumer no longer has {name}")
+        settings = get_settings()
+        consumer._fetch_max_wait_ms = profile(settings).fetch_max_wait_ms
+        consumer._consumer_timeout = fetcher_poll_ms(settings) / 1000.0
         return consumer
 
 
