@@ -42,6 +42,7 @@ import soundfile
 
 from benchmarks import latency
 from benchmarks.caller import TurnResult, run_caller
+from benchmarks.ports import free_port
 from benchmarks.report import percentiles
 from benchmarks.utterances import SAMPLE_RATE, load_utterances
 
@@ -80,7 +81,7 @@ def start_replica(supervisor: Any, name: str, slot: int, yielding: str) -> str:
     """
     from voxbus.supervisor import Child
 
-    port = latency.free_port()
+    port = free_port()
     child = Child(name, [sys.executable, "-m", "voxbus", "ingress"], supervisor.logs / f"{name}.log",
                   env={"VOXBUS_PORT": str(port), "VOXBUS_INGRESS_SLOT": str(slot),
                        "VOXBUS_CALLS_YIELD": yielding})

@@ -42,18 +42,6 @@ partition even when nothing happened (fetch answers, consumption, seeks, pauses 
 wake it at once)."""
 
 
-def fetcher_poll_ms(settings: Settings) -> int:
-    """The re-check interval (ms) of aiokafka's fetcher on this broker: the fetch wait, at least 200 ms.
-
-    Measured (2026-12-03, the whole stack idle, 3 x 20 s windows, the two settings alternating
-    twice): 0.134 / 0.137 cores at aiokafka's 200 ms, 0.122 / 0.124 at the 2000 ms fetch wait
-    (each stage worker 0.0072 -> 0.0063 cores, the ingress 0.015 -> 0.010).  The re-check finds
-    nothing to do that an event would not have woken the fetcher for; at aiokafka's 200 ms every
-    idle consumer walks its partitions 5 times a second.
-    """
-    return max(FETCHER_POLL_MS, profile(settings).fetch_max_wait_ms)
-
-
 @dataclass(frozen=True)
 class BrokerProfile:
     """The client options of one broker kind.
@@ -69,6 +57,18 @@ class BrokerProfile:
     fetch_max_wait_ms: int
     idempotent: bool
     static_membership: bool
+
+    @property
+    def fetcher_poll_ms(self) -> int:
+        """The re-check interval (ms) of aiokafka's fetcher on this broker: the fetch wait, at least 200 ms.
+
+        Measured (2026-12-03, the whole stack idle, 3 x 20 s windows, the two settings alternating
+        twice): 0.134 / 0.137 cores at aiokafka's 200 ms, 0.122 / 0.124 at the 2000 ms fetch wait
+        (each stage worker 0.0072 -> 0.0063 cores, the ingress 0.015 -> 0.010).  The re-check finds
+        nothing to do that an event would not have woken the fetcher for; at aiokafka's 200 ms every
+        idle consumer walks its partitions 5 times a second.
+        """
+        return max(FETCHER_POLL_MS, self.fetch_max_wait_ms)
 
 
 def profile(settings: Settings) -> BrokerProfile:
@@ -114,10 +114,11 @@ def consumer_kwargs(settings: Settings, **overrides: Any) -> dict[str, Any]:
     """Arguments of an ``AIOKafkaConsumer`` on this broker, then ``overrides``.
 
     The bootstrap servers, the broker's fetch wait, the fetcher's re-check interval
-    (:func:`fetcher_poll_ms`) and the security arguments (:func:`security_kwargs`).
+    (:attr:`BrokerProfile.fetcher_poll_ms`) and the security arguments (:func:`security_kwargs`).
     """
-    return {"bootstrap_servers": settings.bootstrap, "fetch_max_wait_ms": profile(settings).fetch_max_wait_ms,
-            "consumer_timeout_ms": fetcher_poll_ms(settings), **security_kwargs(settings), **overrides}
+    broker = profile(settings)
+    return {"bootstrap_servers": settings.bootstrap, "fetch_max_wait_ms": broker.fetch_max_wait_ms,
+            "consumer_timeout_ms": broker.fetcher_poll_ms, **security_kwargs(settings), **overrides}
 
 
 def producer_kwargs(settings: Settings, **overrides: Any) -> dict[str, Any]:

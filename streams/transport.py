@@ -6,7 +6,7 @@ answers a fetch as soon as data arrives, but Tansu answers an empty fetch by sle
 ``fetch_max_wait / 2``, so there every hop of the pipeline cost ~400 ms.  This driver is
 faust's own, with the consumer's fetch wait from the broker's profile
 (:func:`streams.clients.profile`: 2000 ms on Kafka, 40 ms on Tansu), the fetcher's re-check
-interval raised to that wait (:func:`streams.clients.fetcher_poll_ms`: aiokafka's fetcher
+interval raised to that wait (:attr:`streams.clients.BrokerProfile.fetcher_poll_ms`: aiokafka's fetcher
 task walks every assigned partition each ``consumer_timeout_ms`` even when nothing happened),
 and producers that are idempotent with ``acks=all`` where the broker supports
 it (faust enables that only inside transactions).  A worker may also hold its
@@ -28,7 +28,7 @@ import aiokafka
 from faust.transport.drivers import aiokafka as faust_aiokafka
 from faust.types import TP
 
-from streams.clients import fetcher_poll_ms, profile
+from streams.clients import profile
 from streams.settings import get_settings
 
 CommitFloor = Callable[[TP], "int | None"]
@@ -64,9 +64,9 @@ class ConsumerThread(faust_aiokafka.AIOKafkaConsumerThread):
         for name in ("_fetch_max_wait_ms", "_consumer_timeout"):
             if not hasattr(consumer, name):
                 raise RuntimeError(f"aiokafka.AIOKafkaConsumer no longer has {name}")
-        settings = get_settings()
-        consumer._fetch_max_wait_ms = profile(settings).fetch_max_wait_ms
-        consumer._consumer_timeout = fetcher_poll_ms(settings) / 1000.0
+        broker = profile(get_settings())
+        consumer._fetch_max_wait_ms = broker.fetch_max_wait_ms
+        consumer._consumer_timeout = broker.fetcher_poll_ms / 1000.0
         return consumer
 
 

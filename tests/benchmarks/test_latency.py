@@ -16,7 +16,8 @@ from aiohttp import WSMsgType, web
 from benchmarks import report
 from benchmarks.caller import QUIET_S, run_caller
 from benchmarks.cpu import CpuMeter
-from benchmarks.latency import caller_plans, free_port, free_port_range, listen_port_floor, vad_stop_secs
+from benchmarks.latency import caller_plans, vad_stop_secs
+from benchmarks.ports import free_port, free_port_range, listen_port_floor
 from benchmarks.utterances import SAMPLE_RATE, Utterance, load_utterances
 from tests.conftest import DATA
 

@@ -190,7 +190,7 @@ def host_stack(tmp_path: Path) -> Iterator[object]:
     One block of free ports: the stages', analytics' and suggest's /metrics (base .. base+8), the ingress,
     the LLM server, the embedded broker and its KRaft controller (broker + 1).
     """
-    from benchmarks.latency import free_port_range
+    from benchmarks.ports import free_port_range
     from streams.settings import get_settings
     from voxbus.supervisor import Supervisor
 

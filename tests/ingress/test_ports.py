@@ -2,23 +2,16 @@
 
 from __future__ import annotations
 
-import socket
-
 import aiohttp
 from aiohttp import web
 
+from benchmarks.ports import free_port
 from ingress.ports import agent_sockets
 from ingress.server import make_app, server_options
 from streams.settings import Settings
 from tests.ingress.conftest import FakeGateway
 
 KEYS = "alice=key-alice-0123456789,agent:bob=key-bob-0123456789"
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 async def test_the_agent_api_is_on_its_own_port_and_callers_keep_theirs():

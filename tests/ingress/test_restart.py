@@ -19,6 +19,7 @@ import pytest
 from aiohttp.test_utils import TestClient, TestServer
 from aiokafka import AIOKafkaProducer
 
+from benchmarks.ports import free_port
 from ingress.agents import QUEUE
 from ingress.agents.assist import SuggestionBook
 from ingress.agents.queue import WAITING, AgentQueue
@@ -30,7 +31,7 @@ from streams.admin import ensure_topics
 from streams.broker import start_embedded_broker, stop_process
 from streams.settings import Settings
 from streams.topics import HANDOFFS
-from tests.streams.test_broker import bootstrap, free_port, pytestmark  # noqa: F401 - the fixture, the Java check
+from tests.streams.test_broker import bootstrap, pytestmark  # noqa: F401 - the fixture, the Java check
 from voxbus.client import connect
 from voxbus.supervisor import wait_http
 

@@ -16,6 +16,7 @@ import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.partitioner import DefaultPartitioner
 
+from benchmarks.ports import free_port
 from processors.vad.stage import VadStage
 from schemas import SessionControl, Utterance, decode, encode
 from streams import kafka_server
@@ -25,7 +26,7 @@ from streams.settings import Settings
 from streams.topics import AUDIO, UTTERANCES
 from tests.conftest import load_clip
 from tests.processors.conftest import chunks
-from tests.streams.test_broker import bootstrap, free_port  # noqa: F401  (a free broker address, as a fixture)
+from tests.streams.test_broker import bootstrap  # noqa: F401  (a free broker address, as a fixture)
 
 pytestmark = pytest.mark.skipif(kafka_server.java_major() is None or kafka_server.java_major() < 17,
                                 reason="no Java 17+: Apache Kafka cannot run here")

@@ -11,6 +11,7 @@ import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
+from benchmarks.ports import free_port_range
 from streams import broker as broker_module
 from streams import kafka_server
 from streams.broker import BrokerError, resolve_kind, start_embedded_broker, stop_process
@@ -20,22 +21,9 @@ pytestmark = pytest.mark.skipif(kafka_server.java_major() is None or kafka_serve
                                 reason="no Java 17+: Apache Kafka cannot run here")
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 @pytest.fixture()
 def bootstrap() -> str:
-    port = free_port()
-    while True:  # the controller takes the next port
-        with socket.socket() as sock:
-            try:
-                sock.bind(("127.0.0.1", port + 1))
-                return f"127.0.0.1:{port}"
-            except OSError:
-                port = free_port()
+    return f"127.0.0.1:{free_port_range(2)}"  # the controller takes the next port
 
 
 async def roundtrip(bootstrap: str, topic: str, create: bool) -> list[bytes]:

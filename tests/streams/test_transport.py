@@ -24,9 +24,9 @@ def kafka_settings(monkeypatch, tmp_path):
 
 
 def test_the_fetcher_rechecks_as_often_as_a_fetch_waits_and_never_under_aiokafkas_200_ms():
-    assert clients.fetcher_poll_ms(Settings(broker="kafka")) == 2000
+    assert clients.profile(Settings(broker="kafka")).fetcher_poll_ms == 2000
     assert clients.consumer_kwargs(Settings(broker="kafka"))["consumer_timeout_ms"] == 2000
-    assert clients.fetcher_poll_ms(Settings(broker="tansu")) == 200  # its fetch wait is 40 ms
+    assert clients.profile(Settings(broker="tansu")).fetcher_poll_ms == 200  # its fetch wait is 40 ms
 
 
 def test_a_workers_consumer_gets_the_brokers_fetch_wait_and_recheck(kafka_settings):
