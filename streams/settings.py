@@ -280,6 +280,11 @@ class Settings(BaseSettings):
     whisper_compute_type: str = "int8"
     whisper_beam_size: int = 5
     whisper_threads: int = 2
+    asr_trim_heap: bool = Field(
+        default=True,
+        description="Give the C heap's free pages back to the OS after each decode (glibc malloc_trim): "
+                    "the asr worker's RSS stays at its live set instead of its peak (see processors.memory).",
+    )
     asr_batch_size: int = Field(
         default=4, ge=1, le=32,
         description="Most utterances (from any sessions) the asr stage decodes in one batch.",

@@ -12,6 +12,7 @@ import numpy as np
 from processors.asr.languages import Recognizers
 from processors.asr.whisper import Recognition
 from processors.base import Emit, Stage
+from processors.memory import trim_heap
 from processors.metrics import ASR_REJECTED
 from schemas import Record, Transcript, Utterance
 from streams.settings import Settings
@@ -86,7 +87,11 @@ class AsrStage(Stage):
         return results, started, time.time()
 
     def recognize(self, audios: list[np.ndarray], languages: list[str]) -> list[Heard]:
-        """Recognize each audio in its language (detected where empty), batched by language (blocking)."""
+        """Recognize each audio in its language (detected where empty), batched by language (blocking).
+
+        With ``VOXBUS_ASR_TRIM_HEAP`` (default on) the freed decode buffers then go back to the OS
+        (:func:`processors.memory.trim_heap`).
+        """
         spoken = [language or self.recognizers.detect(audio)[0] for audio, language in zip(audios, languages,
                                                                                             strict=True)]
         heard: list[Heard | None] = [None] * len(audios)
@@ -96,6 +101,8 @@ class AsrStage(Stage):
                                                                              language)
             for index, result in zip(indices, batch, strict=True):
                 heard[index] = (result, language)
+        if self.settings.asr_trim_heap:
+            trim_heap()
         return heard  # type: ignore[return-value]
 
     async def speculate(self, utterance: Utterance) -> None:
