@@ -1,4 +1,4 @@
-"""Whisper beam width by measurement: word error rate and decode time per beam on real speech.
+"""Whisper beam width and encoder window by measurement: word error rate and decode time on real speech.
 
 The asr stage decodes with beam 5 (``VOXBUS_WHISPER_BEAM_SIZE``); greedy decoding (beam 1)
 is faster, and whether its word error rate holds is a question of data.  Two corpora of
@@ -15,9 +15,11 @@ real human speech with reference text:
       apt-get download asterisk-core-sounds-en-wav asterisk-core-sounds-en
       for f in asterisk-core-sounds-en*.deb; do dpkg -x "$f" /tmp/asterisk; done
 
-Every clip is decoded once per beam by the asr stage's :class:`processors.asr.whisper.Recognizer`
-(same model, compute type and threads as ``Settings``), one clip at a time, the beams
-alternating clip by clip so that machine drift falls on both.  Per corpus and overall:
+Every clip is decoded once per configuration by the asr stage's
+:class:`processors.asr.whisper.Recognizer` (same model, compute type and threads as ``Settings``),
+one clip at a time, the configurations alternating clip by clip so that machine drift falls on
+all.  A configuration is a beam (``--beams``) and an encoder window padding (``--window-pads``,
+``VOXBUS_WHISPER_WINDOW_PAD_S``: 0 is Whisper's whole 30 s window) at the first beam.  Per corpus and overall:
 corpus WER (:func:`benchmarks.eval.wer`), decode ms p50/p95 and mean, real-time factor
 (decode time over audio time).  Writes ``benchmarks/results/asr_beams.json``.
 
@@ -79,41 +81,47 @@ def prompt_clips(prompts: Path, texts: dict[str, str], min_words: int) -> list[C
     return out
 
 
-def measure(corpora: dict[str, list[Clip]], beams: list[int], settings: Settings) -> dict[str, Any]:
-    """Decode every clip with every beam (alternating); WER and decode times per corpus and beam."""
+def configurations(beams: list[int], window_pads: list[float]) -> dict[str, tuple[int, float]]:
+    """Label -> (beam, window padding s): each beam on the whole window, each padding at the first beam."""
+    out = {f"beam_{b}": (b, 0.0) for b in beams}
+    out.update({f"beam_{beams[0]}_window_pad_{pad:g}": (beams[0], pad) for pad in window_pads if pad > 0})
+    return out
+
+
+def measure(corpora: dict[str, list[Clip]], configs: dict[str, tuple[int, float]],
+            settings: Settings) -> dict[str, Any]:
+    """Decode every clip in every configuration (alternating); WER and decode times per corpus and one."""
     model = settings.whisper_model or str(whisper_model_dir())
-    recognizers = {b: Recognizer(model, settings.whisper_compute_type, b, settings.whisper_threads)
-                   for b in beams}
+    recognizers = {label: Recognizer(model, settings.whisper_compute_type, beam, settings.whisper_threads,
+                                     pad) for label, (beam, pad) in configs.items()}
     for recognizer in recognizers.values():  # the first decode of a model pays its set-up
         recognizer.transcribe(np.zeros(RATE, dtype=np.float32))
-    heard: dict[int, dict[str, list[str]]] = {b: {c: [] for c in corpora} for b in beams}
-    ms: dict[int, dict[str, list[float]]] = {b: {c: [] for c in corpora} for b in beams}
+    labels = list(configs)
+    heard: dict[str, dict[str, list[str]]] = {k: {c: [] for c in corpora} for k in labels}
+    ms: dict[str, dict[str, list[float]]] = {k: {c: [] for c in corpora} for k in labels}
     for corpus, clips in corpora.items():
         for index, (_name, audio, _ref) in enumerate(clips):
-            order = beams if index % 2 == 0 else beams[::-1]
-            for beam in order:
+            for label in labels if index % 2 == 0 else labels[::-1]:
                 started = time.perf_counter()
-                heard[beam][corpus].append(recognizers[beam].transcribe(audio).text)
-                ms[beam][corpus].append((time.perf_counter() - started) * 1000)
+                heard[label][corpus].append(recognizers[label].transcribe(audio).text)
+                ms[label][corpus].append((time.perf_counter() - started) * 1000)
     out: dict[str, Any] = {}
-    for beam in beams:
+    for label in labels:
         rows = {}
         for corpus, clips in corpora.items():
             audio_s = sum(a.size for _, a, _ in clips) / RATE
             rows[corpus] = {"clips": len(clips), "audio_s": round(audio_s, 1),
                             "words": sum(len(r.split()) for *_, r in clips),
-                            "wer": wer([r for *_, r in clips], heard[beam][corpus]),
-                            "decode_ms": {**percentiles(ms[beam][corpus]),
-                                          "mean": round(float(np.mean(ms[beam][corpus])), 1)},
-                            "rtf": round(sum(ms[beam][corpus]) / 1000 / audio_s, 4)}
+                            "wer": wer([r for *_, r in clips], heard[label][corpus]),
+                            "decode_ms": percentiles(ms[label][corpus]),
+                            "rtf": round(sum(ms[label][corpus]) / 1000 / audio_s, 4)}
         every = [c for clips in corpora.values() for c in clips]
-        times = [t for c in corpora for t in ms[beam][c]]
         rows["all"] = {"clips": len(every), "wer": wer([r for *_, r in every],
-                                                       [h for c in corpora for h in heard[beam][c]]),
-                       "decode_ms": {**percentiles(times), "mean": round(float(np.mean(times)), 1)}}
-        out[f"beam_{beam}"] = rows
-    out["transcripts"] = {f"beam_{b}": {c: dict(zip([n for n, *_ in corpora[c]], heard[b][c], strict=True))
-                                        for c in corpora} for b in beams}
+                                                       [h for c in corpora for h in heard[label][c]]),
+                       "decode_ms": percentiles([t for c in corpora for t in ms[label][c]])}
+        out[label] = rows
+    out["transcripts"] = {label: {c: dict(zip([n for n, *_ in corpora[c]], heard[label][c], strict=True))
+                                  for c in corpora} for label in labels}
     return out
 
 
@@ -125,6 +133,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--prompt-text", type=Path, help="asterisk-core-sounds-en's core-sounds-en.txt(.gz)")
     parser.add_argument("--min-words", type=int, default=3)
     parser.add_argument("--beams", type=int, nargs="+", default=[1, 5])
+    parser.add_argument("--window-pads", type=float, nargs="*", default=[],
+                        help="encoder window paddings (s) measured at the first beam (0: the whole window)")
     parser.add_argument("--out", type=Path, default=RESULTS / "asr_beams.json")
     args = parser.parse_args(argv)
     if bool(args.prompts) != bool(args.prompt_text):
@@ -134,7 +144,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         texts = prompt_texts(args.prompt_text)
         corpora["asterisk_prompts"] = prompt_clips(args.prompts, texts, args.min_words)
     settings = Settings()
-    results = measure(corpora, args.beams, settings)
+    configs = configurations(args.beams, args.window_pads)
+    results = measure(corpora, configs, settings)
     commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True,
                             text=True).stdout.strip()
     report = {"generated": datetime.now(UTC).isoformat(timespec="seconds"), "git": commit,
@@ -143,9 +154,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
               "compute_type": settings.whisper_compute_type, "threads": settings.whisper_threads, **results}
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(report, indent=2))
-    for beam in args.beams:
-        for corpus, row in report[f"beam_{beam}"].items():
-            print(f"beam {beam} {corpus}: WER {row['wer']:.2%}, decode p50 {row['decode_ms']['p50']} ms, "
+    for label in configs:
+        for corpus, row in report[label].items():
+            print(f"{label} {corpus}: WER {row['wer']:.2%}, decode p50 {row['decode_ms']['p50']} ms, "
                   f"mean {row['decode_ms']['mean']} ms over {row['clips']} clips")
     return report
 

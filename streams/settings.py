@@ -280,6 +280,11 @@ class Settings(BaseSettings):
     whisper_compute_type: str = "int8"
     whisper_beam_size: int = 5
     whisper_threads: int = 2
+    whisper_window_pad_s: float = Field(
+        default=0.0, ge=0.0, le=30.0,
+        description="Encode each utterance and this much padding (s) instead of Whisper's whole 30 s "
+                    "window (0: the whole window). Faster on short utterances; WER: benchmarks/asr_beams.py.",
+    )
     asr_trim_heap: bool = Field(
         default=True,
         description="Give the C heap's free pages back to the OS after each decode (glibc malloc_trim): "

@@ -48,7 +48,7 @@ class Recognizers:
         if model not in self.loaded:
             s = self.settings
             self.loaded[model] = Recognizer(model, s.whisper_compute_type, s.whisper_beam_size,
-                                            s.whisper_threads)
+                                            s.whisper_threads, s.whisper_window_pad_s)
         return self.loaded[model]
 
     def for_language(self, language: str) -> Recognizer:

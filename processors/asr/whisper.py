@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
+import math
+from collections.abc import Iterator
 from dataclasses import dataclass
 
+import ctranslate2
 import numpy as np
 from faster_whisper import BatchedInferencePipeline, WhisperModel
 
@@ -12,6 +16,35 @@ from processors.models import whisper_model_dir
 from streams.settings import Settings
 
 SAMPLE_RATE = 16_000
+FRAMES_PER_SECOND = 100
+"""Whisper's log-mel frames per second of audio (hop of 160 samples at 16 kHz)."""
+WINDOW_FRAMES = 3000
+"""Whisper's encoder window: 30 s of frames, which faster-whisper pads every input to."""
+
+
+class WindowedWhisperModel(WhisperModel):
+    """A faster-whisper model whose encoder may read fewer than the 30 s frames it is padded to.
+
+    faster-whisper pads every segment to :data:`WINDOW_FRAMES` (``pad_or_trim``) whatever its
+    ``chunk_length`` says; CTranslate2 accepts shorter features (OpenNMT/CTranslate2#1446).
+    While :attr:`window_frames` is set, :meth:`encode` keeps only that many leading frames (the
+    padding past them is zeros), so a 4 s utterance is not encoded as 30 s.  Not thread-safe:
+    one decode at a time, as the asr stage runs them.
+    """
+
+    window_frames: int | None = None
+
+    def encode(self, features: np.ndarray) -> ctranslate2.StorageView:
+        """Encode ``features`` ([80, frames] or [batch, 80, frames]), cut to the window."""
+        if self.window_frames is not None and features.shape[-1] > self.window_frames:
+            features = np.ascontiguousarray(features[..., : self.window_frames])
+        return super().encode(features)
+
+
+def window_frames(samples: int, pad_s: float) -> int:
+    """Encoder frames for ``samples`` (16 kHz) and ``pad_s`` s of padding: even, at most 30 s."""
+    frames = math.ceil(samples / SAMPLE_RATE * FRAMES_PER_SECOND + pad_s * FRAMES_PER_SECOND)
+    return min(WINDOW_FRAMES, frames + frames % 2)
 
 
 @dataclass(frozen=True)
@@ -40,12 +73,16 @@ class Recognizer:
         compute_type: CTranslate2 compute type (``int8`` on CPU).
         beam_size: beam width.
         threads: CPU threads for inference.
+        window_pad_s: encode each utterance and this much padding (s) instead of the 30 s window
+            (0: the whole window, Whisper's own way; see :class:`WindowedWhisperModel`).
     """
 
-    def __init__(self, model: str, compute_type: str = "int8", beam_size: int = 5, threads: int = 2) -> None:
-        self.model = WhisperModel(model, device="cpu", compute_type=compute_type, cpu_threads=threads)
+    def __init__(self, model: str, compute_type: str = "int8", beam_size: int = 5, threads: int = 2,
+                 window_pad_s: float = 0.0) -> None:
+        self.model = WindowedWhisperModel(model, device="cpu", compute_type=compute_type, cpu_threads=threads)
         self.batched = BatchedInferencePipeline(self.model)
         self.beam_size = beam_size
+        self.window_pad_s = window_pad_s
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Recognizer:
@@ -55,6 +92,7 @@ class Recognizer:
             settings.whisper_compute_type,
             settings.whisper_beam_size,
             settings.whisper_threads,
+            settings.whisper_window_pad_s,
         )
 
     def detect(self, audio: np.ndarray) -> tuple[str, float]:
@@ -79,15 +117,16 @@ class Recognizer:
         Returns:
             The recognition; empty text when Whisper judges it not to be speech.
         """
-        segments, _info = self.model.transcribe(
-            audio,
-            language=language,
-            beam_size=self.beam_size,
-            condition_on_previous_text=False,
-            without_timestamps=True,
-            vad_filter=False,
-        )
-        return _recognition(list(segments))
+        with self._window(audio.size):
+            segments, _info = self.model.transcribe(
+                audio,
+                language=language,
+                beam_size=self.beam_size,
+                condition_on_previous_text=False,
+                without_timestamps=True,
+                vad_filter=False,
+            )
+            return _recognition(list(segments))
 
     def transcribe_batch(self, audios: list[np.ndarray], language: str = "en") -> list[Recognition]:
         """Recognize several utterances (e.g. from different callers) in one batched decode.
@@ -111,16 +150,29 @@ class Recognizer:
             bounds.append((start, start + audio.size))
             start += audio.size
         clips = [{"start": a / SAMPLE_RATE, "end": b / SAMPLE_RATE} for a, b in bounds]
-        segments, _info = self.batched.transcribe(
-            np.concatenate(audios), language=language, beam_size=self.beam_size, batch_size=len(audios),
-            without_timestamps=True, clip_timestamps=clips, vad_filter=False,
-        )
+        with self._window(max(audio.size for audio in audios)):
+            segments, _info = self.batched.transcribe(
+                np.concatenate(audios), language=language, beam_size=self.beam_size, batch_size=len(audios),
+                without_timestamps=True, clip_timestamps=clips, vad_filter=False,
+            )
+            found = list(segments)
         per_clip: list[list] = [[] for _ in audios]
-        for segment in segments:
+        for segment in found:
             midpoint = (segment.start + segment.end) / 2 * SAMPLE_RATE
             index = next((i for i, (a, b) in enumerate(bounds) if a <= midpoint < b), len(bounds) - 1)
             per_clip[index].append(segment)
         return [_recognition(found) for found in per_clip]
+
+
+    @contextlib.contextmanager
+    def _window(self, samples: int) -> Iterator[None]:
+        """Encode only ``samples`` and the window padding while inside (with ``window_pad_s`` > 0)."""
+        pad = self.window_pad_s
+        self.model.window_frames = window_frames(samples, pad) if pad > 0 else None
+        try:
+            yield
+        finally:
+            self.model.window_frames = None
 
 
 def _recognition(segments: list) -> Recognition:

@@ -7,7 +7,7 @@ import gzip
 import numpy as np
 import soundfile
 
-from benchmarks.asr_beams import data_clips, prompt_clips, prompt_texts
+from benchmarks.asr_beams import configurations, data_clips, prompt_clips, prompt_texts
 
 TEXTS = """; Core Asterisk Sounds in English
 
@@ -49,3 +49,8 @@ def test_the_referenced_test_recordings_are_the_first_corpus():
     assert {"jfk", "cards_five_five", "sense_and_sensibility_01_austen_64kb-0870"} <= set(clips)
     assert clips["cards_five_five"][1].lower().startswith("five five")
     assert all(audio.dtype == np.float32 and audio.ndim == 1 for audio, _ in clips.values())
+
+
+def test_each_beam_is_measured_on_the_whole_window_and_each_padding_at_the_first_beam():
+    assert configurations([5, 1], [0, 10]) == {"beam_5": (5, 0.0), "beam_1": (1, 0.0),
+                                               "beam_5_window_pad_10": (5, 10)}

@@ -95,3 +95,27 @@ async def test_a_spanish_session_is_heard_in_spanish_by_the_multilingual_model(s
     stage = asr_stage(settings, recognizer)
     [transcript, _to_caller] = [e.record async for e in stage.handle(utterance_of(audio, "es"))]
     assert transcript.language == "es" and "plan" in transcript.text.lower(), transcript.text
+
+
+def test_a_windowed_decode_encodes_the_utterance_and_its_padding_not_30_s(recognizer, monkeypatch):
+    from processors.asr.whisper import Recognizer, WindowedWhisperModel, window_frames
+
+    audio, reference = load_clip("jfk")
+    windowed = Recognizer.__new__(Recognizer)  # the shared model, with a window
+    windowed.model, windowed.batched, windowed.beam_size = recognizer.model, recognizer.batched, 5
+    windowed.window_pad_s = 10.0
+    shapes: list[int] = []
+    encode = WindowedWhisperModel.encode
+
+    def spy(model, features):
+        out = encode(model, features)
+        shapes.append(out.shape[1])  # encoder positions: half the frames
+        return out
+
+    monkeypatch.setattr(WindowedWhisperModel, "encode", spy)
+    assert wer(reference, windowed.transcribe(audio).text) <= 0.25
+    assert shapes == [window_frames(audio.size, 10.0) // 2] and shapes[0] < 1500
+    assert recognizer.model.window_frames is None  # only while decoding
+    recognizer.transcribe(audio)
+    assert shapes[-1] == 1500  # the whole window without padding set
+    assert window_frames(16000 * 40, 0.0) == 3000 and window_frames(16000, 0.5) == 150
