@@ -46,7 +46,6 @@ from benchmarks.eval import DATA, RESULTS, wer
 from benchmarks.report import percentiles
 from benchmarks.turns import RATE, load
 from processors.asr.whisper import Recognizer
-from processors.models import whisper_model_dir
 from streams.settings import Settings
 
 Clip = tuple[str, np.ndarray, str]
@@ -91,9 +90,9 @@ def configurations(beams: list[int], window_pads: list[float]) -> dict[str, tupl
 def measure(corpora: dict[str, list[Clip]], configs: dict[str, tuple[int, float]],
             settings: Settings) -> dict[str, Any]:
     """Decode every clip in every configuration (alternating); WER and decode times per corpus and one."""
-    model = settings.whisper_model or str(whisper_model_dir())
-    recognizers = {label: Recognizer(model, settings.whisper_compute_type, beam, settings.whisper_threads,
-                                     pad) for label, (beam, pad) in configs.items()}
+    recognizers = {label: Recognizer.from_settings(settings.model_copy(
+        update={"whisper_beam_size": beam, "whisper_window_pad_s": pad}))
+        for label, (beam, pad) in configs.items()}
     for recognizer in recognizers.values():  # the first decode of a model pays its set-up
         recognizer.transcribe(np.zeros(RATE, dtype=np.float32))
     labels = list(configs)
