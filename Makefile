@@ -65,7 +65,7 @@ $(ESPEAK):
 # The whole suite on the default embedded broker (Apache Kafka when Java 17+ is here), then the
 # pipeline and the bad-input matrix again on Tansu, the no-Java fallback, so both stay working.
 test: install chromium espeak
-	$(BIN)/pytest -q
+	$(BIN)/pytest -q --durations=25
 	VOXBUS_BROKER=tansu $(BIN)/pytest -q -p no:cacheprovider tests/integration/test_pipeline.py \
 	  tests/integration/test_bad_input.py
 

@@ -21,7 +21,7 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from processors.analytics.io import consumer_for
 from streams.admin import topic_partitions
-from streams.clients import stop_consumer
+from streams.clients import stop_consumer, stop_within
 from streams.settings import Settings
 from streams.topics import TopicSpec
 
@@ -33,6 +33,11 @@ CATCH_UP_WAIT_S = 5.0
 """Longest a request waits for a view to read its topics up to where they end when it asks."""
 SYNC_POLL_S = 0.02
 """How often a request waiting for a view to catch up looks at its positions (s)."""
+STOP_TIMEOUT_S = 5.0
+"""Longest one step of the ingress's shutdown may take (s): the gateway's readers, then its producer's
+flush, then each view. The ingress pod's grace period (60 s, ``deploy/k8s/base/ingress.yaml``) holds the
+preStop drain (45 s), aiohttp's handler shutdown (5 s) and the first two; a client still stopping
+after that is abandoned with a warning (:func:`streams.clients.stop_within`)."""
 
 
 class TopicFollower:
@@ -251,9 +256,9 @@ def start_soon(start: Awaitable[Any], what: str) -> asyncio.Task[None]:
 
 
 def stop_on_cleanup(app: web.Application, follower: TopicFollower) -> None:
-    """Stop ``follower`` when ``app`` shuts down."""
+    """Stop ``follower`` when ``app`` shuts down, within :data:`STOP_TIMEOUT_S`."""
     async def stop(app: web.Application) -> None:
-        await follower.stop()
+        await stop_within({type(follower).__name__: follower.stop()}, STOP_TIMEOUT_S)
 
     app.on_cleanup.append(stop)
 

@@ -13,7 +13,7 @@ from aiokafka.structs import RecordMetadata
 from ingress.admission import AdmissionControl
 from ingress.backpressure import AudioBudget
 from ingress.egress import EgressReader
-from ingress.follow import TopicFollower, started
+from ingress.follow import STOP_TIMEOUT_S, TopicFollower, started
 from ingress.health import CAPABILITIES, BrokerProbe, StageMonitor, capabilities
 from ingress.live_turns import LiveLoad
 from ingress.mailbox import EgressRouter
@@ -22,7 +22,7 @@ from ingress.turns import FinishedTurns
 from processors.runtime import STAGES
 from schemas import Record, SessionRecord, encode
 from streams.admin import ensure_topics
-from streams.clients import producer_kwargs
+from streams.clients import producer_kwargs, stop_within
 from streams.settings import Settings
 from streams.topics import EGRESS, TopicSpec
 
@@ -112,10 +112,11 @@ class Gateway:
         if self.watcher is not None:
             self.watcher.cancel()
             await asyncio.gather(self.watcher, return_exceptions=True)
-        await asyncio.gather(self.egress.stop(), self.monitor.stop(), self.admission.stop(),
-                             self.ledger.stop(), self.router.close(), self.probe.stop(), self.live.stop(),
-                             return_exceptions=True)
-        await self.producer.stop()
+        await stop_within({"egress reader": self.egress.stop(), "stage monitor": self.monitor.stop(),
+                           "admission": self.admission.stop(), "session ledger": self.ledger.stop(),
+                           "egress router": self.router.close(), "broker probe": self.probe.stop(),
+                           "live turns": self.live.stop()}, STOP_TIMEOUT_S)
+        await stop_within({"producer": self.producer.stop()}, STOP_TIMEOUT_S)  # last: the others produce
 
     async def produce(self, topic: TopicSpec, record: Record) -> RecordMetadata:
         """Produce ``record`` keyed by its session (:meth:`schemas.Record.message_key`), wait for the ack.

@@ -27,11 +27,15 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import logging
 import ssl
+from collections.abc import Awaitable
 from dataclasses import dataclass
 from typing import Any
 
 from streams.settings import Settings
+
+log = logging.getLogger(__name__)
 
 FETCH_WAIT_MS = {"kafka": 2000, "external": 2000, "tansu": 40}
 """Default fetch wait (ms) per broker kind; see the module docstring for the measurements."""
@@ -164,3 +168,29 @@ async def stop_consumer(consumer: Any) -> None:
         task = asyncio.current_task()
         if task is not None and task.cancelling():
             raise
+
+
+async def stop_within(parts: dict[str, Awaitable[object]], timeout_s: float) -> list[str]:
+    """Run the ``parts`` (name -> a client's ``stop()``) together and give them ``timeout_s`` (s) to end.
+
+    A shutdown must end inside its pod's grace period whatever a broker connection does: a
+    part still running after ``timeout_s`` is cancelled and logged, and left behind if it
+    ignores the cancel for another second; a part that raised is logged. Nothing is raised.
+
+    Returns:
+        The names of the parts that did not end in time, sorted.
+    """
+    tasks = {asyncio.ensure_future(part): name for name, part in parts.items()}
+    if not tasks:
+        return []
+    done, pending = await asyncio.wait(tasks, timeout=timeout_s)
+    for task in done:
+        if not task.cancelled() and task.exception() is not None:
+            log.warning("stopping %s failed: %r", tasks[task], task.exception())
+    stuck = sorted(tasks[task] for task in pending)
+    if stuck:
+        log.warning("stopping %s did not end within %.1f s; abandoned", ", ".join(stuck), timeout_s)
+        for task in pending:
+            task.cancel()
+        await asyncio.wait(pending, timeout=1.0)
+    return stuck

@@ -63,11 +63,19 @@ def recorded_call(stack, url, tmp_path_factory):
     started = time.time()
     turns = asyncio.run(call(url, path, session_id=session_id, timeout_s=240, speak=False))
     assert len(turns) == len(QUESTIONS), [t.transcript for t in turns]
-    deadline = time.monotonic() + 120  # VOXBUS_ARCHIVE_FLUSH_S (10 s) after the last record, on a busy box
+    # complete, then settled: no new record for longer than VOXBUS_ARCHIVE_FLUSH_S (a sentence may be
+    # flushed after its turn's final one, which is in another archive file), on a busy box
+    deadline, settled_for = time.monotonic() + 150, stack.archive_flush_s + 4.0
+    counts, since = None, time.monotonic()
     while time.monotonic() < deadline:
         records = archived(stack, session_id)
-        if (len(records[RetrievalResult]) == len(turns) and len(records[ToolResult]) == len(records[ToolCall])
-                and sum(r.final for r in records[ReplyText]) == len(turns)):
+        now = {kind: len(found) for kind, found in records.items()}
+        if now != counts:
+            counts, since = now, time.monotonic()
+        elif (len(records[RetrievalResult]) == len(turns)
+              and len(records[ToolResult]) == len(records[ToolCall])
+              and sum(r.final for r in records[ReplyText]) == len(turns)
+              and time.monotonic() - since >= settled_for):
             break
         time.sleep(2)
     assert len(records[RetrievalResult]) == len(turns), "the archive did not get the retrieval results"

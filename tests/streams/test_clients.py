@@ -80,3 +80,34 @@ async def test_a_cancellation_escaping_a_consumer_stop_is_not_the_callers():
     task.cancel()
     with pytest.raises(asyncio.CancelledError):
         await task
+
+
+async def test_a_shutdown_step_ends_in_time_whatever_a_client_does(caplog):
+    """A stop that hangs (or ignores its cancel) is abandoned after the budget; one that fails is logged."""
+    import asyncio
+    import time
+
+    ended = []
+
+    async def quick():
+        ended.append("quick")
+
+    async def hangs():
+        await asyncio.sleep(3600)
+
+    async def deaf():
+        try:
+            await asyncio.sleep(3600)
+        except asyncio.CancelledError:
+            await asyncio.sleep(1.5)  # a client that swallows its cancel (for longer than the grace)
+
+    async def fails():
+        raise ConnectionError("broker gone")
+
+    started = time.monotonic()
+    stuck = await clients.stop_within({"quick": quick(), "hangs": hangs(), "deaf": deaf(), "fails": fails()},
+                                      timeout_s=0.2)
+    assert time.monotonic() - started < 1.4
+    assert stuck == ["deaf", "hangs"] and ended == ["quick"]
+    assert "deaf, hangs did not end within 0.2 s" in caplog.text and "broker gone" in caplog.text
+    assert await clients.stop_within({}, 0.1) == []
