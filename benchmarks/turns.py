@@ -18,8 +18,9 @@ v3.2) chunk by chunk (``VOXBUS_CHUNK_MS``, 128 ms) in audio time, then 4 s of si
 the reply is taken to reach the caller ``--reply-after-ms`` after each turn's end (the ingress's
 ``SessionControl(action="replied")``; speech starting more than
 ``VOXBUS_VAD_CONTINUATION_REACTION_MS`` later answers it).  Every answered utterance is
-decoded by the asr stage's Whisper with its noise rejection, and the whole thought once
-more offline (one decode of all its audio).  Per configuration (silence-only or Smart Turn
+decoded by the asr stage's Whisper with its noise rejection (and its
+``VOXBUS_WHISPER_WINDOW_PAD_S``), and the whole thought once more offline (one decode of all its
+audio, in Whisper's whole 30 s window).  Per configuration (silence-only or Smart Turn
 endpointing, continuations on or off):
 
 * **false cut-offs**: sentences an answered turn cut (its speech ended inside the sentence,
@@ -282,10 +283,14 @@ class Decoded:
 
 
 class Decoder:
-    """The asr stage's recognizer, each distinct utterance decoded once across configurations."""
+    """The asr stage's recognizer, each distinct utterance decoded once across configurations.
 
-    def __init__(self) -> None:
-        self.recognizer = Recognizer.from_settings(Settings())
+    Args:
+        settings: the ``VOXBUS_WHISPER_*`` settings the recognizer is built with.
+    """
+
+    def __init__(self, settings: Settings) -> None:
+        self.recognizer = Recognizer.from_settings(settings)
         self.recognizer.transcribe(np.zeros(RATE, dtype=np.float32))  # the asr stage's warm-up
         self.cache: dict[str, Decoded] = {}
 
@@ -496,8 +501,10 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         speech += [load(p) for pair in prompt_pairs_of(args.prompts, np.random.default_rng(args.seed),
                                                        args.prompt_pairs) for p in pair]
     noise = noise_clips(args, speech)
-    decode = Decoder()
-    offline = {t.name: decode(t.audio[: -int(WAIT_S * RATE)]).text for t in items}
+    decode = Decoder(Settings())
+    # the reference is Whisper's own way, its whole 30 s window, whatever VOXBUS_WHISPER_WINDOW_PAD_S says
+    whole_window = Decoder(Settings().model_copy(update={"whisper_window_pad_s": 0.0}))
+    offline = {t.name: whole_window(t.audio[: -int(WAIT_S * RATE)]).text for t in items}
     results = {}
     for config in args.configs:
         stage = VadStage(Settings().model_copy(update={**CONFIGS[config], "chunk_ms": args.chunk_ms}))

@@ -134,9 +134,10 @@ class Recognizer:
     def transcribe_batch(self, audios: list[np.ndarray], language: str = "en") -> list[Recognition]:
         """Recognize several utterances (e.g. from different callers) in one batched decode.
 
-        Whisper pads every input to a 30 s window, so a 3 s utterance costs most of
-        what an 11 s one does; decoding N utterances as one batch of N windows shares
-        that cost.  The utterances are laid end to end and handed to faster-whisper's
+        Whisper pads every input to a 30 s window (with ``window_pad_s``, to the longest
+        utterance and the padding), so a 3 s utterance costs most of what an 11 s one
+        does; decoding N utterances as one batch of N windows shares that cost.  The
+        utterances are laid end to end and handed to faster-whisper's
         ``BatchedInferencePipeline`` as ``clip_timestamps``, one clip per utterance.
 
         Args:

@@ -101,9 +101,13 @@ def test_a_windowed_decode_encodes_the_utterance_and_its_padding_not_30_s(recogn
     from processors.asr.whisper import Recognizer, WindowedWhisperModel, window_frames
 
     audio, reference = load_clip("jfk")
-    windowed = Recognizer.__new__(Recognizer)  # the shared model, with a window
-    windowed.model, windowed.batched, windowed.beam_size = recognizer.model, recognizer.batched, 5
-    windowed.window_pad_s = 10.0
+    def sharing_the_model(pad_s: float) -> Recognizer:
+        shell = Recognizer.__new__(Recognizer)  # the shared model, with this window
+        shell.model, shell.batched, shell.beam_size = recognizer.model, recognizer.batched, 5
+        shell.window_pad_s = pad_s
+        return shell
+
+    windowed, whole = sharing_the_model(10.0), sharing_the_model(0.0)
     shapes: list[int] = []
     encode = WindowedWhisperModel.encode
 
@@ -116,6 +120,6 @@ def test_a_windowed_decode_encodes_the_utterance_and_its_padding_not_30_s(recogn
     assert wer(reference, windowed.transcribe(audio).text) <= 0.25
     assert shapes == [window_frames(audio.size, 10.0) // 2] and shapes[0] < 1500
     assert recognizer.model.window_frames is None  # only while decoding
-    recognizer.transcribe(audio)
+    whole.transcribe(audio)
     assert shapes[-1] == 1500  # the whole window without padding set
     assert window_frames(16000 * 40, 0.0) == 3000 and window_frames(16000, 0.5) == 150
