@@ -57,6 +57,7 @@ class Turn:
     speak: bool = True
     failed: bool = False
     dropped: bool = False
+    heard_nothing: bool = False
     paused_by: str = ""
     interrupted: bool = False
     heard_text: str = ""
@@ -99,6 +100,7 @@ class Turn:
             self.dropped = event.kind == "speech_end" and not event.utterance
         elif isinstance(event, Transcript):
             self.transcript, self.source, self.speak = event.text, event.source, event.speak
+            self.heard_nothing = not event.text
         elif isinstance(event, IntentResult):
             self.intent, self.confidence = event.intent, event.confidence
             self.sentiment, self.sentiment_score = event.sentiment, event.sentiment_score
@@ -126,8 +128,8 @@ class Turn:
         """True once the reply text (and, for spoken turns, its audio) has been delivered."""
         if self.failed or self.dropped:
             return True
-        if self.marks and not self.transcript and "asr.end" in self.marks:
-            return True  # Whisper heard no speech: nothing to answer
+        if self.heard_nothing:
+            return True  # the asr stage rejected the utterance (no speech, noise): nothing to answer
         return self.text_done and (self.audio_done or not self.speak)
 
     def record(self, session_id: str, egress_partition: int) -> TurnRecord:
