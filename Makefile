@@ -80,7 +80,7 @@ $(BIN)/ruff: | install
 # voxbus vs Pipecat voice-to-voice latency on identical models (benchmarks/latency.py): writes
 # benchmarks/results/latency.{json,png} and prints the table. Pipecat gets its own virtualenv so
 # it cannot change voxbus's packages; torch first, the local CPU wheel, as for .venv.
-# Options: make bench BENCH_ARGS="--callers 1,4 --turns 2". About 15 minutes on 2 cores.
+# Options: make bench BENCH_ARGS="--callers 1,4 --turns 2". About 18 minutes on 2 cores (1, 2, 4, 6 and 8 callers).
 PIPECAT_VENV    := benchmarks/.venv-pipecat
 PIPECAT_VERSION ?= 1.14.0
 

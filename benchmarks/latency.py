@@ -15,7 +15,7 @@ CPU seconds per turn: utime + stime of every process of the system under test ov
 run (voxbus: the stage and ingress processes, the broker and the LLM server; Pipecat:
 the bot process and the same LLM server), divided by the turns answered.
 
-Usage: ``python -m benchmarks.latency [--callers 1,2,4,8] [--turns 3] [--systems voxbus,pipecat]``.
+Usage: ``python -m benchmarks.latency [--callers 1,2,4,6,8] [--turns 3] [--systems voxbus,pipecat]``.
 """
 
 from __future__ import annotations
@@ -471,7 +471,7 @@ def package_version(python: Path, package: str) -> str | None:
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description="voxbus vs Pipecat voice-to-voice latency benchmark")
-    p.add_argument("--callers", default="1,2,4,8", help="comma-separated numbers of concurrent callers")
+    p.add_argument("--callers", default="1,2,4,6,8", help="comma-separated numbers of concurrent callers")
     p.add_argument("--turns", type=int, default=3, help="turns per caller")
     p.add_argument("--min-turns", type=int, default=6,
                    help="at least this many turns per run (a single caller then speaks more turns)")
