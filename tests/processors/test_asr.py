@@ -123,3 +123,32 @@ def test_a_windowed_decode_encodes_the_utterance_and_its_padding_not_30_s(recogn
     whole.transcribe(audio)
     assert shapes[-1] == 1500  # the whole window without padding set
     assert window_frames(16000 * 40, 0.0) == 3000 and window_frames(16000, 0.5) == 150
+
+
+def test_a_windowed_decode_that_is_rejected_is_decoded_again_on_the_whole_window(recognizer, monkeypatch):
+    import soundfile
+
+    from processors.asr.whisper import Recognizer, WindowedWhisperModel
+    from tests.conftest import DATA
+
+    windowed = Recognizer.__new__(Recognizer)  # the shared model, with a window
+    windowed.model, windowed.batched, windowed.beam_size = recognizer.model, recognizer.batched, 5
+    windowed.window_pad_s = 10.0
+    positions: list[int] = []
+    encode = WindowedWhisperModel.encode
+
+    def spy(model, features):
+        out = encode(model, features)
+        positions.append(out.shape[1])
+        return out
+
+    monkeypatch.setattr(WindowedWhisperModel, "encode", spy)
+    music, _ = soundfile.read(DATA / "nonspeech" / "moh_reno_project_system_0s.wav", dtype="float32")
+    result = windowed.transcribe(music[: 16000 * 3])  # 3 s of music on hold: rejected either way
+    assert result.rejected and positions[0] < 1500 and positions[-1] == 1500
+    speech, _ = load_clip("jfk")
+    positions.clear()
+    assert windowed.transcribe(speech).text and max(positions) < 1500  # accepted: decoded once, windowed
+    positions.clear()
+    out = windowed.transcribe_batch([speech, music[: 16000 * 3]])
+    assert out[0].text and out[1].rejected and positions[-1] == 1500  # only the rejected one again
