@@ -281,11 +281,12 @@ class Settings(BaseSettings):
     whisper_beam_size: int = 5
     whisper_threads: int = 2
     whisper_window_pad_s: float = Field(
-        default=10.0, ge=0.0, le=30.0,
+        default=0.0, ge=0.0, le=30.0,
         description="Encode each utterance and this much padding (s) instead of Whisper's whole 30 s "
                     "window (0: the whole window, Whisper's own way). At 10 s: decode p50 x2.3 faster, "
-                    "WER 4.84 vs 4.50 % on 267 real clips (benchmarks/asr_beams.py); voice-to-voice "
-                    "p50 1 caller -250 ms (README, Latency).",
+                    "WER 4.84 vs 4.50 % on 267 real clips (benchmarks/asr_beams.py), voice-to-voice "
+                    "p50 1 caller -250 ms; opt-in: it truncated a 6 s sentence and shifts Whisper's "
+                    "no-speech signals both ways (README, Turn-taking).",
     )
     asr_trim_heap: bool = Field(
         default=True,
