@@ -126,9 +126,13 @@ class Recognizer:
             and a caller is not to go unanswered for a speed-up.  Noise, rejected either
             way, costs the second decode.
         """
-        result = self._transcribe(audio, language, self.window_pad_s)
+        windowed = self._transcribe(audio, language, self.window_pad_s)
+        return self._whole_window_if_rejected(audio, language, windowed)
+
+    def _whole_window_if_rejected(self, audio: np.ndarray, language: str, result: Recognition) -> Recognition:
+        """``result``, or, if the windowed decode rejected ``audio``, its decode on the whole window."""
         if result.rejected and self.window_pad_s > 0:
-            result = self._transcribe(audio, language, 0.0)
+            return self._transcribe(audio, language, 0.0)
         return result
 
     def _transcribe(self, audio: np.ndarray, language: str, pad_s: float) -> Recognition:
@@ -163,11 +167,8 @@ class Recognizer:
         """
         if len(audios) == 1:
             return [self.transcribe(audios[0], language)]
-        results = self._transcribe_batch(audios, language)
-        if self.window_pad_s > 0:
-            results = [self._transcribe(audio, language, 0.0) if result.rejected else result
-                       for audio, result in zip(audios, results, strict=True)]
-        return results
+        return [self._whole_window_if_rejected(audio, language, result)
+                for audio, result in zip(audios, self._transcribe_batch(audios, language), strict=True)]
 
     def _transcribe_batch(self, audios: list[np.ndarray], language: str) -> list[Recognition]:
         """One batched decode of ``audios`` with the encoder window of the longest."""

@@ -97,43 +97,21 @@ async def test_a_spanish_session_is_heard_in_spanish_by_the_multilingual_model(s
     assert transcript.language == "es" and "plan" in transcript.text.lower(), transcript.text
 
 
-def test_a_windowed_decode_encodes_the_utterance_and_its_padding_not_30_s(recognizer, monkeypatch):
-    from processors.asr.whisper import Recognizer, WindowedWhisperModel, window_frames
+def sharing_the_model(recognizer, pad_s: float):
+    """A Recognizer on ``recognizer``'s loaded model with encoder window padding ``pad_s``."""
+    from processors.asr.whisper import Recognizer
 
-    audio, reference = load_clip("jfk")
-    def sharing_the_model(pad_s: float) -> Recognizer:
-        shell = Recognizer.__new__(Recognizer)  # the shared model, with this window
-        shell.model, shell.batched, shell.beam_size = recognizer.model, recognizer.batched, 5
-        shell.window_pad_s = pad_s
-        return shell
-
-    windowed, whole = sharing_the_model(10.0), sharing_the_model(0.0)
-    shapes: list[int] = []
-    encode = WindowedWhisperModel.encode
-
-    def spy(model, features):
-        out = encode(model, features)
-        shapes.append(out.shape[1])  # encoder positions: half the frames
-        return out
-
-    monkeypatch.setattr(WindowedWhisperModel, "encode", spy)
-    assert wer(reference, windowed.transcribe(audio).text) <= 0.25
-    assert shapes == [window_frames(audio.size, 10.0) // 2] and shapes[0] < 1500
-    assert recognizer.model.window_frames is None  # only while decoding
-    whole.transcribe(audio)
-    assert shapes[-1] == 1500  # the whole window without padding set
-    assert window_frames(16000 * 40, 0.0) == 3000 and window_frames(16000, 0.5) == 150
+    shell = Recognizer.__new__(Recognizer)
+    shell.model, shell.batched, shell.beam_size = recognizer.model, recognizer.batched, 5
+    shell.window_pad_s = pad_s
+    return shell
 
 
-def test_a_windowed_decode_that_is_rejected_is_decoded_again_on_the_whole_window(recognizer, monkeypatch):
-    import soundfile
+@pytest.fixture
+def encoded_positions(monkeypatch) -> list[int]:
+    """The encoder positions (half the frames) of every encode while the test runs."""
+    from processors.asr.whisper import WindowedWhisperModel
 
-    from processors.asr.whisper import Recognizer, WindowedWhisperModel
-    from tests.conftest import DATA
-
-    windowed = Recognizer.__new__(Recognizer)  # the shared model, with a window
-    windowed.model, windowed.batched, windowed.beam_size = recognizer.model, recognizer.batched, 5
-    windowed.window_pad_s = 10.0
     positions: list[int] = []
     encode = WindowedWhisperModel.encode
 
@@ -143,6 +121,30 @@ def test_a_windowed_decode_that_is_rejected_is_decoded_again_on_the_whole_window
         return out
 
     monkeypatch.setattr(WindowedWhisperModel, "encode", spy)
+    return positions
+
+
+def test_a_windowed_decode_encodes_the_utterance_and_its_padding_not_30_s(recognizer, encoded_positions):
+    from processors.asr.whisper import window_frames
+
+    audio, reference = load_clip("jfk")
+    windowed, whole = sharing_the_model(recognizer, 10.0), sharing_the_model(recognizer, 0.0)
+    shapes = encoded_positions
+    assert wer(reference, windowed.transcribe(audio).text) <= 0.25
+    assert shapes == [window_frames(audio.size, 10.0) // 2] and shapes[0] < 1500
+    assert recognizer.model.window_frames is None  # only while decoding
+    whole.transcribe(audio)
+    assert shapes[-1] == 1500  # the whole window without padding set
+    assert window_frames(16000 * 40, 0.0) == 3000 and window_frames(16000, 0.5) == 150
+
+
+def test_a_windowed_decode_that_is_rejected_is_decoded_again_on_the_whole_window(
+        recognizer, encoded_positions):
+    import soundfile
+
+    from tests.conftest import DATA
+
+    windowed, positions = sharing_the_model(recognizer, 10.0), encoded_positions
     music, _ = soundfile.read(DATA / "nonspeech" / "moh_macroform_the_simplicity_0s.wav", dtype="float32")
     result = windowed.transcribe(music)  # 3 s of music on hold: rejected either way
     assert result.rejected and positions[0] < 1500 and positions[-1] == 1500
